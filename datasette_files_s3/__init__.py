@@ -1,0 +1,43 @@
+"""datasette-files-s3: an S3 storage backend for datasette-files.
+
+This module holds the plugin hooks only; see README.md for the upload flow.
+"""
+
+from datasette import hookimpl
+
+from . import database, views
+from .storage import S3Storage
+
+__all__ = ["S3Storage"]
+
+
+@hookimpl
+def register_files_storage_types(datasette):
+    """Offer `storage: s3`, bound to this Datasette so sources know their names."""
+    return [type("S3Storage", (S3Storage,), {"datasette": datasette})]
+
+
+@hookimpl
+def startup(datasette):
+    """Create our pending-uploads table in the internal database."""
+
+    async def inner():
+        await database.create_tables(datasette)
+
+    return inner
+
+
+@hookimpl(tryfirst=True)
+def register_routes():
+    """Our routes first: they take over datasette-files' upload API for s3 sources."""
+    return [
+        (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/prepare$", views.upload_prepare),
+        (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/complete$", views.upload_complete),
+        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/thumbnail$", views.file_thumbnail),
+    ]
+
+
+@hookimpl
+def skip_csrf(datasette, scope):
+    """Our JSON endpoints accept only application/json, which a cross-site form cannot send."""
+    return scope["type"] == "http" and scope["path"].startswith("/-/files-s3/")

@@ -1,0 +1,218 @@
+"""Parse and validate one `storage: s3` source's `config:` block.
+
+Everything here is pure: a dict goes in, an `S3SourceConfig` or a
+`ConfigError` naming the source and the option comes out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+# S3's own limits: one PUT/POST holds at most 5 GiB, an object at most 5 TiB.
+S3_MAX_SINGLE_UPLOAD = 5 * 1024**3
+S3_MAX_OBJECT_SIZE = 5 * 1024**4
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_MIME_PATTERN_RE = re.compile(r"^[\w.+-]+/([\w.+-]+|\*)$|^\*/\*$")
+
+
+@dataclass(frozen=True)
+class S3SourceConfig:
+    """A validated source configuration. Secrets are kept out of repr()."""
+
+    source: str
+    bucket: str | None = None
+    region: str = "us-east-1"
+    prefix: str = ""
+    endpoint_url: str | None = None
+    public_endpoint_url: str | None = None
+    addressing_style: str = "auto"
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    credentials_url: str | None = None
+    credentials_url_secret: str | None = field(default=None, repr=False)
+    max_file_size: int = S3_MAX_OBJECT_SIZE
+    allowed_content_types: tuple[str, ...] = ()
+    upload_expires: int = 900
+    download_expires: int = 300
+    multipart_threshold: int = 64 * 1024**2
+    multipart_expires: int = 24 * 3600
+    thumbnail_max_size: int = 10 * 1024**2
+
+    @property
+    def credentials_origin(self) -> str:
+        """Where keys come from, in words (never the keys themselves)."""
+        if self.credentials_url:
+            return "credentials broker"
+        if self.access_key_id:
+            return "config keys" + (" with session token" if self.session_token else "")
+        return "boto3 default chain"
+
+
+OPTIONS = {
+    "bucket",
+    "region",
+    "prefix",
+    "endpoint_url",
+    "public_endpoint_url",
+    "addressing_style",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "credentials_url",
+    "credentials_url_secret",
+    "max_file_size",
+    "allowed_content_types",
+    "upload_expires",
+    "download_expires",
+    "multipart_threshold",
+    "multipart_expires",
+    "thumbnail_max_size",
+}
+
+
+def normalize_prefix(prefix: str) -> str:
+    """`uploads`, `/uploads` and `uploads/` all become `uploads/`; `` stays ``."""
+    prefix = prefix.strip().strip("/")
+    return prefix + "/" if prefix else ""
+
+
+def parse_size(value, what: str) -> int:
+    """An int, or a string such as `500MB` / `5GiB`, as a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a size in bytes, e.g. 104857600 or '100MiB'")
+    if isinstance(value, int):
+        number = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise ValueError(f"{what} must be a size in bytes, e.g. 104857600 or '100MiB'")
+        number = int(float(match.group(1)) * _UNITS[unit])
+    if number <= 0:
+        raise ValueError(f"{what} must be greater than zero")
+    return number
+
+
+def parse_source_config(source: str, raw) -> S3SourceConfig:
+    """Validate one source's `config:` block, or raise a one-line ConfigError."""
+
+    def fail(option: str, problem: str):
+        raise ConfigError(f"datasette-files source '{source}' (storage: s3): option '{option}' {problem}")
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        fail("config", "must be a mapping of options")
+    unknown = sorted(set(raw) - OPTIONS)
+    if unknown:
+        fail(unknown[0], f"is not a known option (known: {', '.join(sorted(OPTIONS))})")
+
+    values: dict = {}
+    for name in (
+        "bucket",
+        "region",
+        "prefix",
+        "endpoint_url",
+        "public_endpoint_url",
+        "addressing_style",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "credentials_url",
+        "credentials_url_secret",
+    ):
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            fail(name, "must be a string")
+        values[name] = value.strip()
+
+    if not values.get("bucket") and not values.get("credentials_url"):
+        fail("bucket", "is required (or set credentials_url to use a credentials broker)")
+    if values.get("credentials_url") and not values.get("credentials_url_secret"):
+        fail("credentials_url_secret", "is required when credentials_url is set")
+    if bool(values.get("access_key_id")) != bool(values.get("secret_access_key")):
+        missing = "secret_access_key" if values.get("access_key_id") else "access_key_id"
+        fail(missing, "must be set together with the other static key")
+    if values.get("session_token") and not values.get("access_key_id"):
+        fail("session_token", "needs access_key_id and secret_access_key as well")
+
+    prefix = raw.get("prefix") or ""
+    if not isinstance(prefix, str):
+        fail("prefix", "must be a string such as 'uploads'")
+    if any(part in (".", "..") for part in prefix.strip("/").split("/")):
+        fail("prefix", "must not contain '.' or '..' segments")
+    if "//" in prefix.strip("/") or "\\" in prefix:
+        fail("prefix", "must not contain '//' or '\\'")
+    values["prefix"] = normalize_prefix(prefix)
+
+    for name in ("endpoint_url", "public_endpoint_url", "credentials_url"):
+        if name in values and not re.match(r"^https?://[^/\s]+", values[name]):
+            fail(name, "must be an http:// or https:// URL")
+
+    style = values.get("addressing_style") or ("path" if values.get("endpoint_url") else "auto")
+    if style not in ("auto", "path", "virtual"):
+        fail("addressing_style", "must be one of auto, path, virtual")
+    values["addressing_style"] = style
+
+    for name in ("max_file_size", "multipart_threshold", "thumbnail_max_size"):
+        if raw.get(name) is not None:
+            try:
+                values[name] = parse_size(raw[name], name)
+            except ValueError as ex:
+                fail(name, str(ex).removeprefix(name + " "))
+    if values.get("max_file_size", 0) > S3_MAX_OBJECT_SIZE:
+        fail("max_file_size", "must not exceed S3's 5 TiB object limit")
+    if values.get("multipart_threshold", 0) > S3_MAX_SINGLE_UPLOAD:
+        fail("multipart_threshold", "must not exceed S3's 5 GiB single-upload limit")
+
+    for name in ("upload_expires", "download_expires", "multipart_expires"):
+        if raw.get(name) is not None:
+            value = raw[name]
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                fail(name, "must be a whole number of seconds")
+            if not 1 <= value <= 7 * 24 * 3600:
+                fail(name, "must be between 1 second and 7 days (S3's presign limit)")
+            values[name] = value
+
+    types = raw.get("allowed_content_types")
+    if types is not None:
+        if isinstance(types, str):
+            types = [t.strip() for t in types.split(",") if t.strip()]
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            fail("allowed_content_types", "must be a list such as ['image/*', 'application/pdf']")
+        for pattern in types:
+            if not _MIME_PATTERN_RE.match(pattern):
+                fail("allowed_content_types", f"has {pattern!r}, which is not like 'image/*' or 'text/csv'")
+        values["allowed_content_types"] = tuple(t.lower() for t in types)
+
+    return S3SourceConfig(source=source, **values)
+
+
+def content_type_allowed(content_type: str, patterns: tuple[str, ...]) -> bool:
+    """True when no patterns are set or one of them (`image/*`, `text/csv`) matches."""
+    if not patterns:
+        return True
+    content_type = content_type.lower()
+    major = content_type.split("/", 1)[0]
+    return any(p in ("*/*", content_type, f"{major}/*") for p in patterns)

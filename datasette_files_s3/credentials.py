@@ -1,0 +1,214 @@
+"""Where a source's S3 keys come from: a credentials broker, config keys, or
+boto3's default chain, in that priority.
+
+A broker is asked with `POST secret=...` (form-encoded) and answers JSON with
+`AccessKeyId`, `SecretAccessKey`, `SessionToken`, `Expiration` and `S3Folder`
+(`s3://bucket/prefix/`). Credentials are fetched again a margin *before* they
+expire, one refresh at a time however many requests are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
+import httpx
+
+from .config import S3SourceConfig, normalize_prefix
+from .errors import CredentialsUnavailable
+
+logger = logging.getLogger("datasette_files_s3")
+
+# Refresh this long before expiry, or a quarter of the lifetime when that is shorter.
+REFRESH_MARGIN_SECONDS = 300
+BROKER_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One set of keys plus the bucket and prefix they are for.
+
+    `access_key_id` of None means "let boto3 find keys" (its default chain).
+    repr() never shows the secret parts.
+    """
+
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None  # epoch seconds
+    bucket: str | None = None
+    prefix: str = ""
+    refresh_at: float | None = None
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Seconds until these credentials stop working, or None if they don't expire."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (now if now is not None else time.time())
+
+    def needs_refresh(self, now: float | None = None) -> bool:
+        """True once we are inside the refresh margin."""
+        if self.refresh_at is None:
+            return False
+        return (now if now is not None else time.time()) >= self.refresh_at
+
+
+def parse_expiration(value: str) -> float:
+    """ISO 8601 (`2026-11-24T10:00:00Z`) to epoch seconds, UTC when no zone is given."""
+    parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def parse_s3_folder(value: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix/` to ("bucket", "some/prefix/")."""
+    parsed = urlparse(str(value))
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError("S3Folder must look like s3://bucket/prefix/")
+    if any(part in (".", "..") for part in parsed.path.strip("/").split("/")):
+        raise ValueError("S3Folder prefix must not contain '.' or '..'")
+    return parsed.netloc, normalize_prefix(parsed.path)
+
+
+def refresh_time(fetched_at: float, expires_at: float) -> float:
+    """When to fetch again: a margin before expiry, never at the instant."""
+    lifetime = max(expires_at - fetched_at, 0)
+    margin = min(REFRESH_MARGIN_SECONDS, lifetime / 4)
+    return expires_at - margin
+
+
+def credentials_from_broker_json(payload, fetched_at: float) -> Credentials:
+    """Validate a broker's JSON answer; ValueError says which field is wrong."""
+    if not isinstance(payload, dict):
+        raise ValueError("the answer is not a JSON object")
+    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"):
+        if not isinstance(payload.get(name), str) or not payload.get(name):
+            raise ValueError(f"the answer has no {name}")
+    try:
+        expires_at = parse_expiration(payload["Expiration"])
+    except ValueError:
+        raise ValueError("the answer's Expiration is not an ISO 8601 time") from None
+    bucket, prefix = None, ""
+    if payload.get("S3Folder"):
+        bucket, prefix = parse_s3_folder(payload["S3Folder"])
+    return Credentials(
+        access_key_id=payload["AccessKeyId"],
+        secret_access_key=payload["SecretAccessKey"],
+        session_token=payload["SessionToken"],
+        expires_at=expires_at,
+        bucket=bucket,
+        prefix=prefix,
+        refresh_at=refresh_time(fetched_at, expires_at),
+    )
+
+
+class CredentialsProvider:
+    """Gives the current credentials for one source."""
+
+    description = "boto3 default chain"
+
+    async def get(self) -> Credentials:
+        """Current credentials, fetching or refreshing them if needed."""
+        raise NotImplementedError
+
+
+class StaticCredentialsProvider(CredentialsProvider):
+    """Keys written in the source's config, or (with none) boto3's default chain."""
+
+    def __init__(self, config: S3SourceConfig):
+        self._credentials = Credentials(
+            access_key_id=config.access_key_id,
+            secret_access_key=config.secret_access_key,
+            session_token=config.session_token,
+            bucket=config.bucket,
+            prefix=config.prefix,
+        )
+        self.description = config.credentials_origin
+
+    async def get(self) -> Credentials:
+        return self._credentials
+
+
+class BrokerCredentialsProvider(CredentialsProvider):
+    """Short-lived keys from an HTTP credentials broker, refreshed before expiry."""
+
+    description = "credentials broker"
+
+    def __init__(self, config: S3SourceConfig, transport: httpx.AsyncBaseTransport | None = None):
+        self._source = config.source
+        self._url = config.credentials_url
+        self._secret = config.credentials_url_secret
+        self._fallback_bucket = config.bucket
+        self._fallback_prefix = config.prefix
+        self._transport = transport
+        self._current: Credentials | None = None
+        self._lock = asyncio.Lock()
+        self.fetch_count = 0
+
+    @property
+    def broker_host(self) -> str:
+        """The broker's host, safe to print (the URL may carry a query token)."""
+        return urlparse(self._url).netloc
+
+    async def get(self) -> Credentials:
+        current = self._current
+        if current is not None and not current.needs_refresh():
+            return current
+        async with self._lock:
+            # Another request may have refreshed while we waited for the lock.
+            current = self._current
+            if current is not None and not current.needs_refresh():
+                return current
+            try:
+                self._current = await self._fetch()
+            except CredentialsUnavailable:
+                # Keys that are merely inside the refresh margin still work:
+                # keep serving them while the broker is down.
+                if current is not None and (current.seconds_left() or 0) > 0:
+                    logger.warning(
+                        "datasette-files source '%s': credentials refresh failed, "
+                        "using current credentials until they expire",
+                        self._source,
+                    )
+                    return current
+                raise
+            return self._current
+
+    async def _fetch(self) -> Credentials:
+        fetched_at = time.time()
+        failure = f"datasette-files source '{self._source}': credentials broker at {self.broker_host}"
+        try:
+            async with httpx.AsyncClient(timeout=BROKER_TIMEOUT_SECONDS, transport=self._transport) as client:
+                response = await client.post(self._url, data={"secret": self._secret})
+        except httpx.HTTPError as ex:
+            raise CredentialsUnavailable(f"{failure} could not be reached ({type(ex).__name__})") from None
+        self.fetch_count += 1
+        if response.status_code != 200:
+            raise CredentialsUnavailable(f"{failure} answered HTTP {response.status_code}")
+        try:
+            credentials = credentials_from_broker_json(response.json(), fetched_at)
+        except ValueError as ex:
+            raise CredentialsUnavailable(f"{failure} gave unusable credentials: {ex}") from None
+        if credentials.bucket is None:
+            if not self._fallback_bucket:
+                raise CredentialsUnavailable(f"{failure} sent no S3Folder and the source has no bucket")
+            credentials = Credentials(
+                **{
+                    **credentials.__dict__,
+                    "bucket": self._fallback_bucket,
+                    "prefix": self._fallback_prefix,
+                }
+            )
+        return credentials
+
+
+def provider_for(config: S3SourceConfig) -> CredentialsProvider:
+    """The provider a source's config calls for: broker, then static keys, then default chain."""
+    if config.credentials_url:
+        return BrokerCredentialsProvider(config)
+    return StaticCredentialsProvider(config)

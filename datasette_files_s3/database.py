@@ -1,0 +1,95 @@
+"""This plugin's own table in Datasette's internal database: uploads that
+were prepared but not yet confirmed.
+
+A row is written when an upload is signed and removed when it is confirmed or
+rejected, so `datasette files-s3 cleanup` can find what abandoned uploads left
+in the bucket. Confirmation itself never depends on a row being here: the
+signed token carries everything, so any process sharing the secret can confirm.
+"""
+
+from __future__ import annotations
+
+import time
+
+PENDING_TABLE = "datasette_files_s3_pending"
+
+CREATE_SQL = f"""
+CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (
+    file_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    upload_id TEXT,
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    part_size INTEGER,
+    actor_id TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+async def create_tables(datasette) -> None:
+    """Create the pending-uploads table if it is not there yet."""
+    await datasette.get_internal_database().execute_write_script(CREATE_SQL)
+
+
+async def record_pending(datasette, ticket) -> None:
+    """Remember a signed upload until it is confirmed or cleaned up."""
+    await datasette.get_internal_database().execute_write(
+        f"""
+        INSERT OR REPLACE INTO {PENDING_TABLE}
+            (file_id, source, path, kind, upload_id, filename, content_type,
+             size, part_size, actor_id, created_at, expires_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            ticket.file_id,
+            ticket.source,
+            ticket.path,
+            ticket.kind,
+            ticket.upload_id,
+            ticket.filename,
+            ticket.content_type,
+            ticket.size,
+            ticket.part_size,
+            ticket.actor_id,
+            time.time(),
+            ticket.expires_at,
+        ],
+    )
+
+
+async def forget_pending(datasette, file_id: str) -> None:
+    """Drop a pending upload once it is registered or rejected."""
+    await datasette.get_internal_database().execute_write(
+        f"DELETE FROM {PENDING_TABLE} WHERE file_id = ?", [file_id]
+    )
+
+
+async def pending_uploads(
+    datasette, source: str | None = None, expired_before: float | None = None
+) -> list[dict]:
+    """Pending uploads, optionally for one source and only those expired before a time."""
+    sql = f"SELECT * FROM {PENDING_TABLE} WHERE 1 = 1"
+    params: list = []
+    if source is not None:
+        sql += " AND source = ?"
+        params.append(source)
+    if expired_before is not None:
+        sql += " AND expires_at < ?"
+        params.append(expired_before)
+    rows = await datasette.get_internal_database().execute(sql + " ORDER BY created_at", params)
+    return [dict(row) for row in rows.rows]
+
+
+async def is_registered(datasette, file_id: str) -> bool:
+    """True once datasette-files has a row for this file id."""
+    row = (
+        await datasette.get_internal_database().execute(
+            "SELECT 1 FROM datasette_files WHERE id = ?", [file_id]
+        )
+    ).first()
+    return row is not None

@@ -1,0 +1,64 @@
+"""The exceptions this plugin raises, and the one place they become HTTP statuses.
+
+Messages are written for the person who has to fix the problem. None of them
+ever contains a key, a session token or a broker secret.
+"""
+
+from datasette.utils import StartupError
+
+
+class FilesS3Error(Exception):
+    """Base class: every error here carries a message safe to show a user."""
+
+    status = 500
+
+    @property
+    def messages(self) -> list[str]:
+        """The message, or messages when raised with a list, as strings."""
+        first = self.args[0] if self.args else ""
+        return [str(m) for m in first] if isinstance(first, list) else [str(first)]
+
+    def __str__(self) -> str:
+        return "; ".join(self.messages)
+
+
+class ConfigError(FilesS3Error, StartupError, ValueError):
+    """A source's configuration cannot work; raised at startup.
+
+    As a StartupError, `datasette serve` prints it as one line and exits.
+    """
+
+
+class UploadRejected(FilesS3Error):
+    """The client asked for something we will not do; they can fix it (400)."""
+
+    status = 400
+
+
+class UploadForbidden(FilesS3Error):
+    """The actor may not do this (403)."""
+
+    status = 403
+
+
+class SourceNotFound(FilesS3Error):
+    """No configured source has that name (404)."""
+
+    status = 404
+
+
+class StorageUnavailable(FilesS3Error):
+    """S3 failed or could not be reached: not the client's fault (502)."""
+
+    status = 502
+
+
+class CredentialsUnavailable(StorageUnavailable):
+    """No usable credentials right now, e.g. the broker is down (503)."""
+
+    status = 503
+
+
+def error_status(error: FilesS3Error) -> int:
+    """The HTTP status for an error raised anywhere in this plugin."""
+    return error.status

@@ -1,0 +1,119 @@
+"""Every use of datasette-files' non-public names lives here, and only here.
+
+datasette-files 0.1a3 has no public API for "the storage of source X",
+"register this file" or "fall back to your own view", so we reach into its
+module. tests/test_datasette_files_contract.py covers each name below; when
+datasette-files changes one, that test fails first.
+"""
+
+from __future__ import annotations
+
+import json
+
+import datasette_files
+from datasette import Response
+from datasette_files import FileSourceResource
+
+# datasette-files' own views, used for sources that are not ours.
+stock_upload_prepare = datasette_files.upload_prepare
+stock_upload_complete = datasette_files.upload_complete
+stock_file_thumbnail = datasette_files.file_thumbnail
+
+
+def storage_for(source: str):
+    """The configured Storage instance for a source, or None."""
+    return datasette_files._sources.get(source)
+
+
+def configured_sources() -> dict:
+    """{source name: Storage} for every configured datasette-files source."""
+    return dict(datasette_files._sources)
+
+
+def source_id(source: str) -> int:
+    """The source's row id in datasette_files_sources."""
+    return datasette_files._source_meta[source]["source_id"]
+
+
+async def file_record(datasette, file_id: str):
+    """A datasette_files row joined with its source slug, or None."""
+    return await datasette_files._get_file_record(datasette, file_id)
+
+
+def thumbnail_generators() -> list:
+    """The registered ThumbnailGenerator instances."""
+    return list(datasette_files._thumbnail_generators)
+
+
+def icon_response(request, filename: str, content_type: str) -> Response:
+    """datasette-files' file-type icon, as its thumbnail view would send it."""
+    svg = datasette_files._generate_file_icon_svg(filename, content_type or "").encode("utf-8")
+    return datasette_files._response_with_etag(request, svg, "image/svg+xml")
+
+
+async def can_upload(datasette, actor, source: str) -> bool:
+    """Whether the actor holds files-upload on the source."""
+    return await datasette.allowed(action="files-upload", resource=FileSourceResource(source), actor=actor)
+
+
+async def can_browse(datasette, actor, source: str) -> bool:
+    """Whether the actor holds files-browse on the source."""
+    return await datasette.allowed(action="files-browse", resource=FileSourceResource(source), actor=actor)
+
+
+async def register_file(
+    datasette,
+    *,
+    file_id: str,
+    source: str,
+    path: str,
+    filename: str,
+    content_type: str,
+    size: int,
+    actor_id: str | None,
+    metadata: dict,
+) -> None:
+    """Insert the row datasette-files' own upload would have inserted.
+
+    Raises sqlite3.IntegrityError if the file id is already registered, which
+    is how a replayed confirmation is caught even between two processes
+    writing one internal database.
+    """
+    await datasette.get_internal_database().execute_write(
+        """
+        INSERT INTO datasette_files
+            (id, source_id, path, filename, content_type, content_hash, size, uploaded_by, metadata)
+        VALUES
+            (:id, :source_id, :path, :filename, :content_type, NULL, :size, :uploaded_by, :metadata)
+        """,
+        {
+            "id": file_id,
+            "source_id": source_id(source),
+            "path": path,
+            "filename": filename,
+            "content_type": content_type,
+            "size": size,
+            "uploaded_by": actor_id,
+            "metadata": json.dumps(metadata),
+        },
+    )
+
+
+def file_json(datasette, row) -> dict:
+    """The `file` object datasette-files' complete endpoint answers with."""
+    file_id = row["id"]
+    return {
+        "id": file_id,
+        "filename": row["filename"],
+        "content_type": row["content_type"],
+        "content_hash": row["content_hash"],
+        "size": row["size"],
+        "width": row["width"],
+        "height": row["height"],
+        "source_slug": row["source_slug"],
+        "uploaded_by": row["uploaded_by"],
+        "created_at": row["created_at"],
+        "url": datasette.urls.path(f"/-/files/{file_id}"),
+        "download_url": datasette.urls.path(f"/-/files/{file_id}/download"),
+        "thumbnail_url": datasette.urls.path(f"/-/files/{file_id}/thumbnail"),
+    }

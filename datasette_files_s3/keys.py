@@ -1,0 +1,91 @@
+"""Pure helpers for naming things in the bucket: file ids, object paths,
+filenames that are safe to put in a key, and download headers.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import quote
+
+from ulid import ULID
+
+from .errors import UploadRejected
+
+MAX_FILENAME_BYTES = 255
+_MIME_RE = re.compile(r"^[a-zA-Z0-9][\w.+-]*/[a-zA-Z0-9][\w.+-]*$")
+
+# Types a browser would render or run if served inline from the bucket's origin.
+ACTIVE_CONTENT_TYPES = {
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/javascript",
+    "application/javascript",
+    "application/ecmascript",
+    "text/xml",
+    "application/xml",
+    "application/pdf",
+    "text/xsl",
+}
+ACTIVE_EXTENSIONS = {"html", "htm", "xhtml", "svg", "svgz", "js", "mjs", "xml", "xsl", "pdf", "shtml"}
+
+
+def new_file_id() -> str:
+    """A datasette-files id, `df-` plus a lower-case ULID (sortable by time)."""
+    return "df-" + str(ULID()).lower()
+
+
+def path_for(file_id: str, filename: str) -> str:
+    """The object's path below the source prefix, as datasette-files lays it out."""
+    return f"{file_id.removeprefix('df-')}/{filename}"
+
+
+def check_filename(filename) -> str:
+    """Return the filename, NFC-normalised, or raise UploadRejected saying what to fix.
+
+    Any script is welcome (S3 keys are UTF-8); what could change the key's
+    meaning or confuse a terminal is not: separators, dot-only names and
+    control characters.
+    """
+    if not isinstance(filename, str) or not filename.strip():
+        raise UploadRejected('filename is required: give the file\'s name, e.g. "report.pdf"')
+    filename = unicodedata.normalize("NFC", filename)
+    if "/" in filename or "\\" in filename:
+        raise UploadRejected("filename must be a plain name without '/' or '\\'")
+    if filename.strip(". ") == "":
+        raise UploadRejected("filename must not be only dots, like '.' or '..'")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in filename):
+        raise UploadRejected("filename must not contain control or invisible formatting characters")
+    if len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:
+        raise UploadRejected(
+            f"filename is too long: at most {MAX_FILENAME_BYTES} bytes of UTF-8 "
+            f"(this one is {len(filename.encode('utf-8'))})"
+        )
+    return filename
+
+
+def check_content_type(content_type) -> str:
+    """A bare MIME type (`image/png`), lower-cased; parameters are not accepted."""
+    if content_type is None or content_type == "":
+        return "application/octet-stream"
+    if not isinstance(content_type, str) or not _MIME_RE.match(content_type) or len(content_type) > 127:
+        raise UploadRejected(
+            "content_type must be a MIME type like 'image/png' or 'application/octet-stream'"
+        )
+    return content_type.lower()
+
+
+def is_active_content(filename: str, content_type: str | None = None) -> bool:
+    """True for types a browser would render or execute (HTML, SVG, JS, XML, PDF)."""
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return extension in ACTIVE_EXTENSIONS or (content_type or "").lower() in ACTIVE_CONTENT_TYPES
+
+
+def attachment_disposition(filename: str) -> str:
+    """`Content-Disposition: attachment` keeping the original name (RFC 6266 / 5987)."""
+    fallback = (
+        "".join(ch if (ch.isascii() and (ch.isalnum() or ch in "._- ")) else "_" for ch in filename).strip()
+        or "download"
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -1,0 +1,442 @@
+"""`S3Storage`: the datasette-files `Storage` contract over boto3.
+
+One boto3 client per source, rebuilt only when its credentials change; every
+blocking call runs in a thread pool so the event loop never waits on S3.
+Presigned URLs are signed with a second client when the browser must reach the
+store by another address (`public_endpoint_url`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from datasette_files.base import (
+    FileMetadata,
+    Storage,
+    StorageCapabilities,
+    UploadInstructions,
+)
+
+from .config import S3SourceConfig, parse_source_config
+from .credentials import Credentials, CredentialsProvider, provider_for
+from .errors import CredentialsUnavailable, StorageUnavailable
+from .keys import attachment_disposition, check_filename, is_active_content, new_file_id, path_for
+
+logger = logging.getLogger("datasette_files_s3")
+
+# Proxy uploads are streamed to S3 in parts of this size: memory stays flat.
+PROXY_PART_SIZE = 8 * 1024**2
+STREAM_CHUNK_SIZE = 1024**2
+# Blocking S3 calls are I/O: more threads than cores is right here.
+_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-files-s3")
+
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A boto3 client bound to one set of credentials and the bucket they serve."""
+
+    credentials: Credentials
+    client: object
+    presign_client: object
+    bucket: str
+    prefix: str
+
+
+def find_source_name(datasette, config: dict) -> str:
+    """The datasette-files source whose `config:` block this is (for messages)."""
+    if datasette is None:
+        return "s3"
+    sources = (datasette.plugin_config("datasette-files") or {}).get("sources") or {}
+    for name, definition in sources.items():
+        if (definition or {}).get("storage") == "s3" and (definition.get("config") or {}) == config:
+            return name
+    return "s3"
+
+
+class S3Storage(Storage):
+    """Files in an S3 (or S3-compatible) bucket under an optional prefix."""
+
+    storage_type = "s3"
+    # Set on the subclass that register_files_storage_types returns, so that
+    # configure() can find its source's name in that Datasette's config.
+    datasette = None
+
+    def __init__(self):
+        self.config: S3SourceConfig | None = None
+        self.credentials: CredentialsProvider | None = None
+        self._connection: Connection | None = None
+        self._capabilities = StorageCapabilities(
+            can_upload=True,
+            can_delete=True,
+            can_list=True,
+            can_generate_signed_urls=True,
+            requires_proxy_download=False,
+        )
+
+    @property
+    def capabilities(self) -> StorageCapabilities:
+        return self._capabilities
+
+    @property
+    def source(self) -> str:
+        """The datasette-files source name, for messages."""
+        return self.config.source if self.config else "s3"
+
+    async def configure(self, config: dict, get_secret=None) -> None:
+        """Validate the config (raising ConfigError) and prepare credentials."""
+        self.config = parse_source_config(find_source_name(self.datasette, config), config)
+        self.credentials = provider_for(self.config)
+        self._capabilities = StorageCapabilities(
+            can_upload=True,
+            can_delete=True,
+            can_list=True,
+            can_generate_signed_urls=True,
+            requires_proxy_download=False,
+            max_file_size=self.config.max_file_size,
+        )
+        if self.config.credentials_url:
+            # A broker that is down must not stop Datasette from starting.
+            try:
+                await self.credentials.get()
+            except CredentialsUnavailable as ex:
+                logger.warning("%s; will retry when credentials are next needed", ex)
+
+    # --- connection -----------------------------------------------------
+
+    async def connection(self) -> Connection:
+        """The client for the current credentials, built once per credentials."""
+        credentials = await self.credentials.get()
+        current = self._connection
+        if current is not None and current.credentials is credentials:
+            return current
+        self._connection = await asyncio.get_running_loop().run_in_executor(
+            _executor, self._build_connection, credentials
+        )
+        return self._connection
+
+    def _build_connection(self, credentials: Credentials) -> Connection:
+        config = self.config
+        session = boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            region_name=config.region,
+        )
+        client_config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": config.addressing_style},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+        )
+        client = session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
+        presign_client = client
+        if config.public_endpoint_url:
+            presign_client = session.client(
+                "s3", endpoint_url=config.public_endpoint_url, config=client_config
+            )
+        return Connection(
+            credentials=credentials,
+            client=client,
+            presign_client=presign_client,
+            bucket=credentials.bucket or config.bucket,
+            prefix=credentials.prefix if credentials.bucket else config.prefix,
+        )
+
+    async def call(self, operation: str, **params):
+        """Run one boto3 S3 operation off the event loop, with errors translated.
+
+        `Bucket` is filled in; `Key` may be given as `Path` (relative to the prefix).
+        """
+        connection = await self.connection()
+        params = {"Bucket": connection.bucket, **params}
+        if "Path" in params:
+            params["Key"] = connection.prefix + params.pop("Path")
+        method = getattr(connection.client, operation)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_executor, partial(method, **params))
+        except Exception as ex:  # translated into our own types below
+            raise self.translate_error(ex, operation, params.get("Key")) from None
+
+    def translate_error(self, ex: Exception, operation: str, key: str | None) -> Exception:
+        """Map a boto3 error to FileNotFoundError or a StorageUnavailable naming the source."""
+        where = f"datasette-files source '{self.source}'"
+        bucket = self.config.bucket or "(from broker)"
+        if isinstance(ex, ClientError):
+            code = str(ex.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                return FileNotFoundError(f"{where}: no object at {key}")
+            if code == "NoSuchBucket":
+                return StorageUnavailable(f"{where}: bucket '{bucket}' does not exist ({operation})")
+            if code in _EXPIRED_CODES:
+                return CredentialsUnavailable(f"{where}: S3 credentials have expired ({operation}: {code})")
+            if code in _DENIED_CODES:
+                return StorageUnavailable(
+                    f"{where}: S3 denied access ({operation}: {code}); check the keys and bucket policy"
+                )
+            return StorageUnavailable(f"{where}: S3 {operation} failed ({code or 'unknown error'})")
+        if isinstance(ex, (NoCredentialsError, PartialCredentialsError)):
+            return CredentialsUnavailable(
+                f"{where}: no S3 credentials found; set access_key_id and secret_access_key, "
+                "credentials_url, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            )
+        if isinstance(ex, BotoCoreError):
+            endpoint = urlparse(self.config.endpoint_url or "https://s3.amazonaws.com").netloc
+            return StorageUnavailable(
+                f"{where}: cannot reach the S3 endpoint {endpoint} ({operation}: {type(ex).__name__})"
+            )
+        if isinstance(ex, (FileNotFoundError, StorageUnavailable)):
+            return ex
+        return StorageUnavailable(f"{where}: S3 {operation} failed ({type(ex).__name__})")
+
+    def presign_seconds(self, connection: Connection, wanted: int) -> int:
+        """`wanted`, shortened so the URL never outlives the credentials that sign it."""
+        left = connection.credentials.seconds_left()
+        if left is None:
+            return max(1, int(wanted))
+        return max(1, min(int(wanted), int(left) - 5))
+
+    # --- the Storage contract ---------------------------------------------
+
+    async def head(self, path: str) -> dict | None:
+        """The raw HEAD answer for a path, or None when there is no object."""
+        try:
+            return await self.call("head_object", Path=path)
+        except FileNotFoundError:
+            return None
+
+    async def get_file_metadata(self, path: str) -> FileMetadata | None:
+        head = await self.head(path)
+        if head is None:
+            return None
+        return FileMetadata(
+            path=path,
+            filename=path.rsplit("/", 1)[-1],
+            content_type=head.get("ContentType"),
+            size=head.get("ContentLength"),
+            created_at=head["LastModified"].isoformat() if head.get("LastModified") else None,
+            metadata={"etag": head.get("ETag", "").strip('"')},
+        )
+
+    async def read_file(self, path: str) -> bytes:
+        response = await self.call("get_object", Path=path)
+        return await self._run(response["Body"].read)
+
+    async def read_bytes(self, path: str, num_bytes: int = 2048) -> bytes:
+        """The first `num_bytes` by an HTTP Range request, never the whole object."""
+        if num_bytes <= 0:
+            return b""
+        try:
+            response = await self.call("get_object", Path=path, Range=f"bytes=0-{num_bytes - 1}")
+        except StorageUnavailable as ex:
+            if "InvalidRange" in str(ex):  # an empty object has no byte 0
+                return b""
+            raise
+        body = await self._run(response["Body"].read)
+        return body[:num_bytes]
+
+    async def stream_file(self, path: str, chunk_size: int = STREAM_CHUNK_SIZE) -> AsyncIterator[bytes]:
+        response = await self.call("get_object", Path=path)
+        body = response["Body"]
+        try:
+            while True:
+                chunk = await self._run(body.read, chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            body.close()
+
+    async def list_files(
+        self, prefix: str = "", cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[FileMetadata], str | None]:
+        connection = await self.connection()
+        params = {"Prefix": connection.prefix + prefix, "MaxKeys": max(1, min(int(limit), 1000))}
+        if cursor:
+            params["ContinuationToken"] = cursor
+        response = await self.call("list_objects_v2", **params)
+        files = [
+            FileMetadata(
+                path=item["Key"][len(connection.prefix) :],
+                filename=item["Key"].rsplit("/", 1)[-1],
+                size=item.get("Size"),
+                created_at=item["LastModified"].isoformat() if item.get("LastModified") else None,
+                metadata={"etag": item.get("ETag", "").strip('"')},
+            )
+            for item in response.get("Contents", [])
+        ]
+        return files, response.get("NextContinuationToken")
+
+    async def delete_file(self, path: str) -> None:
+        # S3 deletes are idempotent; datasette-files removes its row either way.
+        await self.call("delete_object", Path=path)
+
+    async def download_url(self, path: str, expires_in: int | None = None) -> str:
+        """A presigned GET that the browser saves under the original filename."""
+        connection = await self.connection()
+        filename = path.rsplit("/", 1)[-1]
+        params = {
+            "Bucket": connection.bucket,
+            "Key": connection.prefix + path,
+            "ResponseContentDisposition": attachment_disposition(filename),
+        }
+        if is_active_content(filename):
+            params["ResponseContentType"] = "application/octet-stream"
+        seconds = self.presign_seconds(connection, expires_in or self.config.download_expires)
+        return connection.presign_client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=seconds
+        )
+
+    async def presigned_post(
+        self, path: str, content_type: str, size: int, expires_in: int
+    ) -> tuple[UploadInstructions, float]:
+        """A POST policy for exactly this key, size and type; returns it and its expiry."""
+        connection = await self.connection()
+        seconds = self.presign_seconds(connection, expires_in)
+        post = connection.presign_client.generate_presigned_post(
+            Bucket=connection.bucket,
+            Key=connection.prefix + path,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"Content-Type": content_type},
+                ["content-length-range", size, size],
+            ],
+            ExpiresIn=seconds,
+        )
+        instructions = UploadInstructions(
+            upload_url=post["url"], upload_method="POST", upload_headers={}, upload_fields=post["fields"]
+        )
+        return instructions, time.time() + seconds
+
+    async def prepare_upload(self, filename: str, content_type: str, size: int) -> UploadInstructions:
+        """Instructions for a direct browser upload of one file to a new key."""
+        path = path_for(new_file_id(), check_filename(filename))
+        instructions, _ = await self.presigned_post(path, content_type, size, self.config.upload_expires)
+        return instructions
+
+    async def presign_part(self, path: str, upload_id: str, part_number: int, expires_in: int) -> str:
+        """A presigned URL for PUTting one part of a multipart upload."""
+        connection = await self.connection()
+        return connection.presign_client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": connection.bucket,
+                "Key": connection.prefix + path,
+                "UploadId": upload_id,
+                "PartNumber": part_number,
+            },
+            ExpiresIn=self.presign_seconds(connection, expires_in),
+        )
+
+    async def list_parts(self, path: str, upload_id: str) -> list[dict]:
+        """Every part S3 holds for a multipart upload, following pagination."""
+        parts, marker = [], None
+        while True:
+            params = {"Path": path, "UploadId": upload_id}
+            if marker:
+                params["PartNumberMarker"] = marker
+            response = await self.call("list_parts", **params)
+            parts.extend(response.get("Parts", []))
+            if not response.get("IsTruncated"):
+                return parts
+            marker = response.get("NextPartNumberMarker")
+
+    async def receive_upload(
+        self, path: str, stream: AsyncIterator[bytes], content_type: str
+    ) -> FileMetadata:
+        """Stream a proxied upload to S3 in parts; memory holds one or two parts at most."""
+        sha256 = hashlib.sha256()
+        size = 0
+        buffer = bytearray()
+        upload_id = None
+        parts: list[dict] = []
+        part_number = 0
+        pending: asyncio.Future | None = None
+
+        async def send_part(data: bytes, number: int):
+            response = await self.call(
+                "upload_part", Path=path, UploadId=upload_id, PartNumber=number, Body=data
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+        try:
+            async for chunk in stream:
+                sha256.update(chunk)
+                size += len(chunk)
+                buffer += chunk
+                while len(buffer) >= PROXY_PART_SIZE:
+                    if upload_id is None:
+                        created = await self.call(
+                            "create_multipart_upload", Path=path, ContentType=content_type
+                        )
+                        upload_id = created["UploadId"]
+                    data = bytes(buffer[:PROXY_PART_SIZE])
+                    del buffer[:PROXY_PART_SIZE]
+                    # Send this part while the next one is read from the client.
+                    if pending is not None:
+                        await pending
+                    part_number += 1
+                    pending = asyncio.ensure_future(send_part(data, part_number))
+            if pending is not None:
+                await pending
+                pending = None
+            if upload_id is None:
+                await self.call("put_object", Path=path, Body=bytes(buffer), ContentType=content_type)
+            else:
+                if buffer:
+                    part_number += 1
+                    await send_part(bytes(buffer), part_number)
+                parts.sort(key=lambda p: p["PartNumber"])
+                await self.call(
+                    "complete_multipart_upload",
+                    Path=path,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            if pending is not None and not pending.done():
+                pending.cancel()
+            if upload_id is not None:
+                try:
+                    await self.call("abort_multipart_upload", Path=path, UploadId=upload_id)
+                except Exception:
+                    logger.warning(
+                        "datasette-files source '%s': could not abort multipart upload for %s",
+                        self.source,
+                        path,
+                    )
+            raise
+        return FileMetadata(
+            path=path,
+            filename=path.rsplit("/", 1)[-1],
+            content_type=content_type,
+            content_hash="sha256:" + sha256.hexdigest(),
+            size=size,
+        )
+
+    async def _run(self, function, *args):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
+        except Exception as ex:
+            raise self.translate_error(ex, "read", None) from None

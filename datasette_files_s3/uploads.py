@@ -1,0 +1,225 @@
+"""Planning and verifying direct uploads, with no HTTP in sight.
+
+An upload is described by an `UploadTicket`: which source, key, size, type and
+actor it is for and until when. The ticket is signed with Datasette's secret
+and handed to the client as `upload_token`, so any Datasette process that
+shares the secret can confirm it; nothing lives only in one process's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+
+from . import database, files_bridge
+from .config import S3_MAX_SINGLE_UPLOAD, content_type_allowed
+from .errors import UploadForbidden, UploadRejected
+from .keys import check_content_type, check_filename, new_file_id, path_for
+
+logger = logging.getLogger("datasette_files_s3")
+
+TOKEN_NAMESPACE = "datasette-files-s3-upload"
+TOKEN_VERSION = 1
+# A token may still be confirmed this long after its upload permission expired
+# (the object must have been written before expiry); cleanup waits as long.
+CONFIRM_GRACE_SECONDS = 3600
+# Tolerated difference between our clock and the S3 server's.
+CLOCK_SKEW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """What a client asks to upload: validated filename, type and size."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """Everything confirmation needs to know, signed into the upload token."""
+
+    source: str
+    file_id: str
+    path: str
+    filename: str
+    content_type: str
+    size: int
+    actor_id: str | None
+    expires_at: float
+    kind: str = "post"  # "post" (one presigned POST) or "multipart"
+    upload_id: str | None = None
+    part_size: int | None = None
+
+
+def parse_json_object(body: bytes) -> dict:
+    """The request body as a JSON object, or UploadRejected saying what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise UploadRejected('Body must be valid JSON, e.g. {"filename": "a.txt", "size": 3}') from None
+    if not isinstance(data, dict):
+        raise UploadRejected("Body must be a JSON object")
+    return data
+
+
+def parse_upload_request(data: dict) -> UploadRequest:
+    """Validate `filename`, `content_type` and `size` from a prepare body."""
+    filename = check_filename(data.get("filename"))
+    content_type = check_content_type(data.get("content_type"))
+    size = data.get("size")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise UploadRejected("size is required: the file's size in bytes, as a whole number")
+    if size <= 0:
+        raise UploadRejected("size must be greater than zero: empty files cannot be uploaded")
+    return UploadRequest(filename=filename, content_type=content_type, size=size)
+
+
+def check_request_allowed(config, upload: UploadRequest, single_request: bool) -> None:
+    """Enforce max_file_size and allowed_content_types before anything is signed."""
+    if upload.size > config.max_file_size:
+        raise UploadRejected(
+            f"File is too large: {upload.size} bytes, this source accepts at most {config.max_file_size}"
+        )
+    if single_request and upload.size > S3_MAX_SINGLE_UPLOAD:
+        raise UploadRejected(
+            "Files over 5 GiB cannot be sent in one request: use the multipart uploader "
+            "at /-/files-s3/upload/{source}"
+        )
+    if not content_type_allowed(upload.content_type, config.allowed_content_types):
+        raise UploadRejected(
+            f"Content type {upload.content_type} is not allowed here; allowed: "
+            + ", ".join(config.allowed_content_types)
+        )
+
+
+def sign_ticket(datasette, ticket: UploadTicket) -> str:
+    """The upload token: the ticket signed with Datasette's secret."""
+    return datasette.sign({"v": TOKEN_VERSION, **asdict(ticket)}, namespace=TOKEN_NAMESPACE)
+
+
+def read_ticket(datasette, token) -> UploadTicket:
+    """Verify an upload token's signature and return its ticket."""
+    if not isinstance(token, str) or not token:
+        raise UploadRejected("upload_token is required: send the token that prepare returned")
+    if len(token) > 8192:
+        raise UploadRejected("upload_token is not valid: it is far too long")
+    try:
+        payload = datasette.unsign(token, namespace=TOKEN_NAMESPACE)
+    except Exception:
+        raise UploadRejected(
+            "upload_token is not valid: it was not issued here or has been altered"
+        ) from None
+    if not isinstance(payload, dict) or payload.pop("v", None) != TOKEN_VERSION:
+        raise UploadRejected("upload_token is not valid: prepare the upload again")
+    try:
+        return UploadTicket(**payload)
+    except TypeError:
+        raise UploadRejected("upload_token is not valid: prepare the upload again") from None
+
+
+def check_ticket_use(ticket: UploadTicket, source: str, actor_id: str | None, now: float) -> None:
+    """The token is for this source, this actor, and still within its confirm window."""
+    if ticket.source != source:
+        raise UploadRejected(f"upload_token belongs to source '{ticket.source}', not '{source}'")
+    if ticket.actor_id != actor_id:
+        raise UploadForbidden("This upload was prepared by another user; only they can complete it")
+    if now > ticket.expires_at + CONFIRM_GRACE_SECONDS:
+        raise UploadRejected("upload_token has expired: prepare the upload again")
+
+
+def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
+    """What is wrong with the uploaded object, compared with what was signed for."""
+    problems = []
+    actual_size = head.get("ContentLength")
+    if actual_size != ticket.size:
+        problems.append(f"Uploaded object is {actual_size} bytes but {ticket.size} were declared")
+    actual_type = (head.get("ContentType") or "").split(";")[0].strip().lower()
+    if actual_type != ticket.content_type:
+        problems.append(
+            f"Uploaded object has content type {actual_type or '(none)'} but {ticket.content_type} was declared"
+        )
+    modified = head.get("LastModified")
+    if modified is not None and modified.timestamp() > ticket.expires_at + CLOCK_SKEW_SECONDS:
+        problems.append("Uploaded object was written after the upload permission expired")
+    return problems
+
+
+async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id: str | None):
+    """Sign a presigned POST for a new key; returns (token, UploadInstructions)."""
+    check_request_allowed(storage.config, upload, single_request=True)
+    file_id = new_file_id()
+    path = path_for(file_id, upload.filename)
+    instructions, expires_at = await storage.presigned_post(
+        path, upload.content_type, upload.size, storage.config.upload_expires
+    )
+    ticket = UploadTicket(
+        source=storage.source,
+        file_id=file_id,
+        path=path,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        size=upload.size,
+        actor_id=actor_id,
+        expires_at=expires_at,
+    )
+    await database.record_pending(datasette, ticket)
+    return sign_ticket(datasette, ticket), instructions
+
+
+async def confirm_upload(datasette, storage, ticket: UploadTicket):
+    """HEAD the object, check it against the ticket, register it; returns the file row.
+
+    A mismatching object is deleted and nothing is registered.
+    """
+    if await database.is_registered(datasette, ticket.file_id):
+        raise UploadRejected("This upload has already been completed")
+    head = await storage.head(ticket.path)
+    if head is None:
+        if time.time() > ticket.expires_at + CLOCK_SKEW_SECONDS:
+            raise UploadRejected(
+                "upload_token has expired and no file was uploaded: prepare the upload again"
+            )
+        raise UploadRejected("No file has been uploaded for this token yet: upload it to upload_url first")
+    problems = object_problems(ticket, head)
+    if problems:
+        await storage.call("delete_object", Path=ticket.path)
+        await database.forget_pending(datasette, ticket.file_id)
+        raise UploadRejected(problems + ["The uploaded object was deleted; prepare the upload again"])
+    await register(datasette, ticket, head)
+    return await files_bridge.file_record(datasette, ticket.file_id)
+
+
+async def register(datasette, ticket: UploadTicket, head: dict) -> None:
+    """Record a verified object in datasette-files and forget it as pending."""
+    connection = await ticket_storage(ticket).connection()
+    try:
+        await files_bridge.register_file(
+            datasette,
+            file_id=ticket.file_id,
+            source=ticket.source,
+            path=ticket.path,
+            filename=ticket.filename,
+            content_type=ticket.content_type,
+            size=ticket.size,
+            actor_id=ticket.actor_id,
+            metadata={
+                "s3": {
+                    "bucket": connection.bucket,
+                    "key": connection.prefix + ticket.path,
+                    "etag": (head.get("ETag") or "").strip('"'),
+                }
+            },
+        )
+    except sqlite3.IntegrityError:
+        raise UploadRejected("This upload has already been completed") from None
+    await database.forget_pending(datasette, ticket.file_id)
+
+
+def ticket_storage(ticket: UploadTicket):
+    """The storage a ticket's source is configured with."""
+    return files_bridge.storage_for(ticket.source)

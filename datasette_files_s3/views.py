@@ -1,0 +1,165 @@
+"""HTTP endpoints: parse the request, check who is asking, call uploads.py, answer.
+
+Our routes sit in front of datasette-files' own for the same paths; requests
+for sources that are not `storage: s3` are handed straight to datasette-files.
+Every error is a JSON body `{"ok": false, "errors": [...]}` with a 4xx status
+for the client's mistakes and 502/503 when S3 or the credentials broker fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from datasette import Forbidden, Response
+
+from . import files_bridge, uploads
+from .errors import FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
+from .storage import S3Storage
+from .thumbnails import ensure_thumbnail
+
+logger = logging.getLogger("datasette_files_s3")
+
+MAX_JSON_BODY = 64 * 1024
+
+
+class BodyTooLarge(UploadRejected):
+    status = 413
+
+
+def actor_id(request):
+    """The requesting actor's id as a string, or None when anonymous."""
+    actor = request.actor or {}
+    return str(actor["id"]) if actor.get("id") is not None else None
+
+
+def s3_storage(source: str) -> S3Storage:
+    """The S3Storage configured for a source, or SourceNotFound."""
+    storage = files_bridge.storage_for(source)
+    if not isinstance(storage, S3Storage):
+        raise SourceNotFound(f"Source not found: '{source}' is not an s3 source here")
+    return storage
+
+
+async def read_json_body(request) -> dict:
+    """A JSON object from a POST with Content-Type application/json, read with a size cap.
+
+    Requiring application/json means a cross-site HTML form cannot drive these
+    endpoints: a browser sends that type cross-origin only after a CORS preflight.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UploadRejected("Send the body as JSON with the header Content-Type: application/json")
+    body = bytearray()
+    more_body = True
+    while more_body:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if len(body) > MAX_JSON_BODY:
+            raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
+    return uploads.parse_json_object(bytes(body))
+
+
+def json_api(view):
+    """POST-only JSON endpoint: turns our exceptions into JSON errors, never a 500."""
+
+    @functools.wraps(view)
+    async def wrapper(request, datasette):
+        if request.method != "POST":
+            return Response.error("Use POST with a JSON body", 405, headers={"Allow": "POST"})
+        try:
+            return await view(request, datasette)
+        except FilesS3Error as ex:
+            if ex.status >= 500:
+                logger.warning("%s", ex)
+            return Response.error(ex.messages, ex.status)
+
+    return wrapper
+
+
+def s3_sources_only(stock_view):
+    """Route s3 sources to our view and every other source to datasette-files' own."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        async def wrapper(request, datasette):
+            storage = files_bridge.storage_for(request.url_vars["source_slug"])
+            if storage is not None and not isinstance(storage, S3Storage):
+                return await stock_view(request, datasette)
+            return await view(request, datasette)
+
+        return wrapper
+
+    return decorate
+
+
+async def require_upload_permission(datasette, request, source: str) -> None:
+    if not await files_bridge.can_upload(datasette, request.actor, source):
+        raise UploadForbidden(f"Permission denied: you need files-upload on source '{source}'")
+
+
+@s3_sources_only(files_bridge.stock_upload_prepare)
+@json_api
+async def upload_prepare(request, datasette):
+    """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
+    source = request.url_vars["source_slug"]
+    storage = s3_storage(source)
+    await require_upload_permission(datasette, request, source)
+    upload = uploads.parse_upload_request(await read_json_body(request))
+    token, instructions = await uploads.plan_direct_upload(datasette, storage, upload, actor_id(request))
+    return Response.json(
+        {
+            "ok": True,
+            "upload_token": token,
+            "upload_url": instructions.upload_url,
+            "upload_method": instructions.upload_method,
+            "upload_headers": instructions.upload_headers,
+            "upload_fields": instructions.upload_fields,
+        }
+    )
+
+
+@s3_sources_only(files_bridge.stock_upload_complete)
+@json_api
+async def upload_complete(request, datasette):
+    """POST /-/files/upload/{source}/-/complete: verify the object and register it."""
+    source = request.url_vars["source_slug"]
+    storage = s3_storage(source)
+    await require_upload_permission(datasette, request, source)
+    data = await read_json_body(request)
+    ticket = uploads.read_ticket(datasette, data.get("upload_token"))
+    uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
+    if ticket.kind != "post":
+        raise UploadRejected(
+            f"This token is for a multipart upload: complete it at /-/files-s3/upload/{source}/-/multipart/complete"
+        )
+    row = await uploads.confirm_upload(datasette, storage, ticket)
+    await thumbnail_quietly(datasette, storage, row)
+    return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
+
+
+async def thumbnail_quietly(datasette, storage, row) -> bool:
+    """Make a thumbnail now if cheap; True when one is cached. A failure only means the icon."""
+    try:
+        return await ensure_thumbnail(datasette, storage, row)
+    except Exception as ex:
+        logger.warning("thumbnail for %s not generated: %s", row["id"], type(ex).__name__)
+        return False
+
+
+async def file_thumbnail(request, datasette):
+    """GET /-/files/{id}/thumbnail: for s3 files, never read a large object."""
+    row = await files_bridge.file_record(datasette, request.url_vars["file_id"])
+    storage = files_bridge.storage_for(row["source_slug"]) if row else None
+    if not isinstance(storage, S3Storage):
+        return await files_bridge.stock_file_thumbnail(request, datasette)
+    if not await files_bridge.can_browse(datasette, request.actor, row["source_slug"]):
+        raise Forbidden("Permission denied: files-browse on source " + row["source_slug"])
+    if await thumbnail_quietly(datasette, storage, row):
+        # datasette-files serves the cached thumbnail; it never reads the object.
+        return await files_bridge.stock_file_thumbnail(request, datasette)
+    return files_bridge.icon_response(request, row["filename"], row["content_type"])

@@ -1,0 +1,51 @@
+"""Small helpers the tests share: driving the upload API as a browser would."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def prepare(ds, cookies, source="s3files", **body):
+    """POST prepare with a JSON body; returns the httpx response."""
+    body.setdefault("filename", "hello.txt")
+    body.setdefault("content_type", "text/plain")
+    return await ds.client.post(
+        f"/-/files/upload/{source}/-/prepare",
+        json=body,
+        cookies=cookies,
+    )
+
+
+def post_to_bucket(prepared: dict, content: bytes, filename="hello.txt", content_type="text/plain"):
+    """POST the presigned form straight to the bucket, fields first and `file` last."""
+    response = httpx.post(
+        prepared["upload_url"],
+        data=prepared["upload_fields"],
+        files={"file": (filename, content, content_type)},
+        timeout=60,
+    )
+    assert response.status_code in (200, 201, 204), response.text
+    return response
+
+
+async def complete(ds, cookies, token, source="s3files"):
+    """POST complete with the upload token; returns the httpx response."""
+    return await ds.client.post(
+        f"/-/files/upload/{source}/-/complete",
+        json={"upload_token": token},
+        cookies=cookies,
+    )
+
+
+async def upload(
+    ds, cookies, content: bytes, filename="hello.txt", content_type="text/plain", source="s3files"
+):
+    """The whole direct-upload flow; returns the complete response's JSON."""
+    prepared = await prepare(
+        ds, cookies, source=source, filename=filename, content_type=content_type, size=len(content)
+    )
+    assert prepared.status_code == 200, prepared.text
+    post_to_bucket(prepared.json(), content, filename, content_type)
+    completed = await complete(ds, cookies, prepared.json()["upload_token"], source=source)
+    assert completed.status_code == 201, completed.text
+    return completed.json()
