@@ -54,6 +54,9 @@ class S3SourceConfig:
     multipart_threshold: int = 64 * 1024**2
     multipart_expires: int = 24 * 3600
     thumbnail_max_size: int = 10 * 1024**2
+    # False: datasette-files' own prepare/upload endpoints carry the bytes
+    # through Datasette (streamed to S3) - for buckets browsers cannot reach.
+    direct_uploads: bool = True
 
     @property
     def credentials_origin(self) -> str:
@@ -84,6 +87,7 @@ OPTIONS = {
     "multipart_threshold",
     "multipart_expires",
     "thumbnail_max_size",
+    "direct_uploads",
 }
 
 
@@ -194,6 +198,14 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
             if not 1 <= value <= 7 * 24 * 3600:
                 fail(name, "must be between 1 second and 7 days (S3's presign limit)")
             values[name] = value
+
+    direct = raw.get("direct_uploads")
+    if direct is not None:
+        if isinstance(direct, str) and direct.lower() in ("true", "false", "1", "0"):
+            direct = direct.lower() in ("true", "1")
+        if not isinstance(direct, bool):
+            fail("direct_uploads", "must be true or false")
+        values["direct_uploads"] = direct
 
     types = raw.get("allowed_content_types")
     if types is not None:

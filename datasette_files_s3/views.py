@@ -82,13 +82,15 @@ def json_api(view):
 
 
 def s3_sources_only(stock_view):
-    """Route s3 sources to our view and every other source to datasette-files' own."""
+    """Route s3 sources to our view; other sources, and s3 sources with
+    direct_uploads: false (the proxy fallback), to datasette-files' own."""
 
     def decorate(view):
         @functools.wraps(view)
         async def wrapper(request, datasette):
             storage = files_bridge.storage_for(request.url_vars["source_slug"])
-            if storage is not None and not isinstance(storage, S3Storage):
+            not_ours = storage is not None and not isinstance(storage, S3Storage)
+            if not_ours or (isinstance(storage, S3Storage) and not storage.config.direct_uploads):
                 return await stock_view(request, datasette)
             return await view(request, datasette)
 
