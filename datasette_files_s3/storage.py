@@ -149,6 +149,10 @@ class S3Storage(Storage):
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=32,
+            # boto3's newer default CRC checksums are not understood by many
+            # S3-compatible stores; send checksums only where S3 requires them.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         client = session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
         presign_client = client
@@ -391,7 +395,7 @@ class S3Storage(Storage):
                             "create_multipart_upload", Path=path, ContentType=content_type
                         )
                         upload_id = created["UploadId"]
-                    data = bytes(buffer[:PROXY_PART_SIZE])
+                    data = bytes(memoryview(buffer)[:PROXY_PART_SIZE])
                     del buffer[:PROXY_PART_SIZE]
                     # Send this part while the next one is read from the client.
                     if pending is not None:

@@ -1,0 +1,213 @@
+"""The confirm step enforces on its own what the policy asks of S3, because
+moto (and some S3-compatible stores) enforce none of it."""
+
+import time
+
+import httpx
+import pytest
+from conftest import actor_cookies
+from helpers import complete, post_to_bucket, prepare
+
+from datasette_files_s3 import uploads
+
+
+async def registered_ids(ds) -> list[str]:
+    rows = await ds.get_internal_database().execute("select id from datasette_files")
+    return [row["id"] for row in rows.rows]
+
+
+async def prepared(ds, cookies, **body):
+    response = await prepare(ds, cookies, **body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_complete_rejects_size_mismatch_and_deletes_object(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=10)
+    post_to_bucket(data, b"this is far more than ten bytes")  # moto accepts it
+    response = await complete(ds, cookies, data["upload_token"])
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
+    assert "31 bytes but 10 were declared" in response.json()["errors"][0]
+    assert data["upload_fields"]["key"] not in bucket.keys(bucket.prefix)
+    assert await registered_ids(ds) == []
+
+
+async def test_complete_rejects_content_type_mismatch(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=4, content_type="image/png")
+    fields = {**data["upload_fields"], "Content-Type": "text/html"}
+    post_to_bucket({**data, "upload_fields": fields}, b"<b/>", content_type="text/html")
+    response = await complete(ds, cookies, data["upload_token"])
+    assert response.status_code == 400
+    assert "content type text/html but image/png was declared" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
+    assert bucket.keys(bucket.prefix) == []
+
+
+async def test_complete_before_upload_says_so(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    response = await complete(ds, cookies, data["upload_token"])
+    assert response.status_code == 400
+    assert "No file has been uploaded for this token yet" in response.json()["errors"][0]
+    # and it still works once uploaded
+    post_to_bucket(data, b"abc")
+    assert (await complete(ds, cookies, data["upload_token"])).status_code == 201
+
+
+async def test_complete_twice_is_refused(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    post_to_bucket(data, b"abc")
+    assert (await complete(ds, cookies, data["upload_token"])).status_code == 201
+    again = await complete(ds, cookies, data["upload_token"])
+    assert again.status_code == 400
+    assert "already been completed" in again.json()["errors"][0]
+    assert len(await registered_ids(ds)) == 1
+
+
+async def test_another_actor_cannot_complete(ds, bucket):
+    data = await prepared(ds, actor_cookies(ds, "alice"), size=3)
+    post_to_bucket(data, b"abc")
+    response = await complete(ds, actor_cookies(ds, "mallory"), data["upload_token"])
+    assert response.status_code == 403
+    assert "another user" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
+
+
+async def test_tampered_token_is_refused(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    post_to_bucket(data, b"abc")
+    token = data["upload_token"]
+    tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    response = await complete(ds, cookies, tampered)
+    assert response.status_code == 400
+    assert "not valid" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
+
+
+async def test_token_signed_with_other_secret_is_refused(ds, bucket, make_datasette):
+    other = await make_datasette(
+        {"s3files": {"storage": "s3", "config": bucket.source_config()}}, secret="other"
+    )
+    data = await prepared(other, actor_cookies(other), size=3)
+    post_to_bucket(data, b"abc")
+    response = await complete(ds, actor_cookies(ds), data["upload_token"])
+    assert response.status_code == 400
+    assert await registered_ids(ds) == []
+
+
+async def test_token_for_another_source_is_refused(make_datasette, bucket):
+    ds = await make_datasette(
+        {
+            "one": {"storage": "s3", "config": bucket.source_config(prefix="one")},
+            "two": {"storage": "s3", "config": bucket.source_config(prefix="two")},
+        }
+    )
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, source="one", size=3)
+    post_to_bucket(data, b"abc")
+    response = await complete(ds, cookies, data["upload_token"], source="two")
+    assert response.status_code == 400
+    assert "belongs to source 'one', not 'two'" in response.json()["errors"][0]
+
+
+async def test_token_confirms_on_another_process_sharing_the_secret(ds, bucket, make_datasette):
+    """No state only in one process's memory: a second Datasette with the same
+    secret (and its own, empty internal database) confirms the upload."""
+    data = await prepared(ds, actor_cookies(ds), size=3)
+    post_to_bucket(data, b"abc")
+    second = await make_datasette({"s3files": {"storage": "s3", "config": bucket.source_config()}})
+    response = await complete(second, actor_cookies(second), data["upload_token"])
+    assert response.status_code == 201, response.text
+
+
+async def test_object_written_after_expiry_is_rejected(ds, bucket):
+    """Forge a ticket (with the real secret) whose permission expired long ago."""
+    storage_source = "s3files"
+    ticket = uploads.UploadTicket(
+        source=storage_source,
+        file_id="df-01jexpiredexpiredexpired0",
+        path="01jexpiredexpiredexpired0/late.txt",
+        filename="late.txt",
+        content_type="text/plain",
+        size=3,
+        actor_id="alice",
+        expires_at=time.time() - 600,
+    )
+    bucket.client.put_object(
+        Bucket=bucket.name, Key=bucket.prefix + ticket.path, Body=b"abc", ContentType="text/plain"
+    )
+    response = await complete(ds, actor_cookies(ds), uploads.sign_ticket(ds, ticket))
+    assert response.status_code == 400
+    assert "after the upload permission expired" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
+
+
+async def test_token_past_confirm_window_is_refused(ds, bucket):
+    ticket = uploads.UploadTicket(
+        source="s3files",
+        file_id="df-01joldoldoldoldoldoldold00",
+        path="01joldoldoldoldoldoldold00/old.txt",
+        filename="old.txt",
+        content_type="text/plain",
+        size=3,
+        actor_id="alice",
+        expires_at=time.time() - uploads.CONFIRM_GRACE_SECONDS - 10,
+    )
+    response = await complete(ds, actor_cookies(ds), uploads.sign_ticket(ds, ticket))
+    assert response.status_code == 400
+    assert "expired" in response.json()["errors"][0]
+
+
+async def test_pending_row_recorded_at_prepare_and_removed_at_complete(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    db = ds.get_internal_database()
+    pending = (await db.execute("select source, path, size from datasette_files_s3_pending")).rows
+    assert [(r["source"], r["size"]) for r in pending] == [("s3files", 3)]
+    assert bucket.prefix + pending[0]["path"] == data["upload_fields"]["key"]
+    post_to_bucket(data, b"abc")
+    await complete(ds, cookies, data["upload_token"])
+    assert (await db.execute("select count(*) from datasette_files_s3_pending")).single_value() == 0
+
+
+async def test_download_of_html_is_an_attachment_never_inline(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, filename="page.html", content_type="text/html", size=13)
+    post_to_bucket(data, b"<script></script>"[:13], filename="page.html", content_type="text/html")
+    file = (await complete(ds, cookies, data["upload_token"])).json()["file"]
+    redirect = await ds.client.get(file["download_url"])
+    fetched = httpx.get(redirect.headers["location"])
+    assert fetched.headers["content-disposition"].startswith("attachment;")
+    assert fetched.headers["content-type"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    "config, body, message",
+    [
+        ({"max_file_size": 100}, {"size": 101}, "File is too large: 101 bytes"),
+        ({"allowed_content_types": ["image/*"]}, {"content_type": "text/plain", "size": 5}, "not allowed"),
+    ],
+)
+async def test_prepare_enforces_source_limits_before_signing(make_datasette, bucket, config, body, message):
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": bucket.source_config(**config)}})
+    response = await prepare(ds, actor_cookies(ds), **body)
+    assert response.status_code == 400
+    assert message in response.json()["errors"][0]
+    assert "upload_fields" not in response.json()
+    count = (
+        await ds.get_internal_database().execute("select count(*) from datasette_files_s3_pending")
+    ).single_value()
+    assert count == 0
+
+
+async def test_allowed_content_types_accepts_matching_pattern(make_datasette, bucket):
+    ds = await make_datasette(
+        {"s3files": {"storage": "s3", "config": bucket.source_config(allowed_content_types=["image/*"])}}
+    )
+    response = await prepare(ds, actor_cookies(ds), filename="a.png", content_type="image/png", size=5)
+    assert response.status_code == 200

@@ -1,0 +1,118 @@
+"""Every non-public datasette-files name that files_bridge.py touches, checked.
+
+When a datasette-files release renames or reshapes one, this file fails first
+and says which.
+"""
+
+import inspect
+
+import datasette_files
+from datasette_files.base import Storage
+
+from datasette_files_s3 import files_bridge
+from datasette_files_s3.storage import S3Storage
+
+
+def test_module_level_source_registries_exist():
+    assert isinstance(datasette_files._sources, dict)
+    assert isinstance(datasette_files._source_meta, dict)
+    assert isinstance(datasette_files._thumbnail_generators, list)
+
+
+def test_stock_views_we_delegate_to_take_request_and_datasette():
+    for view in (
+        datasette_files.upload_prepare,
+        datasette_files.upload_complete,
+        datasette_files.file_thumbnail,
+    ):
+        assert list(inspect.signature(view).parameters) == ["request", "datasette"]
+        assert inspect.iscoroutinefunction(view)
+
+
+def test_private_helpers_keep_their_signatures():
+    assert list(inspect.signature(datasette_files._get_file_record).parameters) == ["datasette", "file_id"]
+    assert list(inspect.signature(datasette_files._generate_file_icon_svg).parameters) == [
+        "filename",
+        "content_type",
+    ]
+    assert list(inspect.signature(datasette_files._response_with_etag).parameters) == [
+        "request",
+        "body",
+        "content_type",
+    ]
+
+
+def test_file_source_resource_is_importable():
+    assert files_bridge.FileSourceResource("x").parent == "x"
+
+
+async def test_registries_are_filled_with_our_storage_and_source_id(ds):
+    storage = files_bridge.storage_for("s3files")
+    assert isinstance(storage, S3Storage)
+    assert storage.source == "s3files"
+    assert isinstance(files_bridge.source_id("s3files"), int)
+    assert "s3files" in files_bridge.configured_sources()
+    assert files_bridge.thumbnail_generators(), "datasette-files registers a Pillow generator"
+
+
+async def test_datasette_files_table_has_the_columns_we_insert(ds):
+    columns = {
+        row["name"]
+        for row in (await ds.get_internal_database().execute("PRAGMA table_info(datasette_files)")).rows
+    }
+    assert {
+        "id",
+        "source_id",
+        "path",
+        "filename",
+        "content_type",
+        "content_hash",
+        "size",
+        "uploaded_by",
+        "metadata",
+    } <= columns
+    thumbs = {
+        row["name"]
+        for row in (
+            await ds.get_internal_database().execute("PRAGMA table_info(datasette_files_thumbnails)")
+        ).rows
+    }
+    assert {"file_id", "thumbnail", "content_type", "width", "height", "generator"} <= thumbs
+
+
+def test_s3storage_implements_every_storage_method():
+    for name, member in inspect.getmembers(Storage, inspect.isfunction):
+        if not name.startswith("_"):
+            assert getattr(S3Storage, name) is not member, f"S3Storage does not override {name}"
+
+
+async def test_our_routes_answer_first_and_other_sources_keep_stock_behaviour(
+    make_datasette, bucket, tmp_path
+):
+    """@hookimpl(tryfirst=True) puts our prepare ahead of datasette-files'; a
+    filesystem source still gets datasette-files' own upload flow."""
+    ds = await make_datasette(
+        {
+            "s3files": {"storage": "s3", "config": bucket.source_config()},
+            "disk": {"storage": "filesystem", "config": {"root": str(tmp_path)}},
+        }
+    )
+    cookies = {"ds_actor": ds.client.actor_cookie({"id": "alice"})}
+    body = {"filename": "a.txt", "content_type": "text/plain", "size": 3}
+    ours = (await ds.client.post("/-/files/upload/s3files/-/prepare", json=body, cookies=cookies)).json()
+    stock = (await ds.client.post("/-/files/upload/disk/-/prepare", json=body, cookies=cookies)).json()
+    assert "policy" in ours["upload_fields"]
+    assert stock["upload_url"] == "/-/files/upload/disk/-/upload"
+    assert stock["upload_token"].startswith("tok_")
+    uploaded = await ds.client.post(
+        stock["upload_url"],
+        data=stock["upload_fields"],
+        files={"file": ("a.txt", b"abc", "text/plain")},
+        cookies=cookies,
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    done = await ds.client.post(
+        "/-/files/upload/disk/-/complete", json={"upload_token": stock["upload_token"]}, cookies=cookies
+    )
+    assert done.status_code == 201
+    assert (tmp_path / done.json()["file"]["id"][3:] / "a.txt").read_bytes() == b"abc"

@@ -1,0 +1,101 @@
+"""The proxy fallback (direct_uploads: false) and thumbnails that never pull
+large objects through Datasette."""
+
+import io
+
+import httpx
+from conftest import actor_cookies
+from helpers import upload
+from PIL import Image
+
+
+def png_bytes(size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_proxy_fallback_streams_through_datasette_into_bucket(make_datasette, bucket):
+    ds = await make_datasette(
+        {"proxied": {"storage": "s3", "config": bucket.source_config(direct_uploads=False)}}
+    )
+    cookies = actor_cookies(ds)
+    content = b"through datasette " * 1000
+    prepared = (
+        await ds.client.post(
+            "/-/files/upload/proxied/-/prepare",
+            json={"filename": "p.txt", "content_type": "text/plain", "size": len(content)},
+            cookies=cookies,
+        )
+    ).json()
+    assert prepared["upload_url"] == "/-/files/upload/proxied/-/upload"
+    sent = await ds.client.post(
+        prepared["upload_url"],
+        data=prepared["upload_fields"],
+        files={"file": ("p.txt", content, "text/plain")},
+        cookies=cookies,
+    )
+    assert sent.status_code == 200, sent.text
+    done = await ds.client.post(
+        "/-/files/upload/proxied/-/complete", json={"upload_token": prepared["upload_token"]}, cookies=cookies
+    )
+    assert done.status_code == 201
+    file = done.json()["file"]
+    assert file["size"] == len(content)
+    (key,) = bucket.keys(bucket.prefix)
+    assert bucket.get(key) == content
+    redirect = await ds.client.get(file["download_url"])
+    assert httpx.get(redirect.headers["location"]).content == content
+
+
+async def test_small_image_gets_a_real_thumbnail(ds, bucket):
+    image = png_bytes()
+    file = (await upload(ds, actor_cookies(ds), image, filename="red.png", content_type="image/png"))["file"]
+    response = await ds.client.get(file["thumbnail_url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] in ("image/jpeg", "image/png")
+    thumb = Image.open(io.BytesIO(response.content))
+    assert thumb.size == (64, 48)
+
+
+async def test_image_over_thumbnail_cap_gets_icon_without_reading_object(make_datasette, bucket, caplog):
+    """moto's request log (werkzeug) shows no GET of the object, only the HEAD of confirm."""
+    ds = await make_datasette(
+        {"s3files": {"storage": "s3", "config": bucket.source_config(thumbnail_max_size=100)}}
+    )
+    image = png_bytes((300, 300))
+    assert len(image) > 100
+    with caplog.at_level("INFO", logger="werkzeug"):
+        file = (await upload(ds, actor_cookies(ds), image, filename="big.png", content_type="image/png"))[
+            "file"
+        ]
+        response = await ds.client.get(file["thumbnail_url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    if not bucket.target.real:
+        object_requests = [m for m in caplog.messages if "/big.png" in m]
+        assert any('"HEAD ' in m for m in object_requests)
+        assert not any('"GET ' in m for m in object_requests), object_requests
+    cached = await ds.get_internal_database().execute("select count(*) from datasette_files_thumbnails")
+    assert cached.single_value() == 0
+
+
+async def test_non_image_gets_icon(ds, bucket):
+    file = (await upload(ds, actor_cookies(ds), b"a,b\n1,2\n", filename="t.csv", content_type="text/csv"))[
+        "file"
+    ]
+    response = await ds.client.get(file["thumbnail_url"])
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert b"CSV" in response.content
+
+
+async def test_thumbnail_requires_browse_permission(make_datasette, bucket):
+    ds = await make_datasette(
+        {"s3files": {"storage": "s3", "config": bucket.source_config()}},
+        permissions={"files-browse": {"id": "alice"}},
+    )
+    file = (await upload(ds, actor_cookies(ds), png_bytes(), filename="r.png", content_type="image/png"))[
+        "file"
+    ]
+    assert (await ds.client.get(file["thumbnail_url"], cookies=actor_cookies(ds, "bob"))).status_code == 403
+    assert (await ds.client.get(file["thumbnail_url"], cookies=actor_cookies(ds, "alice"))).status_code == 200
