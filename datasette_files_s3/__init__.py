@@ -5,7 +5,7 @@ This module holds the plugin hooks only; see README.md for the upload flow.
 
 from datasette import hookimpl
 
-from . import database, views
+from . import database, multipart_views, views
 from .storage import S3Storage
 
 __all__ = ["S3Storage"]
@@ -34,10 +34,25 @@ def register_routes():
         (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/prepare$", views.upload_prepare),
         (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/complete$", views.upload_complete),
         (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/thumbnail$", views.file_thumbnail),
+        *multipart_views.ROUTES,
     ]
+
+
+@hookimpl
+def extra_body_script(datasette, request):
+    """A link to the bundled (multipart, resumable) uploader on s3 source pages."""
+    return multipart_views.upload_link_script(datasette, request)
 
 
 @hookimpl
 def skip_csrf(datasette, scope):
     """Our JSON endpoints accept only application/json, which a cross-site form cannot send."""
     return scope["type"] == "http" and scope["path"].startswith("/-/files-s3/")
+
+
+@hookimpl
+def register_commands(cli):
+    """Add `datasette files-s3`: sources, cors, doctor and cleanup."""
+    from .cli import files_s3
+
+    cli.add_command(files_s3)

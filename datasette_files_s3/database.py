@@ -93,3 +93,13 @@ async def is_registered(datasette, file_id: str) -> bool:
         )
     ).first()
     return row is not None
+
+
+async def pending_upload(datasette, file_id: str) -> dict | None:
+    """The pending row for a file id, or None once it is completed, rejected or cancelled."""
+    row = (
+        await datasette.get_internal_database().execute(
+            f"SELECT * FROM {PENDING_TABLE} WHERE file_id = ?", [file_id]
+        )
+    ).first()
+    return dict(row) if row is not None else None

@@ -1,0 +1,268 @@
+"""Multipart uploads: part planning, completion checks, and the S3 steps around them.
+
+The browser sends the bytes; the server decides the plan (part size and count),
+signs part URLs on request, and at the end trusts only what S3 itself reports
+(ListParts, then HEAD) before anything is registered. No HTTP here.
+
+A multipart upload is described by an `uploads.UploadTicket` with
+`kind="multipart"`; its `upload_id` and `part_size` are signed into the token,
+so the plan cannot be changed by the client.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from . import database, files_bridge, uploads
+from .config import S3_MAX_OBJECT_SIZE
+from .errors import StorageUnavailable, UploadForbidden, UploadRejected
+from .keys import new_file_id, path_for
+
+MIB = 1024**2
+# S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PARTS = 10_000
+# Parts are never larger than this unless the file needs it to fit in 10,000 parts.
+DEFAULT_PART_SIZE = 16 * MIB
+# Most part URLs one sign request may ask for.
+SIGN_BATCH_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """How a file of `size` bytes is cut into parts: all `part_size` but the last."""
+
+    size: int
+    part_size: int
+    part_count: int
+
+    def part_length(self, part_number: int) -> int:
+        """The exact byte count part `part_number` (1-based) must have."""
+        if not 1 <= part_number <= self.part_count:
+            raise ValueError(f"part {part_number} is not in this plan (1 to {self.part_count})")
+        if part_number < self.part_count:
+            return self.part_size
+        return self.size - self.part_size * (self.part_count - 1)
+
+
+def preferred_part_size(multipart_threshold: int) -> int:
+    """The part size a source asks for: no larger than its threshold, so a file just
+    over the threshold still goes in several parallel parts; never under S3's minimum."""
+    return max(MIN_PART_SIZE, min(DEFAULT_PART_SIZE, multipart_threshold))
+
+
+def plan_parts(size: int, preferred: int = DEFAULT_PART_SIZE) -> PartPlan:
+    """The plan for `size` bytes: `preferred` part size, raised (in whole MiB) when
+    the file would otherwise need more than 10,000 parts."""
+    if size < 0 or size > S3_MAX_OBJECT_SIZE:
+        raise ValueError(f"size must be between 0 and {S3_MAX_OBJECT_SIZE} bytes (S3's 5 TiB limit)")
+    needed = math.ceil(size / MAX_PARTS)
+    part_size = max(MIN_PART_SIZE, preferred, math.ceil(needed / MIB) * MIB)
+    part_size = min(part_size, MAX_PART_SIZE)
+    return PartPlan(size=size, part_size=part_size, part_count=max(1, math.ceil(size / part_size)))
+
+
+def plan_for(ticket: uploads.UploadTicket) -> PartPlan:
+    """The plan signed into a multipart ticket."""
+    return PartPlan(
+        size=ticket.size,
+        part_size=ticket.part_size,
+        part_count=max(1, math.ceil(ticket.size / ticket.part_size)),
+    )
+
+
+def completion_problems(plan: PartPlan, s3_parts: list[dict]) -> list[str]:
+    """What is wrong with the parts S3 holds (ListParts answer) compared with the plan."""
+    problems = []
+    seen = set()
+    for part in sorted(s3_parts, key=lambda p: p["PartNumber"]):
+        number, size = part["PartNumber"], part["Size"]
+        seen.add(number)
+        if not 1 <= number <= plan.part_count:
+            problems.append(f"Part {number} was uploaded but the plan has only {plan.part_count} parts")
+        elif size != plan.part_length(number):
+            problems.append(f"Part {number} is {size} bytes but should be {plan.part_length(number)}")
+    missing = [n for n in range(1, plan.part_count + 1) if n not in seen]
+    if missing:
+        shown = ", ".join(str(n) for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        problems.append(f"{len(missing)} of {plan.part_count} parts have not been uploaded: {shown}")
+    return problems
+
+
+def parse_part_numbers(value, plan: PartPlan) -> list[int]:
+    """Validate a sign request's `part_numbers`: 1 to 100 distinct numbers in the plan."""
+    if not isinstance(value, list) or not value:
+        raise UploadRejected("part_numbers is required: a list of part numbers, e.g. [1, 2, 3]")
+    if len(value) > SIGN_BATCH_LIMIT:
+        raise UploadRejected(f"Ask for at most {SIGN_BATCH_LIMIT} part URLs at a time")
+    numbers = []
+    for number in value:
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise UploadRejected("part_numbers must be whole numbers")
+        if not 1 <= number <= plan.part_count:
+            raise UploadRejected(f"Part {number} is not in this upload's plan (parts 1 to {plan.part_count})")
+        if number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
+def check_multipart_ticket(ticket: uploads.UploadTicket, source: str) -> None:
+    """The token is one for a multipart upload."""
+    if ticket.kind != "multipart" or not ticket.upload_id or not ticket.part_size:
+        raise UploadRejected(
+            f"This token is for a single-request upload: complete it at /-/files/upload/{source}/-/complete"
+        )
+
+
+def check_still_open(ticket: uploads.UploadTicket, now: float) -> None:
+    """Parts may be signed only until the ticket expires."""
+    if now > ticket.expires_at:
+        raise UploadRejected("This multipart upload has expired: start the upload again")
+
+
+def part_json(part: dict) -> dict:
+    """One ListParts entry as our JSON answer shows it."""
+    return {"part_number": part["PartNumber"], "size": part["Size"], "etag": part["ETag"].strip('"')}
+
+
+def resume_matches(ticket: uploads.UploadTicket, upload: uploads.UploadRequest, now: float) -> bool:
+    """A remembered ticket fits a new create request for the same file."""
+    return (
+        ticket.kind == "multipart"
+        and ticket.filename == upload.filename
+        and ticket.size == upload.size
+        and ticket.content_type == upload.content_type
+        and now < ticket.expires_at
+    )
+
+
+# --- the S3 steps ------------------------------------------------------------
+
+
+def is_no_such_upload(ex: Exception) -> bool:
+    """S3 no longer has this multipart upload (completed, aborted or expired)."""
+    return isinstance(ex, StorageUnavailable) and "NoSuchUpload" in str(ex)
+
+
+async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
+    """The parts S3 holds for the ticket's upload, or UploadRejected when it is gone."""
+    try:
+        return await storage.list_parts(ticket.path, ticket.upload_id)
+    except StorageUnavailable as ex:
+        if is_no_such_upload(ex):
+            raise UploadRejected(
+                "This multipart upload no longer exists in the bucket (it was completed, "
+                "cancelled or expired): start the upload again"
+            ) from None
+        raise
+
+
+async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str | None):
+    """Create a multipart upload in S3 for a new key; returns (token, ticket)."""
+    config = storage.config
+    uploads.check_request_allowed(config, upload, single_request=False)
+    plan = plan_parts(upload.size, preferred_part_size(config.multipart_threshold))
+    file_id = new_file_id()
+    path = path_for(file_id, upload.filename)
+    created = await storage.call("create_multipart_upload", Path=path, ContentType=upload.content_type)
+    ticket = uploads.UploadTicket(
+        source=storage.source,
+        file_id=file_id,
+        path=path,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        size=upload.size,
+        actor_id=actor_id,
+        expires_at=time.time() + config.multipart_expires,
+        kind="multipart",
+        upload_id=created["UploadId"],
+        part_size=plan.part_size,
+    )
+    await database.record_pending(datasette, ticket)
+    return uploads.sign_ticket(datasette, ticket), ticket
+
+
+async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor_id: str | None):
+    """The remembered upload and its parts if it is still open and for this file, else None."""
+    try:
+        ticket = uploads.read_ticket(datasette, token)
+        uploads.check_ticket_use(ticket, storage.source, actor_id, time.time())
+    except (UploadRejected, UploadForbidden):
+        return None
+    if not resume_matches(ticket, upload, time.time()):
+        return None
+    if await database.pending_upload(datasette, ticket.file_id) is None:
+        return None  # completed or cancelled
+    uploads.check_request_allowed(storage.config, upload, single_request=False)
+    try:
+        parts = await s3_parts(storage, ticket)
+    except UploadRejected:
+        await database.forget_pending(datasette, ticket.file_id)
+        return None
+    return ticket, parts
+
+
+async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[int]):
+    """Presigned PUT URLs for the given parts; returns ({"n": url}, expires_in)."""
+    connection = await storage.connection()
+    expires_in = storage.presign_seconds(connection, storage.config.upload_expires)
+    urls = {
+        str(n): await storage.presign_part(ticket.path, ticket.upload_id, n, expires_in) for n in part_numbers
+    }
+    return urls, expires_in
+
+
+async def discard(datasette, storage, ticket: uploads.UploadTicket) -> None:
+    """Abort the upload in S3 (so no parts are left billing anyone) and forget it."""
+    try:
+        await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+    except StorageUnavailable as ex:
+        if not is_no_such_upload(ex):
+            raise
+    await database.forget_pending(datasette, ticket.file_id)
+
+
+async def abort(datasette, storage, ticket: uploads.UploadTicket) -> None:
+    """Cancel an upload that has not been completed."""
+    if await database.is_registered(datasette, ticket.file_id):
+        raise UploadRejected("This upload has already been completed; delete the file instead")
+    await discard(datasette, storage, ticket)
+
+
+async def complete(datasette, storage, ticket: uploads.UploadTicket):
+    """Check S3's parts against the plan, complete, HEAD, check, register; returns the file row.
+
+    Any mismatch aborts the upload, deletes what exists and registers nothing.
+    """
+    if await database.is_registered(datasette, ticket.file_id):
+        raise UploadRejected("This upload has already been completed")
+    parts = await s3_parts(storage, ticket)
+    problems = completion_problems(plan_for(ticket), parts)
+    if problems:
+        await discard(datasette, storage, ticket)
+        raise UploadRejected(
+            problems + ["The upload was cancelled and nothing was saved; upload the file again"]
+        )
+    await storage.call(
+        "complete_multipart_upload",
+        Path=ticket.path,
+        UploadId=ticket.upload_id,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
+                for p in sorted(parts, key=lambda p: p["PartNumber"])
+            ]
+        },
+    )
+    head = await storage.head(ticket.path)
+    problems = ["The completed object is missing from the bucket"] if head is None else []
+    problems = problems or uploads.object_problems(ticket, head)
+    if problems:
+        await storage.call("delete_object", Path=ticket.path)
+        await database.forget_pending(datasette, ticket.file_id)
+        raise UploadRejected(problems + ["The uploaded object was deleted; upload the file again"])
+    await uploads.register(datasette, ticket, head)
+    return await files_bridge.file_record(datasette, ticket.file_id)

@@ -1,0 +1,173 @@
+"""The bundled uploader's page and its multipart JSON endpoints.
+
+Each endpoint parses the request, checks who is asking, calls multipart.py and
+answers; errors are `{"ok": false, "errors": [...]}` with a 4xx (or 502/503
+when S3 or the credentials broker fails), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from datasette import Forbidden, NotFound, Response
+
+from . import files_bridge, multipart, uploads
+from .errors import SourceNotFound
+from .storage import S3Storage
+from .views import (
+    actor_id,
+    json_api,
+    read_json_body,
+    require_upload_permission,
+    s3_storage,
+    thumbnail_quietly,
+)
+
+PAGE_TEMPLATE = "datasette_files_s3_upload.html"
+
+
+async def upload_page(request, datasette):
+    """GET /-/files-s3/upload/{source}: the bundled uploader for one s3 source."""
+    source = request.url_vars["source_slug"]
+    try:
+        storage = s3_storage(source)
+    except SourceNotFound as ex:
+        raise NotFound(str(ex)) from None
+    if not await files_bridge.can_upload(datasette, request.actor, source):
+        raise Forbidden(f"Permission denied: you need files-upload on source '{source}'")
+    return Response.html(
+        await datasette.render_template(
+            PAGE_TEMPLATE,
+            {
+                "source": source,
+                "multipart_threshold": storage.config.multipart_threshold,
+                "max_file_size": storage.config.max_file_size,
+                "source_url": datasette.urls.path(f"/-/files/source/{source}"),
+            },
+            request=request,
+        )
+    )
+
+
+async def ticket_from(request, datasette, data: dict):
+    """The authorized source's storage and the multipart ticket the body's token carries."""
+    storage = await authorized_storage(request, datasette)
+    ticket = uploads.read_ticket(datasette, data.get("upload_token"))
+    source = request.url_vars["source_slug"]
+    uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
+    multipart.check_multipart_ticket(ticket, source)
+    return storage, ticket
+
+
+async def authorized_storage(request, datasette):
+    """The s3 source named in the URL, once the actor is known to hold files-upload on it."""
+    source = request.url_vars["source_slug"]
+    storage = s3_storage(source)
+    await require_upload_permission(datasette, request, source)
+    return storage
+
+
+@json_api
+async def multipart_create(request, datasette):
+    """POST .../multipart/create: start (or resume) a multipart upload."""
+    storage = await authorized_storage(request, datasette)
+    data = await read_json_body(request)
+    upload = uploads.parse_upload_request(data)
+    who = actor_id(request)
+    resumed = None
+    if data.get("resume_token"):
+        resumed = await multipart.resume(datasette, storage, data["resume_token"], upload, who)
+    if resumed is not None:
+        ticket, parts = resumed
+        token = data["resume_token"]
+    else:
+        token, ticket = await multipart.start(datasette, storage, upload, who)
+        parts = []
+    plan = multipart.plan_for(ticket)
+    return Response.json(
+        {
+            "ok": True,
+            "upload_token": token,
+            "resumed": resumed is not None,
+            "part_size": plan.part_size,
+            "part_count": plan.part_count,
+            "expires_at": int(ticket.expires_at),
+            "parts": [multipart.part_json(p) for p in parts],
+        }
+    )
+
+
+@json_api
+async def multipart_sign(request, datasette):
+    """POST .../multipart/sign: presigned PUT URLs for a batch of parts."""
+    data = await read_json_body(request)
+    storage, ticket = await ticket_from(request, datasette, data)
+    multipart.check_still_open(ticket, time.time())
+    numbers = multipart.parse_part_numbers(data.get("part_numbers"), multipart.plan_for(ticket))
+    urls, expires_in = await multipart.sign_parts(storage, ticket, numbers)
+    return Response.json({"ok": True, "urls": urls, "expires_in": expires_in})
+
+
+@json_api
+async def multipart_parts(request, datasette):
+    """POST .../multipart/parts: the parts S3 holds for this upload (from ListParts)."""
+    data = await read_json_body(request)
+    storage, ticket = await ticket_from(request, datasette, data)
+    parts = await multipart.s3_parts(storage, ticket)
+    return Response.json({"ok": True, "parts": [multipart.part_json(p) for p in parts]})
+
+
+@json_api
+async def multipart_complete(request, datasette):
+    """POST .../multipart/complete: check the parts, complete, verify and register."""
+    data = await read_json_body(request)
+    storage, ticket = await ticket_from(request, datasette, data)
+    row = await multipart.complete(datasette, storage, ticket)
+    await thumbnail_quietly(datasette, storage, row)
+    return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
+
+
+@json_api
+async def multipart_abort(request, datasette):
+    """POST .../multipart/abort: cancel the upload and abort it in S3."""
+    data = await read_json_body(request)
+    storage, ticket = await ticket_from(request, datasette, data)
+    await multipart.abort(datasette, storage, ticket)
+    return Response.json({"ok": True})
+
+
+ROUTES = [
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)$", upload_page),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/create$", multipart_create),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/sign$", multipart_sign),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/parts$", multipart_parts),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/complete$", multipart_complete),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/abort$", multipart_abort),
+]
+
+
+def upload_link_script(datasette, request) -> str | None:
+    """On an s3 source's page, a link to the bundled uploader next to the stock one.
+
+    Returned as a small script for Datasette's extra_body_script hook; the
+    link only appears where the stock `<datasette-file-upload>` is shown, i.e.
+    when the actor may upload there.
+    """
+    if request is None or not request.path.startswith("/-/files/source/"):
+        return None
+    source = request.path.removeprefix("/-/files/source/").split("/")[0]
+    if not isinstance(files_bridge.storage_for(source), S3Storage):
+        return None
+    href = datasette.urls.path(f"/-/files-s3/upload/{source}")
+    return (
+        "document.querySelectorAll('datasette-file-upload').forEach(el => {"
+        "const p = document.createElement('p'); p.className = 'files-s3-upload-link';"
+        "const a = document.createElement('a'); a.href = " + _js_string(href) + ";"
+        "a.textContent = 'Upload large or many files (resumable)'; p.append(a); el.after(p); });"
+    )
+
+
+def _js_string(value: str) -> str:
+    """A JSON string literal that is safe inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c")
