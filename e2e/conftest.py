@@ -48,7 +48,15 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def moto():
-    """One moto_server process for the browser tests."""
+    """One moto_server process for the browser tests (global CORS on: see MotoProcess)."""
+    server = MotoProcess(global_cors=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_strict_cors():
+    """A moto_server where only bucket CORS rules apply, for tests of CORS failures."""
     server = MotoProcess().start()
     yield server
     server.stop()

@@ -49,15 +49,26 @@ def wait_for_http(url: str, timeout: float = 30, process: subprocess.Popen | Non
 
 
 class MotoProcess:
-    """`moto_server` in its own process on a free loopback port."""
+    """`moto_server` in its own process on a free loopback port.
 
-    def __init__(self, port: int | None = None):
+    By default only bucket CORS rules apply (MOTO_DISABLE_GLOBAL_CORS), as on
+    real S3, so a missing rule really blocks the browser. But moto 5.2 sends
+    no CORS headers at all on POST-object responses under that setting, so a
+    browser test of presigned POST needs `global_cors=True`: moto then allows
+    every origin for POST, while PUT responses still expose only what the
+    bucket rule exposes (ETag).
+    """
+
+    def __init__(self, port: int | None = None, global_cors: bool = False):
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.global_cors = global_cors
         self.process: subprocess.Popen | None = None
 
     def start(self) -> MotoProcess:
-        env = {**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"}
+        env = dict(os.environ)
+        if not self.global_cors:
+            env["MOTO_DISABLE_GLOBAL_CORS"] = "true"
         self.process = subprocess.Popen(
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
@@ -123,8 +134,11 @@ class DatasetteProcess:
         port: int | None = None,
         secret: str = "live-test-secret",
         internal: str | None = None,
+        executable: str | None = None,
     ):
         self.config = config
+        # Another virtualenv's `datasette` (the benchmark runs a published release this way).
+        self.executable = executable or str(BIN / "datasette")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.secret = secret
@@ -137,7 +151,7 @@ class DatasetteProcess:
         config_path = self.workdir / "datasette.json"
         config_path.write_text(json.dumps(self.config))
         command = [
-            str(BIN / "datasette"),
+            self.executable,
             "serve",
             "--memory",
             "-c",
