@@ -1,0 +1,386 @@
+"""`files-s3 doctor`: check that a source can serve uploads, one `Check` per line.
+
+Each check returns a `Check` (pass / warn / fail, what was found, how to fix
+it); rendering is the command's business. Nothing here prints, and no message
+ever holds a key, a token or a presigned URL (those carry the access key id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlparse
+
+import boto3
+import httpx
+from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
+
+from . import bucket_admin, cors
+from .errors import FilesS3Error
+from .uploads import CLOCK_SKEW_SECONDS
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+PROBE_DIR = ".datasette-files-s3-doctor"
+PROBE_BODY = b"datasette-files-s3 doctor probe: 0123456789"
+HTTP_TIMEOUT = 10
+_DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: its name, status, what was found and the fix when not passing."""
+
+    name: str
+    status: str
+    message: str
+    fix: str | None = None
+
+
+def endpoint_host(config) -> str:
+    """The S3 endpoint's host, safe to print (no user info)."""
+    return urlparse(config.endpoint_url).hostname if config.endpoint_url else "AWS S3"
+
+
+def judge_clock(date_header: str | None, now: float) -> Check:
+    """Compare our clock with the S3 server's `Date` header."""
+    if not date_header:
+        return Check("clock", WARN, "the S3 server sent no Date header, so the clock could not be compared")
+    server = parsedate_to_datetime(date_header).timestamp()
+    skew = now - server
+    if abs(skew) > CLOCK_SKEW_SECONDS:
+        direction = "ahead of" if skew > 0 else "behind"
+        return Check(
+            "clock",
+            FAIL,
+            f"this machine's clock is {abs(skew):.0f}s {direction} the S3 server's",
+            "sync the clock (NTP): presigned URLs and upload expiry checks need it within a minute",
+        )
+    return Check("clock", PASS, f"agrees with the S3 server within {abs(skew):.0f}s")
+
+
+def lifecycle_covers(rule: dict, prefix: str) -> bool:
+    """Whether an enabled rule aborts incomplete multipart uploads for every key under `prefix`."""
+    if rule.get("Status") != "Enabled" or not rule.get("AbortIncompleteMultipartUpload"):
+        return False
+    rule_filter = rule.get("Filter")
+    if rule_filter is None:
+        rule_prefix = rule.get("Prefix", "")  # the older, filter-less form
+    elif set(rule_filter) <= {"Prefix"}:
+        rule_prefix = rule_filter.get("Prefix", "")
+    else:
+        return False  # tag or size filters leave some uploads out
+    return prefix.startswith(rule_prefix)
+
+
+def judge_lifecycle(rules: list[dict], prefix: str, fix: str) -> Check:
+    """Is there a lifecycle rule that aborts incomplete multipart uploads under the prefix?"""
+    for rule in rules:
+        if lifecycle_covers(rule, prefix):
+            days = rule["AbortIncompleteMultipartUpload"].get("DaysAfterInitiation")
+            name = rule.get("ID") or "(no id)"
+            return Check(
+                "lifecycle", PASS, f"rule '{name}' aborts incomplete multipart uploads after {days}d"
+            )
+    return Check("lifecycle", WARN, "no lifecycle rule aborts incomplete multipart uploads here", fix)
+
+
+async def check_credentials(storage) -> Check:
+    """Can we get keys? For a broker, say when they expire."""
+    config = storage.config
+    try:
+        credentials = await storage.credentials.get()
+    except FilesS3Error as ex:
+        return Check(
+            "credentials",
+            FAIL,
+            str(ex),
+            "check credentials_url and credentials_url_secret; the broker must answer "
+            "POST secret=... with AccessKeyId, SecretAccessKey, SessionToken and Expiration",
+        )
+    if config.credentials_url:
+        left = credentials.seconds_left() or 0
+        expires = datetime.fromtimestamp(credentials.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        message = f"from the credentials broker; they expire in {left / 60:.0f} min ({expires})"
+        if left < config.upload_expires:
+            return Check(
+                "credentials",
+                WARN,
+                message,
+                "the broker should issue keys that outlive upload_expires; they are refreshed early",
+            )
+        return Check("credentials", PASS, message)
+    if credentials.access_key_id is None:
+        found = await asyncio.to_thread(lambda: boto3.session.Session().get_credentials())
+        if found is None:
+            return Check(
+                "credentials",
+                FAIL,
+                "no keys in the config and boto3's default chain found none",
+                "set access_key_id and secret_access_key, credentials_url, "
+                "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an instance role)",
+            )
+        return Check("credentials", PASS, f"from boto3's default chain ({found.method})")
+    return Check("credentials", PASS, f"from {config.credentials_origin}")
+
+
+async def check_bucket(storage) -> tuple[Check, str | None, bool]:
+    """HEAD the bucket: (check, the server's Date header or None, whether the server answered)."""
+    config = storage.config
+    host = endpoint_host(config)
+    connection = await storage.connection()
+    try:
+        answer = await bucket_admin.raw_call(storage, "head_bucket")
+    except (NoCredentialsError, PartialCredentialsError):
+        check = Check(
+            "bucket",
+            FAIL,
+            "no S3 credentials found",
+            "set access_key_id and secret_access_key, credentials_url, or AWS_ACCESS_KEY_ID",
+        )
+        return check, None, False
+    except BotoCoreError as ex:
+        check = Check(
+            "bucket",
+            FAIL,
+            f"cannot reach the S3 endpoint {host} ({type(ex).__name__})",
+            "check endpoint_url (scheme, host and port) and that this machine can reach it",
+        )
+        return check, None, False
+    except Exception as ex:
+        response = getattr(ex, "response", {}) or {}
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        code = bucket_admin.error_code(ex)
+        actual_region = headers.get("x-amz-bucket-region")
+        if code in ("404", "NoSuchBucket"):
+            check = Check(
+                "bucket",
+                FAIL,
+                f"bucket '{connection.bucket}' does not exist at {host}",
+                "create the bucket, or fix the source's bucket option",
+            )
+        elif code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed") or (
+            actual_region and actual_region != config.region
+        ):
+            check = Check(
+                "bucket",
+                FAIL,
+                f"bucket '{connection.bucket}' is in region {actual_region or '(another)'}, "
+                f"not {config.region}",
+                f"set region: {actual_region}" if actual_region else "set region to the bucket's region",
+            )
+        elif code in _DENIED:
+            check = Check(
+                "bucket",
+                FAIL,
+                f"S3 denied access to bucket '{connection.bucket}' ({code})",
+                "check the keys (access_key_id / secret_access_key or the broker's) and the bucket policy",
+            )
+        else:
+            check = Check("bucket", FAIL, f"HeadBucket failed ({code or type(ex).__name__})")
+        return check, headers.get("date"), True
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    actual_region = headers.get("x-amz-bucket-region")
+    if actual_region and actual_region != config.region:
+        check = Check(
+            "bucket",
+            FAIL,
+            f"bucket '{connection.bucket}' is in region {actual_region}, not {config.region}",
+            f"set region: {actual_region}",
+        )
+    else:
+        check = Check("bucket", PASS, f"'{connection.bucket}' is reachable at {host} ({config.region})")
+    return check, headers.get("date"), True
+
+
+class Probe:
+    """A throwaway object under the prefix: write, read, Range-read, presign, delete."""
+
+    def __init__(self, storage, http: httpx.AsyncClient):
+        self.storage = storage
+        self.http = http
+        self.path = f"{PROBE_DIR}/{uuid.uuid4().hex}.txt"
+        self.written = False
+        self.download_url: str | None = None
+
+    async def write(self) -> Check:
+        try:
+            await self.storage.call("put_object", Path=self.path, Body=PROBE_BODY, ContentType="text/plain")
+        except FilesS3Error as ex:
+            return Check("write", FAIL, str(ex), "allow s3:PutObject on the prefix for these keys")
+        self.written = True
+        return Check("write", PASS, f"wrote a probe object under {self.storage.config.prefix or '/'}")
+
+    async def read(self) -> Check:
+        try:
+            body = await self.storage.read_file(self.path)
+        except (FilesS3Error, FileNotFoundError) as ex:
+            return Check("read", FAIL, str(ex), "allow s3:GetObject on the prefix for these keys")
+        if body != PROBE_BODY:
+            return Check("read", FAIL, "the probe object read back different bytes")
+        return Check("read", PASS, "read it back")
+
+    async def range_read(self) -> Check:
+        try:
+            answer = await self.storage.call("get_object", Path=self.path, Range="bytes=10-19")
+            body = await asyncio.to_thread(answer["Body"].read)
+        except (FilesS3Error, FileNotFoundError) as ex:
+            return Check("range read", FAIL, str(ex))
+        if body != PROBE_BODY[10:20]:
+            return Check(
+                "range read",
+                WARN,
+                f"asked for 10 bytes, got {len(body)}: the server ignores Range",
+                "previews and type checks will read whole objects from this endpoint",
+            )
+        return Check("range read", PASS, "a Range request returned just those bytes")
+
+    async def presign(self) -> Check:
+        public = self.storage.config.public_endpoint_url
+        try:
+            self.download_url = await self.storage.download_url(self.path)
+            response = await self.http.get(self.download_url)
+        except httpx.HTTPError as ex:
+            if public:
+                return Check(
+                    "presign",
+                    WARN,
+                    f"signed a URL for public_endpoint_url but could not fetch it from here "
+                    f"({type(ex).__name__})",
+                    "make sure browsers can reach public_endpoint_url",
+                )
+            return Check("presign", FAIL, f"could not fetch a presigned URL ({type(ex).__name__})")
+        if response.status_code != 200 or response.content != PROBE_BODY:
+            return Check(
+                "presign",
+                FAIL,
+                f"a presigned GET answered HTTP {response.status_code}",
+                "check the keys can sign (no clock skew, s3v4 signing) and public_endpoint_url",
+            )
+        return Check("presign", PASS, "a presigned GET fetched it")
+
+    async def etag_exposed(self, origin: str) -> bool | None:
+        """Whether a real cross-origin GET of the probe exposes ETag (None: could not tell)."""
+        if not self.download_url:
+            return None
+        try:
+            response = await self.http.get(self.download_url, headers={"Origin": origin})
+        except httpx.HTTPError:
+            return None
+        exposed = cors.header_list(response.headers.get("access-control-expose-headers"))
+        return "etag" in exposed
+
+    async def delete(self) -> Check:
+        try:
+            await self.storage.delete_file(self.path)
+            left = await self.storage.head(self.path)
+        except FilesS3Error as ex:
+            return Check(
+                "delete", FAIL, str(ex), f"allow s3:DeleteObject; remove {PROBE_DIR}/ under the prefix"
+            )
+        if left is not None:
+            return Check("delete", FAIL, "the probe object is still there after DeleteObject")
+        self.written = False
+        return Check("delete", PASS, "deleted it")
+
+
+async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str) -> list[Check]:
+    """Send real preflights for POST and PUT from each origin, and check ETag is exposed."""
+    if not storage.config.direct_uploads:
+        return [Check("cors", PASS, "direct_uploads is off: browsers never send requests to the bucket")]
+    if not origins:
+        return [
+            Check(
+                "cors",
+                WARN,
+                "not checked: no --origin given",
+                "pass --origin with the address Datasette is served from, e.g. https://datasette.example.com",
+            )
+        ]
+    connection = await storage.connection()
+    # Where the browser sends uploads: the presigning endpoint, a key nobody has written.
+    url = connection.presign_client.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": connection.bucket, "Key": f"{connection.prefix}{PROBE_DIR}/{uuid.uuid4().hex}"},
+    ).split("?", 1)[0]
+    rules = None
+    checks = []
+    for origin in origins:
+        fix = f"{fix_command} --origin {origin} --apply"
+        try:
+            results = [await cors.preflight(probe.http, url, origin, m) for m in cors.UPLOAD_METHODS]
+        except httpx.HTTPError as ex:
+            checks.append(Check(f"cors {origin}", FAIL, f"preflight request failed ({type(ex).__name__})"))
+            continue
+        refused = [r for r in results if not r.allowed]
+        if refused:
+            detail = "; ".join(f"{r.method}: {r.detail}" for r in refused)
+            checks.append(Check(f"cors {origin}", FAIL, f"preflight refused ({detail})", fix))
+            continue
+        exposed = await probe.etag_exposed(origin)
+        if exposed is None:
+            try:
+                if rules is None:
+                    rules = await bucket_admin.get_cors_rules(storage)
+            except FilesS3Error as ex:
+                checks.append(Check(f"cors {origin}", WARN, f"ETag exposure not checked: {ex}", fix))
+                continue
+            exposed = cors.rules_expose_etag(rules, origin)
+        if not exposed:
+            checks.append(
+                Check(
+                    f"cors {origin}",
+                    FAIL,
+                    "POST and PUT allowed, but ETag is not exposed (multipart uploads cannot finish)",
+                    fix,
+                )
+            )
+            continue
+        checks.append(Check(f"cors {origin}", PASS, "POST and PUT allowed, ETag exposed"))
+    return checks
+
+
+async def check_lifecycle(storage, fix: str) -> Check:
+    """A rule should abort incomplete multipart uploads, so abandoned parts stop costing money."""
+    try:
+        rules = await bucket_admin.get_lifecycle_rules(storage)
+    except FilesS3Error as ex:
+        return Check("lifecycle", WARN, f"could not read lifecycle rules: {ex}", fix)
+    connection = await storage.connection()
+    return judge_lifecycle(rules, connection.prefix, fix)
+
+
+async def run_checks(
+    storage, origins: list[str], command: str = "datasette files-s3", options: str = ""
+) -> list[Check]:
+    """Every check for one configured source, in order; stops early when the rest cannot run.
+
+    `command` and `options` (e.g. ` -c datasette.yaml`) are used to write the fixes.
+    """
+    source = storage.source
+    checks = [await check_credentials(storage)]
+    if checks[-1].status == FAIL:
+        return checks
+    bucket_check, date_header, answered = await check_bucket(storage)
+    checks.append(bucket_check)
+    if answered:
+        checks.append(judge_clock(date_header, time.time()))
+    if bucket_check.status == FAIL:
+        return checks
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+        probe = Probe(storage, http)
+        checks.append(await probe.write())
+        try:
+            if probe.written:
+                checks.append(await probe.read())
+                checks.append(await probe.range_read())
+                checks.append(await probe.presign())
+            checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
+        finally:
+            if probe.written:
+                checks.append(await probe.delete())
+    checks.append(await check_lifecycle(storage, f"{command} cleanup {source}{options} --lifecycle"))
+    return checks

@@ -1,0 +1,427 @@
+"""`datasette files-s3 ...` through Datasette's own CLI entry point, against a
+`moto_server` process over HTTP.
+
+The server runs with MOTO_DISABLE_GLOBAL_CORS=true (tests/live_servers.py), so
+a bucket without a CORS rule really refuses preflights and `doctor` can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import pytest
+import pytest_asyncio
+from click.testing import CliRunner
+from conftest import actor_cookies, datasette_config
+from datasette.cli import cli
+from helpers import post_to_bucket, prepare, upload
+from live_servers import MOTO_KEY_ID, MOTO_SECRET, MotoProcess, free_port
+
+from datasette_files_s3 import cleanup, cors, doctor
+
+ORIGIN = "https://datasette.example.com"
+SOURCE = "s3files"
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoProcess().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket_name(moto):
+    name = f"cli-{uuid.uuid4().hex[:16]}"
+    moto.create_bucket(name)
+    return name
+
+
+def write_config(tmp_path, source_config: dict, name: str = "datasette.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(datasette_config({SOURCE: {"storage": "s3", "config": source_config}})))
+    return str(path)
+
+
+@pytest.fixture
+def config_path(tmp_path, moto, bucket_name):
+    return write_config(tmp_path, moto.source_config(bucket_name))
+
+
+def files_s3(*args, env=None):
+    """Run `datasette files-s3 ARGS` as a user would, through Datasette's CLI."""
+    return CliRunner().invoke(cli, ["files-s3", *args], env=env, catch_exceptions=False)
+
+
+class Broker:
+    """A credentials broker on loopback: moto's keys for the right secret, 403 otherwise."""
+
+    def __init__(self, secret: str, bucket: str, session_token: str = "broker-session-token"):
+        broker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                form = parse_qs(self.rfile.read(int(self.headers.get("content-length", 0))).decode())
+                if form.get("secret") != [secret]:
+                    self.send_response(403)
+                    self.end_headers()
+                    return
+                expires = datetime.fromtimestamp(time.time() + broker.lifetime, timezone.utc)
+                data = json.dumps(
+                    {
+                        "AccessKeyId": MOTO_KEY_ID,
+                        "SecretAccessKey": MOTO_SECRET,
+                        "SessionToken": session_token,
+                        "Expiration": expires.isoformat().replace("+00:00", "Z"),
+                        "S3Folder": f"s3://{bucket}/brokered/",
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.lifetime = 3600
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/credentials"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def source_config(self, moto, secret: str) -> dict:
+        return {
+            "credentials_url": self.url,
+            "credentials_url_secret": secret,
+            "endpoint_url": moto.endpoint_url,
+            "region": "us-east-1",
+        }
+
+
+@pytest.fixture
+def broker(bucket_name):
+    server = Broker("right-broker-secret", bucket_name)
+    yield server
+    server.server.shutdown()
+
+
+# --- sources ---------------------------------------------------------------
+
+
+def test_sources_lists_bucket_prefix_endpoint_and_credentials(config_path, bucket_name, moto):
+    result = files_s3("sources", "-c", config_path)
+    assert result.exit_code == 0, result.output
+    assert bucket_name in result.output
+    assert "uploads/" in result.output
+    assert moto.endpoint_url in result.output
+    assert "config keys" in result.output
+
+
+def test_sources_reads_settings_and_env_like_serve(tmp_path, moto, bucket_name):
+    config = moto.source_config({"$env": "CLI_TEST_BUCKET"})
+    path = write_config(tmp_path, config)
+    result = files_s3(
+        "sources",
+        "--json",
+        "-c",
+        path,
+        "-s",
+        f"plugins.datasette-files.sources.{SOURCE}.config.prefix",
+        "from-setting",
+        env={"CLI_TEST_BUCKET": "bucket-from-env"},
+    )
+    assert result.exit_code == 0, result.output
+    [summary] = json.loads(result.output)
+    assert (summary["bucket"], summary["prefix"]) == ("bucket-from-env", "from-setting/")
+
+
+# --- cors ------------------------------------------------------------------
+
+FOREIGN_RULE = {"ID": "someone-else", "AllowedOrigins": ["https://other.example"], "AllowedMethods": ["GET"]}
+
+
+def test_cors_apply_adds_our_rule_and_keeps_foreign_rules(moto, bucket_name, config_path):
+    client = moto.client()
+    client.put_bucket_cors(Bucket=bucket_name, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
+    result = files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply")
+    assert result.exit_code == 0, result.output
+    rules = client.get_bucket_cors(Bucket=bucket_name)["CORSRules"]
+    assert rules == [cors.needed_rule([ORIGIN]), FOREIGN_RULE]
+    assert rules[0]["ExposeHeaders"] == ["ETag"]
+
+
+def test_cors_apply_again_keeps_earlier_origins(moto, bucket_name, config_path):
+    files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply")
+    files_s3("cors", SOURCE, "-c", config_path, "--origin", "http://localhost:8001", "--apply")
+    [rule] = moto.client().get_bucket_cors(Bucket=bucket_name)["CORSRules"]
+    assert rule["AllowedOrigins"] == sorted([ORIGIN, "http://localhost:8001"])
+
+
+def test_cors_dry_run_prints_the_exact_json_and_changes_nothing(moto, bucket_name, config_path):
+    client = moto.client()
+    client.put_bucket_cors(Bucket=bucket_name, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
+    result = files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"CORSRules": [cors.needed_rule([ORIGIN]), FOREIGN_RULE]}
+    assert client.get_bucket_cors(Bucket=bucket_name)["CORSRules"] == [FOREIGN_RULE]
+
+
+def test_cors_unknown_source_is_a_usage_error(config_path):
+    result = files_s3("cors", "nope", "-c", config_path, "--origin", ORIGIN)
+    assert result.exit_code == 2
+    assert SOURCE in result.output
+
+
+# --- doctor ----------------------------------------------------------------
+
+
+def check_lines(output: str) -> dict[str, str]:
+    """{check name: its line} from doctor's output."""
+    lines = {}
+    for line in output.splitlines():
+        for mark in ("[PASS]", "[WARN]", "[FAIL]"):
+            if line.strip().startswith(mark):
+                name = line.strip()[len(mark) :].split(": ", 1)[0].strip()
+                lines[name] = line.strip()
+    return lines
+
+
+def test_doctor_passes_on_a_correct_bucket(moto, bucket_name, config_path):
+    files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply")
+    files_s3("cleanup", SOURCE, "-c", config_path, "--lifecycle")
+    result = files_s3("doctor", SOURCE, "-c", config_path, "--origin", ORIGIN)
+    assert result.exit_code == 0, result.output
+    lines = check_lines(result.output)
+    for name in ("credentials", "bucket", "clock", "write", "read", "range read", "presign", "delete"):
+        assert lines[name].startswith("[PASS]"), result.output
+    assert lines[f"cors {ORIGIN}"].startswith("[PASS]")
+    assert lines["lifecycle"].startswith("[PASS]")
+    assert moto.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0  # probe removed
+
+
+def test_doctor_fails_on_a_bucket_without_cors(config_path):
+    result = files_s3("doctor", SOURCE, "-c", config_path, "--origin", ORIGIN)
+    assert result.exit_code == 1
+    assert check_lines(result.output)[f"cors {ORIGIN}"].startswith("[FAIL]")
+    assert (
+        f"fix: datasette files-s3 cors {SOURCE} -c {config_path} --origin {ORIGIN} --apply" in result.output
+    )
+
+
+def test_doctor_fails_when_etag_is_not_exposed(tmp_path, moto):
+    name = f"cli-{uuid.uuid4().hex[:16]}"
+    moto.create_bucket(name, cors_origins=[ORIGIN], expose_etag=False)
+    path = write_config(tmp_path, moto.source_config(name))
+    result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)
+    assert result.exit_code == 1
+    assert "ETag is not exposed" in check_lines(result.output)[f"cors {ORIGIN}"]
+
+
+@pytest.mark.parametrize(
+    "bucket_fault, message, fix",
+    [
+        ("missing bucket", "does not exist", "fix: create the bucket, or fix the source's bucket option"),
+        ("unreachable endpoint", "cannot reach the S3 endpoint", "fix: check endpoint_url"),
+    ],
+)
+def test_doctor_fails_on_a_bucket_fault(tmp_path, moto, bucket_name, bucket_fault, message, fix):
+    if bucket_fault == "missing bucket":
+        config = moto.source_config("no-such-bucket-here")
+    else:
+        config = MotoProcess(port=free_port()).source_config(bucket_name)  # nothing listens there
+    result = files_s3("doctor", SOURCE, "-c", write_config(tmp_path, config), "--origin", ORIGIN)
+    assert result.exit_code == 1
+    assert message in check_lines(result.output)["bucket"]
+    assert fix in result.output
+
+
+def test_doctor_fails_on_bad_credentials(tmp_path, moto, broker):
+    path = write_config(tmp_path, broker.source_config(moto, "wrong-broker-secret"))
+    result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)
+    assert result.exit_code == 1
+    assert "answered HTTP 403" in check_lines(result.output)["credentials"]
+    assert "fix: check credentials_url and credentials_url_secret" in result.output
+
+
+def test_doctor_says_when_broker_credentials_expire(tmp_path, moto, broker):
+    path = write_config(tmp_path, broker.source_config(moto, "right-broker-secret"))
+    result = files_s3("doctor", SOURCE, "-c", path)
+    line = check_lines(result.output)["credentials"]
+    assert line.startswith("[PASS]") and "expire in 60 min" in line
+
+
+def test_clock_skew_over_a_minute_fails():
+    check = doctor.judge_clock("Tue, 24 Nov 2026 03:00:00 GMT", now=1795489200 + 120)
+    assert check.status == doctor.FAIL and "120s ahead" in check.message
+
+
+# --- cleanup ---------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def leftovers(tmp_path, moto, bucket_name, make_datasette):
+    """An internal database and a bucket holding every kind of thing cleanup must judge."""
+    internal = str(tmp_path / "internal.db")
+    ds = await make_datasette(
+        {SOURCE: {"storage": "s3", "config": moto.source_config(bucket_name)}}, internal=internal
+    )
+    cookies = actor_cookies(ds)
+    await upload(ds, cookies, b"registered file")
+    expired = (await prepare(ds, cookies, filename="expired.txt", size=7)).json()
+    post_to_bucket(expired, b"expired", "expired.txt")
+    fresh = (await prepare(ds, cookies, filename="fresh.txt", size=5)).json()
+    post_to_bucket(fresh, b"fresh", "fresh.txt")
+    client = moto.client()
+    # moto stamps every multipart upload as started in 2010: always "old".
+    stale = client.create_multipart_upload(Bucket=bucket_name, Key="uploads/stale/big.bin")
+    client.upload_part(
+        Bucket=bucket_name,
+        Key="uploads/stale/big.bin",
+        UploadId=stale["UploadId"],
+        PartNumber=1,
+        Body=b"x" * 1000,
+    )
+    client.create_multipart_upload(Bucket=bucket_name, Key="elsewhere/big.bin")
+    client.put_object(Bucket=bucket_name, Key="elsewhere/expired.txt", Body=b"not ours")
+    with sqlite3.connect(internal) as db:
+        db.execute(
+            "UPDATE datasette_files_s3_pending SET expires_at = ? WHERE filename = 'expired.txt'",
+            [time.time() - 2 * 3600],
+        )
+        # A pending row pointing outside the prefix must never become a delete.
+        db.execute(
+            "INSERT INTO datasette_files_s3_pending (file_id, source, path, kind, filename, content_type,"
+            " size, created_at, expires_at) VALUES ('df-x', ?, '../elsewhere/expired.txt', 'post', 'x',"
+            " 'text/plain', 8, 0, 0)",
+            [SOURCE],
+        )
+    return {
+        "internal": internal,
+        "keys_before": sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket_name)["Contents"]),
+    }
+
+
+def bucket_keys(moto, bucket_name) -> list[str]:
+    return sorted(o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket_name).get("Contents", []))
+
+
+def multipart_keys(moto, bucket_name) -> list[str]:
+    return sorted(
+        u["Key"] for u in moto.client().list_multipart_uploads(Bucket=bucket_name).get("Uploads", [])
+    )
+
+
+def test_cleanup_aborts_an_old_incomplete_multipart_upload(leftovers, moto, bucket_name, config_path):
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"])
+    assert result.exit_code == 0, result.output
+    assert multipart_keys(moto, bucket_name) == ["elsewhere/big.bin"]
+    assert "abort uploads/stale/big.bin" in result.output
+
+
+def test_cleanup_deletes_an_expired_unconfirmed_object(leftovers, moto, bucket_name, config_path):
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"])
+    assert not [
+        k for k in bucket_keys(moto, bucket_name) if k.endswith("/expired.txt") and k.startswith("uploads/")
+    ]
+    assert "Aborted 1 multipart upload(s), deleted 1 object(s), freed 1,007 bytes." in result.output
+    with sqlite3.connect(leftovers["internal"]) as db:
+        assert not db.execute(
+            "SELECT 1 FROM datasette_files_s3_pending WHERE filename = 'expired.txt'"
+        ).fetchall()
+
+
+def test_cleanup_leaves_registered_fresh_and_outside_objects_alone(leftovers, moto, bucket_name, config_path):
+    files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"])
+    remaining = bucket_keys(moto, bucket_name)
+    expired = [k for k in leftovers["keys_before"] if k.startswith("uploads/") and k.endswith("/expired.txt")]
+    assert remaining == sorted(set(leftovers["keys_before"]) - set(expired))
+    assert "elsewhere/expired.txt" in remaining
+    assert any(k.endswith("/fresh.txt") for k in remaining)
+    assert any(k.endswith("/hello.txt") for k in remaining)
+
+
+def test_cleanup_dry_run_changes_nothing(leftovers, moto, bucket_name, config_path):
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"], "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Would abort 1 multipart upload(s), would delete 1 object(s), would free 1,007 bytes" in result.output
+    )
+    assert bucket_keys(moto, bucket_name) == leftovers["keys_before"]
+    assert multipart_keys(moto, bucket_name) == ["elsewhere/big.bin", "uploads/stale/big.bin"]
+    with sqlite3.connect(leftovers["internal"]) as db:
+        assert db.execute("SELECT count(*) FROM datasette_files_s3_pending").fetchone()[0] == 3
+
+
+def test_cleanup_without_internal_deletes_no_objects(leftovers, moto, bucket_name, config_path):
+    result = files_s3("cleanup", SOURCE, "-c", config_path)
+    assert result.exit_code == 0, result.output
+    assert "no --internal database given" in result.output
+    assert bucket_keys(moto, bucket_name) == leftovers["keys_before"]
+    assert multipart_keys(moto, bucket_name) == ["elsewhere/big.bin"]
+
+
+def test_cleanup_lifecycle_installs_rule_and_keeps_others(moto, bucket_name, config_path):
+    client = moto.client()
+    foreign = {
+        "ID": "expire-logs",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "logs/"},
+        "Expiration": {"Days": 30},
+    }
+    client.put_bucket_lifecycle_configuration(Bucket=bucket_name, LifecycleConfiguration={"Rules": [foreign]})
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--lifecycle", "--older-than", "36h")
+    assert result.exit_code == 0, result.output
+    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket_name)["Rules"]
+    assert rules == [foreign, cleanup.lifecycle_rule("uploads/", 36 * 3600)]
+    assert rules[1]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+
+
+def test_cleanup_rejects_an_internal_database_datasette_never_used(tmp_path, config_path):
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", str(empty))
+    assert result.exit_code == 1
+    assert "internal database has no" in result.output
+
+
+# --- secrets ---------------------------------------------------------------
+
+
+def test_no_command_prints_a_secret(tmp_path, moto, bucket_name, broker):
+    secrets = {
+        "access_key_id": "AKIDLEAKCHECK1111",
+        "secret_access_key": "SECRETLEAKCHECK2222",
+        "session_token": "TOKENLEAKCHECK3333",
+    }
+    static = write_config(
+        tmp_path, moto.source_config(bucket_name, **{**secrets, "secret_access_key": {"$env": "LEAK_SECRET"}})
+    )
+    env = {"LEAK_SECRET": secrets["secret_access_key"]}
+    brokered_secret = "right-broker-secret"
+    brokered = write_config(tmp_path, broker.source_config(moto, brokered_secret), "brokered.json")
+    outputs = []
+    for path in (static, brokered):
+        for args in (
+            ["sources"],
+            ["sources", "--json"],
+            ["cors", SOURCE, "--origin", ORIGIN],
+            ["cors", SOURCE, "--origin", ORIGIN, "--dry-run"],
+            ["cors", SOURCE, "--origin", ORIGIN, "--apply"],
+            ["doctor", "--origin", ORIGIN],
+            ["cleanup", "--dry-run"],
+            ["cleanup"],
+            ["cleanup", "--lifecycle", "--dry-run"],
+        ):
+            outputs.append(files_s3(*args, "-c", path, env=env).output)
+    text = "\n".join(outputs)
+    assert "[PASS] presign" in text  # the commands did reach S3 and sign URLs
+    for value in [*secrets.values(), brokered_secret, "broker-session-token", MOTO_SECRET, MOTO_KEY_ID]:
+        assert value not in text
