@@ -135,12 +135,3 @@ def boto3_upload_file(s3_client, bucket: str, key: str, file: Path) -> Outcome:
     start = time.perf_counter()
     s3_client.upload_file(str(file), bucket, key)
     return Outcome(time.perf_counter() - start, key=key)
-
-
-def multipart_client():
-    """The multipart client from benchmarks/multipart_vs_boto3.py, or None if it is not here yet."""
-    try:
-        from multipart_vs_boto3 import upload_multipart_via_datasette
-    except ImportError:
-        return None
-    return upload_multipart_via_datasette

@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import clients  # noqa: E402
+import live_clients  # noqa: E402
 import metadata  # noqa: E402
 import report  # noqa: E402
 from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
@@ -127,7 +128,6 @@ class Bench:
         self.ours: DatasetteProcess | None = None
         self.old: DatasetteProcess | None = None
         self.old_error: str | None = None
-        self.multipart = clients.multipart_client()
 
     # --- servers ---------------------------------------------------------------
 
@@ -194,8 +194,6 @@ class Bench:
                 return clients.Outcome(None, self.old_error), None
             run, server = (lambda: clients.proxy_upload(self.old_client, "s3old", file)), self.old
         elif key == "multipart":
-            if self.multipart is None:
-                return clients.Outcome(None, "multipart client not in this checkout yet"), None
             run, server = (lambda: self.run_multipart(file)), self.ours
         else:
             object_key = f"boto3/{uuid.uuid4().hex}/{file.name}"
@@ -233,18 +231,17 @@ class Bench:
         return returned if returned.startswith(("direct/", "proxy/", "old/")) else prefix + returned
 
     def run_multipart(self, file: Path) -> clients.Outcome:
+        """(b): create, sign, PUT parts (as many at once as our browser uploader), complete."""
         start = time.perf_counter()
-        result = self.multipart(
-            datasette_url=self.ours.url, cookie=self.ours.cookie_for(), source="s3files", path=file
-        )
+        try:
+            registered = live_clients.multipart_upload(
+                self.ours_client, self.http, "s3files", file, file.name, workers=self.args.multipart_workers
+            )
+        except live_clients.UploadFailed as ex:
+            return clients.Outcome(None, str(ex)[:200])
         seconds = time.perf_counter() - start
-        key = None
-        if isinstance(result, dict):
-            key = (result.get("file") or {}).get("path") or result.get("key")
-            seconds = result.get("seconds", seconds)
-        return clients.Outcome(
-            seconds, key=("direct/" + key) if key and not key.startswith("direct/") else key
-        )
+        path = self.ours_client.get(f"/-/files/{registered['id']}.json").json()["path"]
+        return clients.Outcome(seconds, key="direct/" + path)
 
     def measure_size(self, file: Path, repeats: int) -> None:
         size = file.stat().st_size
@@ -365,6 +362,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,64,256,1024", help="file sizes in MiB (default 1,64,256,1024)")
     parser.add_argument("--repeats", default="1:5,64:3,256:2,1024:1", help="runs per size, SIZE:N,...")
+    parser.add_argument(
+        "--multipart-workers", type=int, default=4, help="parts sent at once (our browser uploader sends 4)"
+    )
     parser.add_argument("--skip-old", action="store_true", help=f"do not install and run {OLD_RELEASE}")
     parser.add_argument("--skip-metadata", action="store_true", help="only the upload throughput")
     parser.add_argument(
