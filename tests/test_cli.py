@@ -210,7 +210,7 @@ def test_doctor_passes_on_a_correct_bucket(moto, bucket_name, config_path):
 def test_doctor_fails_on_a_bucket_without_cors(config_path):
     result = files_s3("doctor", SOURCE, "-c", config_path, "--origin", ORIGIN)
     assert result.exit_code == 1
-    assert check_lines(result.output)[f"cors {ORIGIN}"].startswith("[FAIL]")
+    assert check_lines(result.output)[f"cors {ORIGIN}"].startswith(f"[FAIL] cors {ORIGIN}: preflight refused")
     assert (
         f"fix: datasette files-s3 cors {SOURCE} -c {config_path} --origin {ORIGIN} --apply" in result.output
     )
@@ -274,39 +274,52 @@ async def leftovers(tmp_path, moto, bucket_name, make_datasette):
         {SOURCE: {"storage": "s3", "config": moto.source_config(bucket_name)}}, internal=internal
     )
     cookies = actor_cookies(ds)
+    upload_ids = {}
     await upload(ds, cookies, b"registered file")
     expired = (await prepare(ds, cookies, filename="expired.txt", size=7)).json()
     post_to_bucket(expired, b"expired", "expired.txt")
     fresh = (await prepare(ds, cookies, filename="fresh.txt", size=5)).json()
     post_to_bucket(fresh, b"fresh", "fresh.txt")
     client = moto.client()
-    # moto stamps every multipart upload as started in 2010: always "old".
-    stale = client.create_multipart_upload(Bucket=bucket_name, Key="uploads/stale/big.bin")
-    client.upload_part(
-        Bucket=bucket_name,
-        Key="uploads/stale/big.bin",
-        UploadId=stale["UploadId"],
-        PartNumber=1,
-        Body=b"x" * 1000,
-    )
+    # moto stamps every multipart upload as started in 2010: always "old" by --older-than.
+    for key, size in (
+        ("uploads/stale/big.bin", 1000),
+        ("uploads/abandoned/big.bin", 500),
+        ("uploads/inuse/big.bin", 0),
+    ):
+        upload_id = client.create_multipart_upload(Bucket=bucket_name, Key=key)["UploadId"]
+        upload_ids[key] = upload_id
+        if size:
+            client.upload_part(
+                Bucket=bucket_name, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * size
+            )
     client.create_multipart_upload(Bucket=bucket_name, Key="elsewhere/big.bin")
     client.put_object(Bucket=bucket_name, Key="elsewhere/expired.txt", Body=b"not ours")
+    past, future = time.time() - 2 * 3600, time.time() + 3600
     with sqlite3.connect(internal) as db:
         db.execute(
-            "UPDATE datasette_files_s3_pending SET expires_at = ? WHERE filename = 'expired.txt'",
-            [time.time() - 2 * 3600],
+            "UPDATE datasette_files_s3_pending SET expires_at = ? WHERE filename = 'expired.txt'", [past]
         )
+        # A crash between registering and forgetting leaves a pending row for a registered file.
+        file_id, path = db.execute("SELECT id, path FROM datasette_files").fetchone()
+        add_pending(db, file_id, path, past)
+        add_pending(db, "df-abandoned", "abandoned/big.bin", past, upload_ids["uploads/abandoned/big.bin"])
+        add_pending(db, "df-inuse", "inuse/big.bin", future, upload_ids["uploads/inuse/big.bin"])
         # A pending row pointing outside the prefix must never become a delete.
-        db.execute(
-            "INSERT INTO datasette_files_s3_pending (file_id, source, path, kind, filename, content_type,"
-            " size, created_at, expires_at) VALUES ('df-x', ?, '../elsewhere/expired.txt', 'post', 'x',"
-            " 'text/plain', 8, 0, 0)",
-            [SOURCE],
-        )
+        add_pending(db, "df-outside", "../elsewhere/expired.txt", past)
     return {
         "internal": internal,
         "keys_before": sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket_name)["Contents"]),
     }
+
+
+def add_pending(db, file_id, path, expires_at, upload_id=None):
+    """A row in our pending-uploads table, as prepare would have written it."""
+    db.execute(
+        "INSERT INTO datasette_files_s3_pending (file_id, source, path, kind, upload_id, filename,"
+        " content_type, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'x', 'text/plain', 1, 0, ?)",
+        [file_id, SOURCE, path, "multipart" if upload_id else "post", upload_id, expires_at],
+    )
 
 
 def bucket_keys(moto, bucket_name) -> list[str]:
@@ -322,8 +335,37 @@ def multipart_keys(moto, bucket_name) -> list[str]:
 def test_cleanup_aborts_an_old_incomplete_multipart_upload(leftovers, moto, bucket_name, config_path):
     result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"])
     assert result.exit_code == 0, result.output
-    assert multipart_keys(moto, bucket_name) == ["elsewhere/big.bin"]
     assert "abort uploads/stale/big.bin" in result.output
+    assert "uploads/stale/big.bin" not in multipart_keys(moto, bucket_name)
+
+
+def test_cleanup_keeps_a_multipart_upload_whose_token_is_still_valid(
+    leftovers, moto, bucket_name, config_path
+):
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"])
+    assert "keep uploads/inuse/big.bin (multipart upload still in use)" in result.output
+    assert "uploads/inuse/big.bin" in multipart_keys(moto, bucket_name)
+
+
+def test_cleanup_aborts_an_expired_tokens_multipart_upload_whatever_its_age(
+    leftovers, moto, bucket_name, config_path
+):
+    args = (
+        "cleanup",
+        SOURCE,
+        "-c",
+        config_path,
+        "--internal",
+        leftovers["internal"],
+        "--older-than",
+        "1000w",
+    )
+    files_s3(*args)
+    assert multipart_keys(moto, bucket_name) == [
+        "elsewhere/big.bin",
+        "uploads/inuse/big.bin",
+        "uploads/stale/big.bin",
+    ]
 
 
 def test_cleanup_deletes_an_expired_unconfirmed_object(leftovers, moto, bucket_name, config_path):
@@ -331,7 +373,7 @@ def test_cleanup_deletes_an_expired_unconfirmed_object(leftovers, moto, bucket_n
     assert not [
         k for k in bucket_keys(moto, bucket_name) if k.endswith("/expired.txt") and k.startswith("uploads/")
     ]
-    assert "Aborted 1 multipart upload(s), deleted 1 object(s), freed 1,007 bytes." in result.output
+    assert "Aborted 2 multipart upload(s), deleted 1 object(s), freed 1,507 bytes." in result.output
     with sqlite3.connect(leftovers["internal"]) as db:
         assert not db.execute(
             "SELECT 1 FROM datasette_files_s3_pending WHERE filename = 'expired.txt'"
@@ -345,19 +387,25 @@ def test_cleanup_leaves_registered_fresh_and_outside_objects_alone(leftovers, mo
     assert remaining == sorted(set(leftovers["keys_before"]) - set(expired))
     assert "elsewhere/expired.txt" in remaining
     assert any(k.endswith("/fresh.txt") for k in remaining)
-    assert any(k.endswith("/hello.txt") for k in remaining)
+    assert any(k.endswith("/hello.txt") for k in remaining)  # registered, with a stale pending row
+
+
+def test_safe_key_refuses_paths_that_leave_the_prefix():
+    assert cleanup.safe_key("uploads/", "abc/file.txt") == "uploads/abc/file.txt"
+    for path in ("../elsewhere/x", "/abs", "a//b", "a/./b", ""):
+        assert cleanup.safe_key("uploads/", path) is None
 
 
 def test_cleanup_dry_run_changes_nothing(leftovers, moto, bucket_name, config_path):
     result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", leftovers["internal"], "--dry-run")
     assert result.exit_code == 0, result.output
     assert (
-        "Would abort 1 multipart upload(s), would delete 1 object(s), would free 1,007 bytes" in result.output
+        "Would abort 2 multipart upload(s), would delete 1 object(s), would free 1,507 bytes" in result.output
     )
     assert bucket_keys(moto, bucket_name) == leftovers["keys_before"]
-    assert multipart_keys(moto, bucket_name) == ["elsewhere/big.bin", "uploads/stale/big.bin"]
+    assert len(multipart_keys(moto, bucket_name)) == 4
     with sqlite3.connect(leftovers["internal"]) as db:
-        assert db.execute("SELECT count(*) FROM datasette_files_s3_pending").fetchone()[0] == 3
+        assert db.execute("SELECT count(*) FROM datasette_files_s3_pending").fetchone()[0] == 6
 
 
 def test_cleanup_without_internal_deletes_no_objects(leftovers, moto, bucket_name, config_path):
