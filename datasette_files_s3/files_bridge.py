@@ -18,6 +18,8 @@ from datasette_files import FileSourceResource
 stock_upload_prepare = datasette_files.upload_prepare
 stock_upload_complete = datasette_files.upload_complete
 stock_file_thumbnail = datasette_files.file_thumbnail
+stock_file_delete = datasette_files.file_delete
+stock_file_download = datasette_files.file_download
 
 
 def storage_for(source: str):

@@ -165,3 +165,22 @@ async def file_thumbnail(request, datasette):
         # datasette-files serves the cached thumbnail; it never reads the object.
         return await files_bridge.stock_file_thumbnail(request, datasette)
     return files_bridge.icon_response(request, row["filename"], row["content_type"])
+
+
+def storage_errors_as_json(stock_view):
+    """Wrap a datasette-files view that calls the storage: an S3 or credentials
+    failure becomes a JSON 502/503 naming the cause instead of a 500."""
+
+    @functools.wraps(stock_view)
+    async def wrapper(request, datasette):
+        try:
+            return await stock_view(request, datasette)
+        except FilesS3Error as ex:
+            logger.warning("%s", ex)
+            return Response.error(ex.messages, ex.status)
+
+    return wrapper
+
+
+file_delete = storage_errors_as_json(files_bridge.stock_file_delete)
+file_download = storage_errors_as_json(files_bridge.stock_file_download)

@@ -1,0 +1,88 @@
+"""S3 and credential outages: a 502/503 naming what failed, nothing half-done,
+and the rest of Datasette keeps working."""
+
+import shutil
+
+from conftest import actor_cookies
+from helpers import post_to_bucket, prepare, upload
+from live_servers import MotoProcess, free_port
+
+
+async def test_unreachable_s3_at_confirm_is_502_and_token_still_works_later(make_datasette, tmp_path):
+    """moto_server as a process we can stop; its state is in memory, so the
+    object is uploaded again after the restart on the same port."""
+    moto = MotoProcess().start()
+    try:
+        moto.create_bucket("outage-bucket")
+        ds = await make_datasette(
+            {"s3files": {"storage": "s3", "config": moto.source_config("outage-bucket")}}
+        )
+        cookies = actor_cookies(ds)
+        prepared = (await prepare(ds, cookies, size=3)).json()
+        post_to_bucket(prepared, b"abc")
+        moto.stop()
+        response = await ds.client.post(
+            "/-/files/upload/s3files/-/complete",
+            json={"upload_token": prepared["upload_token"]},
+            cookies=cookies,
+        )
+        assert response.status_code == 502
+        message = response.json()["errors"][0]
+        assert "source 's3files'" in message and "cannot reach the S3 endpoint 127.0.0.1" in message
+        assert "testing-secret-key" not in response.text
+        count = await ds.get_internal_database().execute("select count(*) from datasette_files")
+        assert count.single_value() == 0
+
+        moto.start()
+        moto.create_bucket("outage-bucket")
+        post_to_bucket(prepared, b"abc")
+        response = await ds.client.post(
+            "/-/files/upload/s3files/-/complete",
+            json={"upload_token": prepared["upload_token"]},
+            cookies=cookies,
+        )
+        assert response.status_code == 201
+    finally:
+        moto.stop()
+
+
+async def test_delete_during_outage_is_502_and_keeps_the_file(make_datasette):
+    moto = MotoProcess().start()
+    try:
+        moto.create_bucket("delete-outage")
+        ds = await make_datasette(
+            {"s3files": {"storage": "s3", "config": moto.source_config("delete-outage")}}
+        )
+        cookies = actor_cookies(ds)
+        file_id = (await upload(ds, cookies, b"keep me"))["file"]["id"]
+        moto.stop()
+        response = await ds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
+        assert response.status_code == 502
+        assert response.json()["ok"] is False
+        assert "cannot reach the S3 endpoint" in response.json()["errors"][0]
+        assert (await ds.client.get(f"/-/files/{file_id}.json")).status_code == 200
+    finally:
+        moto.stop()
+
+
+async def test_other_sources_work_while_one_s3_endpoint_is_down(make_datasette, bucket, tmp_path):
+    ds = await make_datasette(
+        {
+            "down": {
+                "storage": "s3",
+                "config": bucket.source_config(endpoint_url=f"http://127.0.0.1:{free_port()}"),
+            },
+            "up": {"storage": "s3", "config": bucket.source_config()},
+            "disk": {"storage": "filesystem", "config": {"root": str(tmp_path / "disk")}},
+        }
+    )
+    cookies = actor_cookies(ds)
+    prepared = (await prepare(ds, cookies, source="down", size=3)).json()
+    response = await ds.client.post(
+        "/-/files/upload/down/-/complete", json={"upload_token": prepared["upload_token"]}, cookies=cookies
+    )
+    assert response.status_code == 502
+    await upload(ds, cookies, b"fine", source="up")
+    assert (await ds.client.get("/-/files")).status_code == 200
+    assert (await ds.client.get("/-/files/source/disk")).status_code == 200
+    shutil.rmtree(tmp_path / "disk", ignore_errors=True)
