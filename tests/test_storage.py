@@ -6,7 +6,7 @@ import httpx
 import pytest
 from live_servers import MotoProcess, free_port
 
-from datasette_files_s3.errors import StorageUnavailable
+from datasette_files_s3.errors import CredentialsUnavailable, StorageUnavailable
 from datasette_files_s3.storage import S3Storage
 
 
@@ -216,3 +216,33 @@ async def test_client_is_reused_across_calls(storage, bucket):
     await storage.read_file("c/x.txt")
     await storage.list_files()
     assert storage._connection is first
+
+
+@pytest.mark.parametrize(
+    "code, kind, fragment",
+    [
+        ("AccessDenied", StorageUnavailable, "S3 denied access (get_object: AccessDenied)"),
+        ("InvalidAccessKeyId", StorageUnavailable, "S3 denied access"),
+        ("ExpiredToken", CredentialsUnavailable, "S3 credentials have expired"),
+        ("NoSuchBucket", StorageUnavailable, "bucket 'b' does not exist"),
+        ("NoSuchKey", FileNotFoundError, "no object at uploads/x"),
+        ("SlowDown", StorageUnavailable, "S3 get_object failed (SlowDown)"),
+    ],
+)
+async def test_s3_error_codes_map_to_clear_errors_naming_the_source(code, kind, fragment):
+    """Error codes moto cannot produce on demand (it checks no signatures), built
+    as botocore builds them, including a message that quotes the key id."""
+    from botocore.exceptions import ClientError
+
+    storage = S3Storage()
+    await storage.configure({"bucket": "b", "access_key_id": "AKIASHOWNOWHERE", "secret_access_key": "hush"})
+    error = ClientError(
+        {"Error": {"Code": code, "Message": "The AWS Access Key Id AKIASHOWNOWHERE does not exist"}},
+        "GetObject",
+    )
+    translated = storage.translate_error(error, "get_object", "uploads/x")
+    assert isinstance(translated, kind)
+    assert fragment in str(translated)
+    if kind is not FileNotFoundError:
+        assert "datasette-files source 's3'" in str(translated)
+    assert "AKIASHOWNOWHERE" not in str(translated) and "hush" not in str(translated)
