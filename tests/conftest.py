@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from botocore.config import Config
 from datasette.app import Datasette
+from helpers import datasette_config
 
 REAL_BUCKET = os.environ.get("DATASETTE_FILES_S3_TEST_BUCKET")
 
@@ -113,21 +114,6 @@ def bucket(s3_target):
     yield Bucket(name, "uploads/", s3_target, client)
 
 
-def datasette_config(sources: dict, extra_permissions: dict | None = None) -> dict:
-    """datasette.yaml as a dict: the given sources, browse for all, upload/delete for logged-in actors."""
-    permissions = {
-        "files-browse": True,
-        "files-upload": {"id": "*"},
-        "files-edit": {"id": "*"},
-        "files-delete": {"id": "*"},
-    }
-    permissions.update(extra_permissions or {})
-    return {
-        "plugins": {"datasette-files": {"sources": sources}},
-        "permissions": permissions,
-    }
-
-
 @pytest_asyncio.fixture
 async def make_datasette():
     """Build and start a Datasette with the given datasette-files sources."""
@@ -149,8 +135,3 @@ async def make_datasette():
 async def ds(make_datasette, bucket):
     """A Datasette with one s3 source, `s3files`, pointed at the test bucket."""
     return await make_datasette({"s3files": {"storage": "s3", "config": bucket.source_config()}})
-
-
-def actor_cookies(ds, actor_id: str = "alice") -> dict:
-    """Cookies that sign the request in as the given actor."""
-    return {"ds_actor": ds.client.actor_cookie({"id": actor_id})}

@@ -49,3 +49,23 @@ async def upload(
     completed = await complete(ds, cookies, prepared.json()["upload_token"], source=source)
     assert completed.status_code == 201, completed.text
     return completed.json()
+
+
+def actor_cookies(ds, actor_id: str = "alice") -> dict:
+    """Cookies that sign the request in as the given actor."""
+    return {"ds_actor": ds.client.actor_cookie({"id": actor_id})}
+
+
+def datasette_config(sources: dict, extra_permissions: dict | None = None) -> dict:
+    """datasette.yaml as a dict: the given sources, browse for all, upload/delete for logged-in actors."""
+    permissions = {
+        "files-browse": True,
+        "files-upload": {"id": "*"},
+        "files-edit": {"id": "*"},
+        "files-delete": {"id": "*"},
+    }
+    permissions.update(extra_permissions or {})
+    return {
+        "plugins": {"datasette-files": {"sources": sources}},
+        "permissions": permissions,
+    }

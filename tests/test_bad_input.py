@@ -2,7 +2,7 @@
 says what to fix, never a 500, and nothing registered or signed."""
 
 import pytest
-from conftest import actor_cookies
+from helpers import actor_cookies
 
 
 async def assert_nothing_registered(ds):

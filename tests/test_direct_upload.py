@@ -2,7 +2,7 @@
 
 import httpx
 import pytest
-from conftest import actor_cookies
+from helpers import actor_cookies
 from helpers import prepare, upload
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import actor_cookies
+from helpers import actor_cookies
 
 MIB = 1024**2
 PART = 5 * MIB

@@ -4,7 +4,7 @@ large objects through Datasette."""
 import io
 
 import httpx
-from conftest import actor_cookies
+from helpers import actor_cookies
 from helpers import upload
 from PIL import Image
 

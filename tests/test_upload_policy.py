@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import actor_cookies
+from helpers import actor_cookies
 from helpers import prepare
 
 
