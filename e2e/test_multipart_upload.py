@@ -1,0 +1,237 @@
+"""The bundled uploader in real Chromium against `datasette serve` and `moto_server`:
+parallel parts, a network drop, reload-and-resume, cancel, and bucket CORS problems."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+
+import pytest
+from live_servers import DatasetteProcess, live_config
+from playwright.sync_api import expect
+
+MIB = 1024**2
+PAGE = "/-/files-s3/upload/s3files"
+PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
+
+
+@pytest.fixture
+def live(request, moto):
+    """Like conftest's `live`, but parts are 5 MiB (threshold 5 MiB); `indirect` params
+    may give the bucket's CORS rule other origins (`cors_origins`) or no ETag exposure."""
+    options = getattr(request, "param", {})
+    bucket = f"e2e-mp-{uuid.uuid4().hex[:12]}"
+    datasette = DatasetteProcess(live_config(moto.source_config(bucket, multipart_threshold="5MiB")))
+    origins = options.get("cors_origins", [datasette.url])
+    moto.create_bucket(bucket, cors_origins=origins, expose_etag=options.get("expose_etag", True))
+    datasette.start()
+    datasette.bucket = bucket
+    yield datasette
+    datasette.stop()
+
+
+def make_file(directory, name, size) -> str:
+    path = directory / name
+    with open(path, "wb") as f:
+        for _ in range(size // MIB):
+            f.write(os.urandom(MIB))
+        f.write(os.urandom(size % MIB))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    """100 MiB and a bit: 21 parts of 5 MiB."""
+    return make_file(tmp_path_factory.mktemp("big"), "big.bin", 100 * MIB + 12345)
+
+
+@pytest.fixture(scope="module")
+def medium_file(tmp_path_factory):
+    """40 MiB and a bit: 9 parts, slow enough under throttling to act mid-upload."""
+    return make_file(tmp_path_factory.mktemp("medium"), "medium.bin", 40 * MIB + 777)
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_object(moto, bucket, key) -> str:
+    digest = hashlib.sha256()
+    for chunk in moto.client().get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MIB):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def assert_object_is(moto, live, row, path, parts):
+    file_id = row.get_attribute("data-file-id")
+    assert file_id and file_id.startswith("df-")
+    key = f"uploads/{file_id.removeprefix('df-')}/{os.path.basename(path)}"
+    head = moto.client().head_object(Bucket=live.bucket, Key=key)
+    assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from parts
+    assert sha256_object(moto, live.bucket, key) == sha256_file(path)
+
+
+class Network:
+    """Chromium's own network emulation for one page: throttle uploads or go offline."""
+
+    def __init__(self, page):
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Network.enable")
+
+    def set(self, offline=False, upload=-1):
+        self.cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload},
+        )
+
+
+class PartLog:
+    """Part PUTs seen by the page: in flight now, the most at once, and finished ones."""
+
+    def __init__(self, page):
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.finished: list[int] = []
+        self.failures = 0
+        page.on("request", self.started)
+        page.on("requestfinished", self.done)
+        page.on("requestfailed", self.failed)
+
+    @staticmethod
+    def number(request):
+        match = PART_PUT.search(request.url)
+        return int(match.group(1)) if request.method == "PUT" and match else None
+
+    def started(self, request):
+        if self.number(request):
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def done(self, request):
+        if self.number(request):
+            self.in_flight -= 1
+            response = request.response()
+            if response and response.status == 200:
+                self.finished.append(self.number(request))
+
+    def failed(self, request):
+        if self.number(request):
+            self.in_flight -= 1
+            self.failures += 1
+
+
+def wait_until(page, condition, timeout=30):
+    """Let the page run (and its events arrive) until condition() holds."""
+    for _ in range(int(timeout * 20)):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("condition not met in time")
+
+
+def choose(page, path):
+    page.set_input_files("datasette-files-s3-upload input[type=file]", path)
+
+
+def test_large_file_uploads_in_parallel_parts(page, live, moto, big_file):
+    log = PartLog(page)
+    page.goto(PAGE)
+    choose(page, big_file)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=90_000)
+    assert log.max_in_flight >= 2
+    assert sorted(log.finished) == list(range(1, 22))
+    assert_object_is(moto, live, row, big_file, 21)
+    summary_link = page.locator(".dfs3-summary a")
+    expect(summary_link).to_have_attribute("href", f"/-/files/{row.get_attribute('data-file-id')}")
+
+
+def test_upload_survives_network_drop(page, live, moto, medium_file):
+    log = PartLog(page)
+    page.goto(PAGE)
+    net = Network(page)
+    net.set(upload=20 * MIB)
+    choose(page, medium_file)
+    page.wait_for_function("() => document.querySelector('.dfs3-file progress').value > 0.15")
+    net.set(offline=True)
+    page.wait_for_timeout(1500)
+    net.set()
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=60_000)
+    assert log.failures >= 1, "the drop did not hit a part request"
+    assert sorted(set(log.finished)) == list(range(1, 10))
+    assert_object_is(moto, live, row, medium_file, 9)
+
+
+def test_reload_resumes_without_resending_parts_in_bucket(page, live, moto, medium_file):
+    log = PartLog(page)
+    page.goto(PAGE)
+    net = Network(page)
+    net.set(upload=10 * MIB)
+    choose(page, medium_file)
+    wait_until(page, lambda: len(log.finished) >= 2)
+    page.reload()
+    net.set()
+    before = set(log.finished)
+    assert before, "no part finished before the reload"
+    log.finished.clear()
+    with page.expect_response(lambda r: r.url.endswith("/multipart/create")) as created:
+        choose(page, medium_file)
+    answer = created.value.json()
+    assert answer["resumed"] is True
+    in_bucket = {p["part_number"] for p in answer["parts"]}
+    assert in_bucket >= before
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=60_000)
+    assert set(log.finished).isdisjoint(in_bucket)
+    assert set(log.finished) | in_bucket == set(range(1, 10))
+    assert_object_is(moto, live, row, medium_file, 9)
+
+
+def test_cancel_aborts_multipart_upload_in_bucket(page, live, moto, medium_file):
+    page.goto(PAGE)
+    Network(page).set(upload=10 * MIB)
+    choose(page, medium_file)
+    page.wait_for_function("() => document.querySelector('.dfs3-file progress').value > 0.1")
+    client = moto.client()
+    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads")
+    page.click(".dfs3-file .dfs3-cancel")
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "cancelled")
+    page.wait_for_function("() => true")  # let the abort request go out
+    for _ in range(50):
+        if not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"):
+            break
+        page.wait_for_timeout(100)
+    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads") is None
+    assert client.list_objects_v2(Bucket=live.bucket).get("Contents") is None
+
+
+@pytest.mark.parametrize("live", [{"expose_etag": False}], indirect=True)
+def test_unexposed_etag_stops_with_the_fix(page, live, medium_file):
+    page.goto(PAGE)
+    choose(page, medium_file)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+    error = row.locator(".dfs3-error").text_content()
+    assert "ETag" in error and "ExposeHeaders" in error
+    assert f"datasette files-s3 cors s3files --origin {live.url} --apply" in error
+
+
+# moto answers CORS even for a bucket without a rule, so "blocked" means a rule for another origin.
+@pytest.mark.parametrize("live", [{"cors_origins": ["https://elsewhere.example"]}], indirect=True)
+def test_cors_block_names_origin_and_command(page, live, medium_file):
+    page.goto(PAGE)
+    choose(page, medium_file)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+    error = row.locator(".dfs3-error").text_content()
+    assert "blocked" in error and "CORS" in error
+    assert live.url in error
+    assert f"datasette files-s3 cors s3files --origin {live.url} --apply" in error

@@ -1,0 +1,276 @@
+// <datasette-files-s3-upload source="..."> : the bundled uploader's rendering.
+// Choosing files, drawing rows, progress, cancel buttons and the summary; the
+// upload itself is upload-machine.js (what to send) over upload-queue.js (how).
+
+import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
+import { RequestQueue, SpeedMeter } from "./upload-queue.js";
+
+const MIB = 1024 * 1024;
+
+export function formatBytes(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = bytes / 1000;
+  let i = 0;
+  while (value >= 1000 && i < units.length - 1) {
+    value /= 1000;
+    i++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export function formatDuration(seconds) {
+  if (!isFinite(seconds)) return "";
+  seconds = Math.ceil(seconds);
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+const STYLE = `
+datasette-files-s3-upload { display: block; font-size: 0.95em; }
+.dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center; }
+.dfs3-drop.dfs3-over { border-color: #2563eb; background: #eff6ff; }
+.dfs3-files { list-style: none; padding: 0; margin: 1em 0; }
+.dfs3-file { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.75em; margin-bottom: 0.5em; }
+.dfs3-file-head { display: flex; gap: 0.75em; align-items: baseline; }
+.dfs3-name { font-weight: 600; flex: 1; overflow-wrap: anywhere; }
+.dfs3-file progress, .dfs3-total progress { width: 100%; height: 0.8em; }
+.dfs3-detail { color: #555; font-size: 0.9em; }
+.dfs3-error { color: #b91c1c; white-space: pre-wrap; }
+.dfs3-error code { display: block; background: #f3f4f6; color: #111; padding: 0.4em; margin-top: 0.3em; user-select: all; }
+.dfs3-file[data-status="done"] .dfs3-name::before { content: "\\2713  "; color: #15803d; }
+.dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
+`;
+
+/**
+ * Attributes: source (required), base-url (default "/"), multipart-threshold
+ * (bytes, default 64 MiB), concurrency (parts in flight, default 4),
+ * parallel-files (default 3), retries (per request, default 6).
+ * Events (bubbling, composed): files-s3-upload-start, files-s3-upload-done
+ * (detail.file = the datasette-files file JSON), files-s3-upload-error
+ * (detail.error), files-s3-upload-cancelled, files-s3-uploads-finished (detail.results).
+ */
+export class DatasetteFilesS3Upload extends HTMLElement {
+  connectedCallback() {
+    if (this.uploads) return;
+    this.uploads = [];
+    const source = this.getAttribute("source") || "";
+    this.api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
+    this.queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
+    this.resume = new ResumeStore(source);
+    this.parallelFiles = Number(this.getAttribute("parallel-files")) || 3;
+    this.threshold = Number(this.getAttribute("multipart-threshold")) || 64 * MIB;
+    this.meter = new SpeedMeter();
+    this.render();
+  }
+
+  get source() {
+    return this.getAttribute("source") || "";
+  }
+
+  render() {
+    this.innerHTML = `
+      <style>${STYLE}</style>
+      <div class="dfs3-drop">
+        <p>Drag files here, or <label><input type="file" multiple class="dfs3-input"></label></p>
+      </div>
+      <div class="dfs3-total" hidden>
+        <progress max="1" value="0"></progress>
+        <div class="dfs3-detail dfs3-total-detail"></div>
+        <button type="button" class="dfs3-cancel-all">Cancel all</button>
+      </div>
+      <ul class="dfs3-files"></ul>
+      <div class="dfs3-summary" hidden></div>`;
+    this.list = this.querySelector(".dfs3-files");
+    this.querySelector(".dfs3-input").addEventListener("change", (event) => {
+      this.add([...event.target.files]);
+      event.target.value = "";
+    });
+    this.querySelector(".dfs3-cancel-all").addEventListener("click", () => this.cancelAll());
+    const drop = this.querySelector(".dfs3-drop");
+    drop.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      drop.classList.add("dfs3-over");
+    });
+    drop.addEventListener("dragleave", () => drop.classList.remove("dfs3-over"));
+    drop.addEventListener("drop", (event) => {
+      event.preventDefault();
+      drop.classList.remove("dfs3-over");
+      this.add([...(event.dataTransfer?.files || [])]);
+    });
+  }
+
+  /** Queue files for upload (also callable by embedding pages). */
+  add(files) {
+    for (const file of files) {
+      const upload = new FileUpload(file, {
+        api: this.api,
+        queue: this.queue,
+        resume: this.resume,
+        threshold: this.threshold,
+        retries: Number(this.getAttribute("retries")) || 6,
+        corsHelp: (origin) => `datasette files-s3 cors ${this.source} --origin ${origin} --apply`,
+      });
+      upload.row = this.renderRow(upload);
+      upload.addEventListener("change", () => this.scheduleUpdate(upload));
+      this.uploads.push(upload);
+    }
+    this.querySelector(".dfs3-summary").hidden = true;
+    this.querySelector(".dfs3-total").hidden = false;
+    this.pump();
+    this.updateTotal();
+  }
+
+  /** Start pending files while fewer than parallel-files are uploading. */
+  pump() {
+    const active = this.uploads.filter((u) => u.status === "uploading").length;
+    const pending = this.uploads.filter((u) => u.status === "pending");
+    for (const upload of pending.slice(0, Math.max(0, this.parallelFiles - active))) {
+      this.emit("files-s3-upload-start", { name: upload.file.name, size: upload.file.size });
+      upload.start().then(() => this.finished(upload));
+    }
+  }
+
+  finished(upload) {
+    if (upload.status === "done") this.emit("files-s3-upload-done", { file: upload.result });
+    if (upload.status === "error") this.emit("files-s3-upload-error", { name: upload.file.name, error: upload.error });
+    if (upload.status === "cancelled") this.emit("files-s3-upload-cancelled", { name: upload.file.name });
+    this.update(upload);
+    this.pump();
+    if (this.uploads.every((u) => ["done", "error", "cancelled"].includes(u.status))) this.summarize();
+  }
+
+  cancelAll() {
+    for (const upload of this.uploads) this.cancel(upload);
+  }
+
+  cancel(upload) {
+    upload.cancel().then((wasPending) => wasPending && this.finished(upload));
+  }
+
+  emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true }));
+  }
+
+  renderRow(upload) {
+    const row = document.createElement("li");
+    row.className = "dfs3-file";
+    row.dataset.status = upload.status;
+    row.innerHTML = `
+      <div class="dfs3-file-head">
+        <span class="dfs3-name"></span>
+        <span class="dfs3-state"></span>
+        <button type="button" class="dfs3-cancel">Cancel</button>
+      </div>
+      <progress max="1" value="0"></progress>
+      <div class="dfs3-detail"></div>
+      <div class="dfs3-error" hidden></div>`;
+    row.querySelector(".dfs3-name").textContent = upload.file.name;
+    row.querySelector(".dfs3-cancel").addEventListener("click", () => this.cancel(upload));
+    this.list.append(row);
+    return row;
+  }
+
+  // Progress events arrive many times a second; draw at most once per frame.
+  scheduleUpdate(upload) {
+    upload.dirty = true;
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = null;
+      for (const u of this.uploads) if (u.dirty) this.update(u);
+      this.updateTotal();
+    });
+  }
+
+  update(upload) {
+    upload.dirty = false;
+    const row = upload.row;
+    const { file, status } = upload;
+    row.dataset.status = status;
+    if (!upload.meter) upload.meter = new SpeedMeter();
+    upload.meter.add(upload.loaded);
+    const fraction = file.size ? upload.loaded / file.size : status === "done" ? 1 : 0;
+    row.querySelector("progress").value = fraction;
+    const labels = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", error: "Failed", cancelled: "Cancelled" };
+    row.querySelector(".dfs3-state").textContent = labels[status];
+    row.querySelector(".dfs3-cancel").hidden = status !== "pending" && status !== "uploading";
+    const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`, `${Math.floor(fraction * 100)}%`];
+    if (status === "uploading") {
+      const rate = upload.meter.rate();
+      if (rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((file.size - upload.loaded) / rate)} left`);
+      if (upload.resumedBytes) parts.push(`resumed from ${formatBytes(upload.resumedBytes)}`);
+      if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
+    }
+    row.querySelector(".dfs3-detail").textContent = parts.join(" · ");
+    if (status === "done" && upload.result) {
+      row.dataset.fileId = upload.result.id;
+      const name = row.querySelector(".dfs3-name");
+      if (!name.querySelector("a")) {
+        const link = document.createElement("a");
+        link.href = upload.result.url;
+        link.textContent = file.name;
+        name.replaceChildren(link);
+      }
+    }
+    const errorBox = row.querySelector(".dfs3-error");
+    errorBox.hidden = status !== "error";
+    if (status === "error" && upload.error) {
+      errorBox.textContent = upload.error.message;
+      if (upload.error.help) {
+        const help = document.createElement("div");
+        help.append("To fix it, allow this page's origin " + location.origin + " on the bucket by running:");
+        const code = document.createElement("code");
+        code.textContent = upload.error.help;
+        help.append(code);
+        errorBox.append(help);
+      }
+    }
+  }
+
+  updateTotal() {
+    const total = this.uploads.reduce((sum, u) => sum + (u.status === "cancelled" ? 0 : u.file.size), 0);
+    const loaded = this.uploads.reduce((sum, u) => sum + (u.status === "cancelled" ? 0 : u.loaded), 0);
+    this.meter.add(loaded);
+    const box = this.querySelector(".dfs3-total");
+    box.querySelector("progress").value = total ? loaded / total : 0;
+    const busy = this.uploads.some((u) => u.status === "uploading" || u.status === "pending");
+    const parts = [`Total: ${formatBytes(loaded)} of ${formatBytes(total)}`, `${total ? Math.floor((loaded / total) * 100) : 0}%`];
+    const rate = this.meter.rate();
+    if (busy && rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((total - loaded) / rate)} left`);
+    box.querySelector(".dfs3-total-detail").textContent = parts.join(" · ");
+    box.querySelector(".dfs3-cancel-all").hidden = !busy;
+  }
+
+  summarize() {
+    const done = this.uploads.filter((u) => u.status === "done");
+    const failed = this.uploads.filter((u) => u.status === "error").length;
+    const cancelled = this.uploads.filter((u) => u.status === "cancelled").length;
+    const summary = this.querySelector(".dfs3-summary");
+    summary.replaceChildren();
+    const line = document.createElement("p");
+    line.textContent = `${done.length} uploaded` + (failed ? `, ${failed} failed` : "") + (cancelled ? `, ${cancelled} cancelled` : "");
+    summary.append(line);
+    if (done.length) {
+      const list = document.createElement("ul");
+      for (const upload of done) {
+        const item = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = upload.result.url;
+        link.textContent = upload.file.name;
+        item.append(link);
+        list.append(item);
+      }
+      summary.append(list);
+    }
+    summary.hidden = false;
+    this.updateTotal();
+    this.emit("files-s3-uploads-finished", {
+      results: this.uploads.map((u) => ({ name: u.file.name, status: u.status, file: u.result, error: u.error })),
+    });
+  }
+}
+
+if (!customElements.get("datasette-files-s3-upload")) {
+  customElements.define("datasette-files-s3-upload", DatasetteFilesS3Upload);
+}

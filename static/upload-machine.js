@@ -1,0 +1,321 @@
+// What to upload next: one `FileUpload` per file walks pending -> uploading ->
+// done | error | cancelled, choosing the direct POST or the multipart flow,
+// remembering multipart tokens for resume, and deciding which parts are left.
+// Sending, retrying and progress live in upload-queue.js; drawing in the element.
+
+import { UploadError, cancelledError, isRetryableStatus, postJSON, withRetries, xhrSend } from "./upload-queue.js";
+
+const SIGN_BATCH = 20;
+// Re-sign a part URL this long before it expires.
+const URL_MARGIN_MS = 60_000;
+
+/** The endpoints of one Datasette source. */
+export class DatasetteApi {
+  constructor(baseUrl, source) {
+    const base = (baseUrl || "/").replace(/\/?$/, "/");
+    const slug = encodeURIComponent(source);
+    this.direct = `${base}-/files/upload/${slug}/-/`;
+    this.multipart = `${base}-/files-s3/upload/${slug}/-/multipart/`;
+  }
+  call(step, body, signal) {
+    return postJSON(this.multipart + step, body, signal);
+  }
+  prepare(body, signal) {
+    return postJSON(this.direct + "prepare", body, signal);
+  }
+  complete(body, signal) {
+    return postJSON(this.direct + "complete", body, signal);
+  }
+}
+
+/** Which multipart token belongs to which local file (name, size, last modified). */
+export class ResumeStore {
+  constructor(source, storage = globalThis.localStorage) {
+    this.prefix = `datasette-files-s3:${source}:`;
+    this.storage = storage;
+  }
+  key(file) {
+    return `${this.prefix}${file.name}:${file.size}:${file.lastModified}`;
+  }
+  get(file) {
+    try {
+      return this.storage?.getItem(this.key(file)) || null;
+    } catch {
+      return null;
+    }
+  }
+  set(file, token) {
+    try {
+      this.storage?.setItem(this.key(file), token);
+    } catch {
+      // Private mode or a full quota: resume is lost, the upload still works.
+    }
+  }
+  forget(file) {
+    try {
+      this.storage?.removeItem(this.key(file));
+    } catch {
+      // as above
+    }
+  }
+}
+
+/** The exact length of part `n` (1-based) in a plan. */
+export function partLength(size, partSize, n) {
+  const count = Math.max(1, Math.ceil(size / partSize));
+  return n < count ? partSize : size - partSize * (count - 1);
+}
+
+/** Part numbers still to send: those S3 does not hold at their planned size. */
+export function remainingParts(size, partSize, partCount, uploaded) {
+  const have = new Set(uploaded.filter((p) => p.size === partLength(size, partSize, p.part_number)).map((p) => p.part_number));
+  const left = [];
+  for (let n = 1; n <= partCount; n++) if (!have.has(n)) left.push(n);
+  return left;
+}
+
+/** One file's upload. Listen for "change" to redraw. */
+export class FileUpload extends EventTarget {
+  /**
+   * @param {File} file
+   * @param {{api: DatasetteApi, queue: import("./upload-queue.js").RequestQueue,
+   *          resume: ResumeStore, threshold: number, corsHelp: (origin: string) => string}} options
+   */
+  constructor(file, { api, queue, resume, threshold, retries = 6, corsHelp }) {
+    super();
+    this.file = file;
+    this.api = api;
+    this.queue = queue;
+    this.resume = resume;
+    this.threshold = threshold;
+    this.retries = retries;
+    this.corsHelp = corsHelp;
+    this.status = "pending";
+    this.error = null;
+    this.result = null;
+    this.sentBytes = 0; // confirmed in the bucket
+    this.inFlight = new Map(); // part number -> bytes sent so far
+    this.resumedBytes = 0;
+    this.retryCount = 0;
+    this.controller = new AbortController();
+    this.token = null;
+  }
+
+  get multipart() {
+    return this.file.size > this.threshold;
+  }
+
+  get loaded() {
+    let bytes = this.sentBytes;
+    for (const b of this.inFlight.values()) bytes += b;
+    return Math.min(bytes, this.file.size);
+  }
+
+  changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+
+  setStatus(status) {
+    this.status = status;
+    this.changed();
+  }
+
+  /** Upload the file; never rejects (the outcome is in status / error / result). */
+  async start() {
+    if (this.status !== "pending") return;
+    this.setStatus("uploading");
+    try {
+      this.result = this.multipart ? await this.uploadMultipart() : await this.uploadDirect();
+      this.resume.forget(this.file);
+      this.inFlight.clear();
+      this.sentBytes = this.file.size;
+      this.setStatus("done");
+    } catch (error) {
+      this.inFlight.clear();
+      if (this.controller.signal.aborted || error.kind === "cancelled") {
+        this.setStatus("cancelled");
+        return;
+      }
+      this.error = this.describe(error);
+      this.setStatus("error");
+    }
+  }
+
+  /** Stop now; a multipart upload is aborted in S3 so no parts are left behind. */
+  /** Resolves true when the file had not started (so start() will never settle it). */
+  async cancel() {
+    if (this.status === "done" || this.status === "error" || this.status === "cancelled") return false;
+    const wasPending = this.status === "pending";
+    this.controller.abort();
+    this.setStatus("cancelled");
+    this.resume.forget(this.file);
+    if (this.token) {
+      try {
+        await withRetries(() => this.api.call("abort", { upload_token: this.token }), { retries: 3 });
+      } catch {
+        // Cleanup finds what is left; the user asked to stop, so no error here.
+      }
+    }
+    return wasPending;
+  }
+
+  /** The error in plain words, with the fix when it is a bucket configuration problem. */
+  describe(error) {
+    const message = error.message || String(error);
+    if (error.kind === "cors" || error.kind === "etag") {
+      return { message, kind: error.kind, help: this.corsHelp(location.origin) };
+    }
+    return { message, kind: error.kind || "server" };
+  }
+
+  withRetries(attempt, signal = this.controller.signal) {
+    return withRetries(attempt, {
+      retries: this.retries,
+      signal,
+      onRetry: () => {
+        this.retryCount++;
+        this.changed();
+      },
+    });
+  }
+
+  describeBody() {
+    return {
+      filename: this.file.name,
+      content_type: this.file.type || "application/octet-stream",
+      size: this.file.size,
+    };
+  }
+
+  // --- one presigned POST --------------------------------------------------
+
+  async uploadDirect() {
+    const signal = this.controller.signal;
+    const prepared = await this.withRetries(() => this.api.prepare(this.describeBody(), signal));
+    this.token = null; // direct tokens have nothing to abort
+    await this.withRetries(() =>
+      this.queue.run(async () => {
+        const form = new FormData();
+        for (const [name, value] of Object.entries(prepared.upload_fields || {})) form.append(name, value);
+        form.append("file", this.file);
+        const response = await xhrSend({
+          method: prepared.upload_method || "POST",
+          url: prepared.upload_url,
+          body: form,
+          headers: prepared.upload_headers || {},
+          signal,
+          onProgress: (bytes) => this.progress(1, bytes),
+        });
+        checkBucketStatus(response);
+      }, signal),
+    );
+    this.inFlight.delete(1);
+    this.sentBytes = this.file.size;
+    const completed = await this.withRetries(() =>
+      this.api.complete({ upload_token: prepared.upload_token }, signal),
+    );
+    return completed.file;
+  }
+
+  // --- S3 multipart --------------------------------------------------------
+
+  async uploadMultipart() {
+    const signal = this.controller.signal;
+    const body = this.describeBody();
+    const remembered = this.resume.get(this.file);
+    if (remembered) body.resume_token = remembered;
+    const created = await this.withRetries(() => this.api.call("create", body, signal));
+    this.token = created.upload_token;
+    this.resume.set(this.file, this.token);
+    this.partSize = created.part_size;
+    this.partCount = created.part_count;
+    this.urls = new Map();
+    const left = remainingParts(this.file.size, this.partSize, this.partCount, created.parts);
+    for (let n = 1; n <= this.partCount; n++) {
+      if (!left.includes(n)) this.sentBytes += partLength(this.file.size, this.partSize, n);
+    }
+    this.resumedBytes = this.sentBytes;
+    this.changed();
+    // A failed part stops the others: no point sending more of a doomed file.
+    const partsController = new AbortController();
+    const stop = () => partsController.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      await Promise.all(
+        left.map((n) =>
+          this.sendPart(n, left, partsController.signal).catch((error) => {
+            partsController.abort();
+            throw error;
+          }),
+        ),
+      );
+    } finally {
+      signal.removeEventListener("abort", stop);
+    }
+    const completed = await this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal));
+    return completed.file;
+  }
+
+  /** A fresh-enough URL for part n, signing it with the next parts in one batch. */
+  async partUrl(n, left, signal) {
+    const cached = this.urls.get(n);
+    if (cached && cached.expires - URL_MARGIN_MS > Date.now()) return cached.url;
+    const start = left.indexOf(n);
+    const batch = left.slice(start, start + SIGN_BATCH);
+    const signed = await this.withRetries(() =>
+      this.api.call("sign", { upload_token: this.token, part_numbers: batch }, signal),
+    );
+    const expires = Date.now() + signed.expires_in * 1000;
+    for (const [number, url] of Object.entries(signed.urls)) this.urls.set(Number(number), { url, expires });
+    return this.urls.get(n).url;
+  }
+
+  async sendPart(n, left, signal) {
+    const start = (n - 1) * this.partSize;
+    const blob = this.file.slice(start, start + partLength(this.file.size, this.partSize, n));
+    await this.withRetries(
+      () =>
+        this.queue.run(async () => {
+          const url = await this.partUrl(n, left, signal);
+          const response = await xhrSend({
+            method: "PUT",
+            url,
+            body: blob,
+            signal,
+            onProgress: (bytes) => this.progress(n, bytes),
+          });
+          if (response.status === 403) this.urls.delete(n); // maybe expired: sign again
+          checkBucketStatus(response);
+          if (!response.etag) {
+            throw new UploadError(
+              "The bucket accepted the part but did not let this page read its ETag header. " +
+                "The bucket's CORS rule must expose ETag (ExposeHeaders: ETag).",
+              { kind: "etag" },
+            );
+          }
+        }, signal),
+      signal,
+    );
+    this.inFlight.delete(n);
+    this.sentBytes += blob.size;
+    this.changed();
+  }
+
+  progress(n, bytes) {
+    this.inFlight.set(n, bytes);
+    this.changed();
+  }
+}
+
+/** Turn a bucket's non-2xx answer into an UploadError (403 is retried: the URL may have expired). */
+function checkBucketStatus(response) {
+  if (response.status >= 200 && response.status < 300) return;
+  const code = /<Code>([^<]+)<\/Code>/.exec(response.text || "")?.[1];
+  throw new UploadError(`The bucket refused the upload (${response.status}${code ? " " + code : ""})`, {
+    kind: "bucket",
+    status: response.status,
+    retryable: response.status === 403 || isRetryableStatus(response.status),
+  });
+}
+
+export { cancelledError };
