@@ -1,0 +1,231 @@
+"""Loopback servers that fail on demand, for the reliability tests.
+
+- `TcpSwitch`: a TCP forwarder in front of moto_server that can be cut and
+  restored. Cutting it makes S3 unreachable (connections refused, open ones
+  reset) while moto keeps its in-memory state; stopping moto itself would lose
+  every bucket and object.
+- `FlakyS3Proxy`: an HTTP forwarder that answers 503 to the first N PUTs of a
+  chosen multipart part, as a flaky network or an S3 hiccup would.
+- `Broker`: a credentials broker (`POST secret=...` -> JSON keys) with a switch
+  to make it fail.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import struct
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from live_servers import free_port
+
+
+class TcpSwitch:
+    """Forward 127.0.0.1:port to 127.0.0.1:target_port until cut()."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> TcpSwitch:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Refuse new connections and reset open ones: S3 is now unreachable."""
+        listener, self._listener = self._listener, None
+        if listener:
+            listener.close()
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for s in connections:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        self.start()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep pytest output quiet
+        pass
+
+    def _forward(self) -> None:
+        proxy: FlakyS3Proxy = self.server.proxy
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        query = parse_qs(urlparse(self.path).query)
+        part = query.get("partNumber", [None])[0]
+        if self.command == "PUT" and part is not None:
+            with proxy.lock:
+                proxy.part_attempts[int(part)] = proxy.part_attempts.get(int(part), 0) + 1
+                fail = proxy.failures_left.get(int(part), 0) > 0
+                if fail:
+                    proxy.failures_left[int(part)] -= 1
+            if fail:
+                message = b"<Error><Code>ServiceUnavailable</Code></Error>"
+                self.send_response(503)
+                self.send_header("Content-Length", str(len(message)))
+                self.end_headers()
+                self.wfile.write(message)
+                return
+        upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        upstream.request(self.command, self.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        data = response.read()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+
+class FlakyS3Proxy:
+    """HTTP forwarder to moto; `fail_part(n, times)` makes part n's next PUTs answer 503."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.lock = threading.Lock()
+        self.failures_left: dict[int, int] = {}
+        self.part_attempts: dict[int, int] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
+        self.server.daemon_threads = True
+        self.server.proxy = self
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> FlakyS3Proxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def fail_part(self, number: int, times: int) -> None:
+        with self.lock:
+            self.failures_left[number] = times
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _BrokerHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        broker: Broker = self.server.broker
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode())
+        with broker.lock:
+            broker.requests += 1
+        if broker.failing:
+            status, payload = 503, {"error": "broker is down"}
+        elif form.get("secret") != [broker.secret]:
+            status, payload = 403, {"error": "wrong secret"}
+        else:
+            expires = datetime.now(timezone.utc) + timedelta(hours=1)
+            status, payload = (
+                200,
+                {
+                    "AccessKeyId": broker.access_key_id,
+                    "SecretAccessKey": broker.secret_access_key,
+                    "SessionToken": broker.session_token,
+                    "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "S3Folder": broker.s3_folder,
+                },
+            )
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Broker:
+    """A credentials broker on loopback handing out fixed keys for one S3 folder."""
+
+    def __init__(
+        self,
+        secret: str,
+        s3_folder: str,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str,
+        failing: bool = False,
+    ):
+        self.secret = secret
+        self.s3_folder = s3_folder
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.session_token = session_token
+        self.failing = failing
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokerHandler)
+        self.server.daemon_threads = True
+        self.server.broker = self
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/credentials"
+
+    def start(self) -> Broker:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,278 @@
+"""Load and faults against a real `datasette serve` process and a moto_server process.
+
+Every upload here goes the way a browser's would: JSON to Datasette, bytes
+straight to the S3 endpoint. Afterwards each test checks three places agree:
+what the clients were told, what Datasette registered (its internal database
+file) and what the bucket holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fault_injection import Broker, FlakyS3Proxy, TcpSwitch
+from live_clients import (
+    complete,
+    direct_upload,
+    expect,
+    multipart_call,
+    multipart_upload,
+    post_to_bucket,
+    prepare,
+    signed_in,
+)
+from live_servers import MOTO_KEY_ID, MOTO_SECRET, DatasetteProcess, MotoProcess, live_config
+
+MiB = 1024**2
+SMALL_UPLOADS = 200
+SMALL_CLIENTS = 50
+MULTIPART_UPLOADS = 10
+MULTIPART_SIZE = 20 * MiB
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoProcess().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto) -> str:
+    name = f"rel-{uuid.uuid4().hex[:16]}"
+    moto.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start `datasette serve` with a config; every server is stopped after the test."""
+    started: list[DatasetteProcess] = []
+
+    def start(config: dict) -> DatasetteProcess:
+        server = DatasetteProcess(config, internal=str(tmp_path / f"internal-{len(started)}.db")).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def http():
+    with httpx.Client(timeout=120) as client:
+        yield client
+
+
+def registered(server: DatasetteProcess) -> dict[str, str]:
+    """{file id: path} from the server's internal database file."""
+    with sqlite3.connect(server.internal) as db:
+        return dict(db.execute("select id, path from datasette_files"))
+
+
+def all_keys(moto: MotoProcess, bucket: str) -> set[str]:
+    pages = moto.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def server_errors(server: DatasetteProcess) -> list[str]:
+    """Access-log lines with a 5xx status."""
+    return [line for line in server.log().splitlines() if '" 5' in line and "HTTP/" in line]
+
+
+def test_load_small_and_multipart_uploads_each_registered_exactly_once(moto, bucket, serve, http):
+    """200 direct uploads from 50 concurrent clients while 10 multipart uploads of 20 MiB run."""
+    server = serve(live_config(moto.source_config(bucket, prefix="load")))
+    client = signed_in(server.url, server.cookie_for())
+    small = {f"small-{n}.bin": os.urandom(1024 + n) for n in range(SMALL_UPLOADS)}
+    big = {f"big-{n}.bin": os.urandom(MULTIPART_SIZE) for n in range(MULTIPART_UPLOADS)}
+
+    def one_small(name):
+        return name, direct_upload(client, http, "s3files", small[name], filename=name)
+
+    def one_big(name):
+        return name, multipart_upload(client, http, "s3files", big[name], filename=name, workers=2)
+
+    with ThreadPoolExecutor(SMALL_CLIENTS) as small_pool, ThreadPoolExecutor(MULTIPART_UPLOADS) as big_pool:
+        big_futures = [big_pool.submit(one_big, name) for name in big]
+        small_futures = [small_pool.submit(one_small, name) for name in small]
+        files = dict(f.result() for f in small_futures + big_futures)
+    client.close()
+
+    ids = [file["id"] for file in files.values()]
+    assert len(ids) == len(set(ids)) == SMALL_UPLOADS + MULTIPART_UPLOADS
+    rows = registered(server)
+    assert set(rows) == set(ids)
+    assert all_keys(moto, bucket) == {"load/" + path for path in rows.values()}
+    s3 = moto.client()
+    for name, file in files.items():
+        key = "load/" + rows[file["id"]]
+        assert key.endswith("/" + name)
+        expected = small.get(name) or big[name]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).digest() == hashlib.sha256(expected).digest(), name
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert server_errors(server) == []
+
+
+def test_s3_unreachable_at_confirm_then_same_token_confirms(moto, bucket, serve, http):
+    """S3 goes away between the upload and the confirm, then comes back.
+
+    Stopping moto_server would lose its in-memory buckets and objects, so
+    Datasette reaches moto through a TCP forwarder we cut and restore: from
+    Datasette's side the endpoint refuses connections, and moto's state stays.
+    The browser's POST goes to moto directly (public_endpoint_url).
+    """
+    switch = TcpSwitch(moto.port).start()
+    config = moto.source_config(bucket, endpoint_url=switch.url, public_endpoint_url=moto.endpoint_url)
+    server = serve(live_config(config))
+    client = signed_in(server.url, server.cookie_for())
+    plan = prepare(client, "s3files", "outage.txt", 5, "text/plain")
+    post_to_bucket(http, plan, b"hello", "outage.txt", "text/plain")
+
+    switch.cut()
+    try:
+        refused = complete(client, "s3files", plan["upload_token"])
+    finally:
+        switch.restore()
+    # The project maps an unreachable S3 to 502 (errors.StorageUnavailable; README's table).
+    assert refused.status_code == 502
+    message = " ".join(refused.json()["errors"])
+    assert "cannot reach the S3 endpoint" in message and "s3files" in message
+    assert registered(server) == {}
+
+    confirmed = expect(complete(client, "s3files", plan["upload_token"]), "complete", 201).json()["file"]
+    assert registered(server) == {confirmed["id"]: plan["upload_fields"]["key"].removeprefix("uploads/")}
+    switch.cut()
+
+
+def test_broker_fails_then_recovers_without_restart(moto, bucket, serve, http):
+    """The broker is down at startup (503 naming it), comes back, and uploads work in the same process."""
+    broker = Broker(
+        secret="broker-secret",
+        s3_folder=f"s3://{bucket}/brokered/",
+        access_key_id=MOTO_KEY_ID,
+        secret_access_key=MOTO_SECRET,
+        session_token="session-token",
+        failing=True,
+    ).start()
+    try:
+        config = {
+            "endpoint_url": moto.endpoint_url,
+            "region": "us-east-1",
+            "credentials_url": broker.url,
+            "credentials_url_secret": "broker-secret",
+        }
+        server = serve(live_config(config))
+        pid = server.process.pid
+        client = signed_in(server.url, server.cookie_for())
+        down = client.post(
+            "/-/files/upload/s3files/-/prepare",
+            json={"filename": "a.txt", "content_type": "text/plain", "size": 1},
+        )
+        assert down.status_code == 503
+        assert "credentials broker at 127.0.0.1" in " ".join(down.json()["errors"])
+
+        broker.failing = False
+        file = direct_upload(client, http, "s3files", b"after the outage", "a.txt", "text/plain")
+        assert server.process.pid == pid
+        assert all_keys(moto, bucket) == {"brokered/" + registered(server)[file["id"]]}
+
+        # Keys already fetched keep working while the broker is down again.
+        broker.failing = True
+        direct_upload(client, http, "s3files", b"broker down, keys cached", "b.txt", "text/plain")
+        assert len(registered(server)) == 2
+    finally:
+        broker.stop()
+
+
+def test_restart_between_prepare_and_confirm(moto, bucket, serve, http):
+    server = serve(live_config(moto.source_config(bucket)))
+    client = signed_in(server.url, server.cookie_for())
+    plan = prepare(client, "s3files", "restart.txt", 7, "text/plain")
+    old_pid = server.process.pid
+    server.restart()
+    assert server.process.pid != old_pid
+    post_to_bucket(http, plan, b"restart", "restart.txt", "text/plain")
+    client = signed_in(server.url, server.cookie_for())
+    file = expect(complete(client, "s3files", plan["upload_token"]), "complete", 201).json()["file"]
+    assert set(registered(server)) == {file["id"]}
+
+
+def test_restart_between_parts_of_a_multipart_upload(moto, bucket, serve, http):
+    """Part 1 is sent, Datasette restarts, S3 still lists part 1 and the rest completes the upload."""
+    server = serve(live_config(moto.source_config(bucket, multipart_threshold="5MiB")))
+    client = signed_in(server.url, server.cookie_for())
+    content = os.urandom(12 * MiB)
+    created = expect(
+        multipart_call(
+            client,
+            "s3files",
+            "create",
+            {"filename": "restart.bin", "content_type": "application/octet-stream", "size": len(content)},
+        ),
+        "create",
+        200,
+    ).json()
+    token, part_size = created["upload_token"], created["part_size"]
+    assert created["part_count"] == 3
+
+    def sign(numbers):
+        response = multipart_call(client, "s3files", "sign", {"upload_token": token, "part_numbers": numbers})
+        return expect(response, "sign", 200).json()["urls"]
+
+    def put(number, url):
+        body = content[(number - 1) * part_size : number * part_size]
+        assert http.put(url, content=body).status_code == 200
+
+    put(1, sign([1])["1"])
+    server.restart()
+    client = signed_in(server.url, server.cookie_for())
+    parts = expect(multipart_call(client, "s3files", "parts", {"upload_token": token}), "parts", 200).json()
+    assert [p["part_number"] for p in parts["parts"]] == [1]
+    for number, url in sign([2, 3]).items():
+        put(int(number), url)
+    done = expect(multipart_call(client, "s3files", "complete", {"upload_token": token}), "complete", 201)
+    file = done.json()["file"]
+    key = "uploads/" + registered(server)[file["id"]]
+    assert moto.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
+
+
+def test_part_upload_fails_twice_then_succeeds(moto, bucket, serve, http):
+    """The browser's PUTs go through a proxy that answers 503 to part 2 twice; the third try lands."""
+    proxy = FlakyS3Proxy(moto.port).start()
+    try:
+        config = moto.source_config(bucket, multipart_threshold="5MiB", public_endpoint_url=proxy.url)
+        server = serve(live_config(config))
+        client = signed_in(server.url, server.cookie_for())
+        content = os.urandom(11 * MiB)
+        proxy.fail_part(2, times=2)
+        file = multipart_upload(client, http, "s3files", content, "flaky.bin", workers=1, attempts=3)
+        assert proxy.part_attempts == {1: 1, 2: 3, 3: 1}
+        key = "uploads/" + registered(server)[file["id"]]
+        assert moto.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
+    finally:
+        proxy.stop()
+
+
+def test_part_that_keeps_failing_registers_nothing(moto, bucket, serve, http):
+    """Three failed tries give up; completing then is refused and nothing is registered."""
+    proxy = FlakyS3Proxy(moto.port).start()
+    try:
+        config = moto.source_config(bucket, multipart_threshold="5MiB", public_endpoint_url=proxy.url)
+        server = serve(live_config(config))
+        client = signed_in(server.url, server.cookie_for())
+        proxy.fail_part(1, times=3)
+        with pytest.raises(Exception, match="PUT part 1: HTTP 503"):
+            multipart_upload(client, http, "s3files", os.urandom(6 * MiB), "never.bin", workers=1, attempts=3)
+        assert registered(server) == {}
+        assert all_keys(moto, bucket) == set()
+    finally:
+        proxy.stop()
