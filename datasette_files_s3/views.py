@@ -9,13 +9,16 @@ for the client's mistakes and 502/503 when S3 or the credentials broker fails.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 
 from datasette import Forbidden, Response
+from datasette.utils.asgi import Request
 
 from . import files_bridge, uploads
 from .errors import FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
+from .keys import check_filename
 from .storage import S3Storage
 from .thumbnails import ensure_thumbnail
 
@@ -90,13 +93,62 @@ def s3_sources_only(stock_view):
         async def wrapper(request, datasette):
             storage = files_bridge.storage_for(request.url_vars["source_slug"])
             not_ours = storage is not None and not isinstance(storage, S3Storage)
-            if not_ours or (isinstance(storage, S3Storage) and not storage.config.direct_uploads):
+            if not_ours:
+                return await stock_view(request, datasette)
+            if isinstance(storage, S3Storage) and not storage.config.direct_uploads:
+                try:
+                    request = await checked_for_stock(request)
+                except FilesS3Error as ex:
+                    return Response.error(ex.messages, ex.status)
                 return await stock_view(request, datasette)
             return await view(request, datasette)
 
         return wrapper
 
     return decorate
+
+
+async def checked_for_stock(request) -> Request:
+    """The request, its body replayed, once it is safe for datasette-files' own view.
+
+    datasette-files 0.1a3's prepare and complete answer 500 to a JSON body that
+    is not an object (`null`, `[]`) or whose `filename` / `upload_token` is not
+    a string, and accept filenames such as ".."; for our proxy-mode sources
+    those are refused here with a 400, by the same rules as direct uploads.
+    """
+    body = bytearray()
+    more_body = True
+    while more_body:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if len(body) > MAX_JSON_BODY:
+            raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
+    try:
+        data = json.loads(bytes(body))
+    except ValueError:
+        data = {}  # not JSON at all: datasette-files answers that itself
+    if not isinstance(data, dict):
+        raise UploadRejected("Body must be a JSON object")
+    for name in ("filename", "content_type", "upload_token"):
+        if name in data and not isinstance(data[name], str):
+            raise UploadRejected(f"{name} must be a string")
+    if data.get("filename"):
+        # datasette-files keeps "." and ".." as names, making keys such as
+        # prefix/<id>/.. that URL normalisation turns into another key.
+        check_filename(data["filename"])
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+    return Request(request.scope, replay)
 
 
 async def require_upload_permission(datasette, request, source: str) -> None:
