@@ -68,7 +68,7 @@ class S3SourceConfig:
         return "boto3 default chain"
 
 
-OPTIONS = {
+STRING_OPTIONS = (
     "bucket",
     "region",
     "prefix",
@@ -80,6 +80,9 @@ OPTIONS = {
     "session_token",
     "credentials_url",
     "credentials_url_secret",
+)
+OPTIONS = {
+    *STRING_OPTIONS,
     "max_file_size",
     "allowed_content_types",
     "upload_expires",
@@ -129,19 +132,7 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         fail(unknown[0], f"is not a known option (known: {', '.join(sorted(OPTIONS))})")
 
     values: dict = {}
-    for name in (
-        "bucket",
-        "region",
-        "prefix",
-        "endpoint_url",
-        "public_endpoint_url",
-        "addressing_style",
-        "access_key_id",
-        "secret_access_key",
-        "session_token",
-        "credentials_url",
-        "credentials_url_secret",
-    ):
+    for name in STRING_OPTIONS:
         value = raw.get(name)
         if value is None or value == "":
             continue

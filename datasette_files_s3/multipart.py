@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import database, files_bridge, uploads
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import StorageUnavailable, UploadForbidden, UploadRejected
-from .keys import new_file_id, path_for
 
 MIB = 1024**2
 # S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
@@ -165,22 +164,16 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
     config = storage.config
     uploads.check_request_allowed(config, upload, single_request=False)
     plan = plan_parts(upload.size, preferred_part_size(config.multipart_threshold))
-    file_id = new_file_id()
-    path = path_for(file_id, upload.filename)
-    created = await storage.call("create_multipart_upload", Path=path, ContentType=upload.content_type)
-    ticket = uploads.UploadTicket(
-        source=storage.source,
-        file_id=file_id,
-        path=path,
-        filename=upload.filename,
-        content_type=upload.content_type,
-        size=upload.size,
-        actor_id=actor_id,
+    ticket = uploads.new_ticket(
+        storage.source,
+        upload,
+        actor_id,
         expires_at=time.time() + config.multipart_expires,
         kind="multipart",
-        upload_id=created["UploadId"],
         part_size=plan.part_size,
     )
+    created = await storage.call("create_multipart_upload", Path=ticket.path, ContentType=upload.content_type)
+    ticket = replace(ticket, upload_id=created["UploadId"])
     await database.record_pending(datasette, ticket)
     return uploads.sign_ticket(datasette, ticket), ticket
 

@@ -62,6 +62,18 @@ class Connection:
     prefix: str
 
 
+def s3_capabilities(max_file_size: int | None) -> StorageCapabilities:
+    """What an S3 source can do; datasette-files' own upload limit follows max_file_size."""
+    return StorageCapabilities(
+        can_upload=True,
+        can_delete=True,
+        can_list=True,
+        can_generate_signed_urls=True,
+        requires_proxy_download=False,
+        max_file_size=max_file_size,
+    )
+
+
 def find_source_name(datasette, config: dict) -> str:
     """The datasette-files source whose `config:` block this is (for messages)."""
     if datasette is None:
@@ -85,13 +97,7 @@ class S3Storage(Storage):
         self.config: S3SourceConfig | None = None
         self.credentials: CredentialsProvider | None = None
         self._connection: Connection | None = None
-        self._capabilities = StorageCapabilities(
-            can_upload=True,
-            can_delete=True,
-            can_list=True,
-            can_generate_signed_urls=True,
-            requires_proxy_download=False,
-        )
+        self._capabilities = s3_capabilities(None)
 
     @property
     def capabilities(self) -> StorageCapabilities:
@@ -106,14 +112,7 @@ class S3Storage(Storage):
         """Validate the config (raising ConfigError) and prepare credentials."""
         self.config = parse_source_config(find_source_name(self.datasette, config), config)
         self.credentials = provider_for(self.config)
-        self._capabilities = StorageCapabilities(
-            can_upload=True,
-            can_delete=True,
-            can_list=True,
-            can_generate_signed_urls=True,
-            requires_proxy_download=False,
-            max_file_size=self.config.max_file_size,
-        )
+        self._capabilities = s3_capabilities(self.config.max_file_size)
         if self.config.credentials_url:
             # A broker that is down must not stop Datasette from starting.
             try:

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from . import database, files_bridge
 from .config import S3_MAX_SINGLE_UPLOAD, content_type_allowed
@@ -149,24 +149,29 @@ def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
     return problems
 
 
-async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id: str | None):
-    """Sign a presigned POST for a new key; returns (token, UploadInstructions)."""
-    check_request_allowed(storage.config, upload, single_request=True)
+def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **details) -> UploadTicket:
+    """A ticket for a new file: a fresh id and the key below the prefix that goes with it."""
     file_id = new_file_id()
-    path = path_for(file_id, upload.filename)
-    instructions, expires_at = await storage.presigned_post(
-        path, upload.content_type, upload.size, storage.config.upload_expires
-    )
-    ticket = UploadTicket(
-        source=storage.source,
+    return UploadTicket(
+        source=source,
         file_id=file_id,
-        path=path,
+        path=path_for(file_id, upload.filename),
         filename=upload.filename,
         content_type=upload.content_type,
         size=upload.size,
         actor_id=actor_id,
-        expires_at=expires_at,
+        **{"expires_at": 0.0, **details},
     )
+
+
+async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id: str | None):
+    """Sign a presigned POST for a new key; returns (token, UploadInstructions)."""
+    check_request_allowed(storage.config, upload, single_request=True)
+    ticket = new_ticket(storage.source, upload, actor_id)
+    instructions, expires_at = await storage.presigned_post(
+        ticket.path, upload.content_type, upload.size, storage.config.upload_expires
+    )
+    ticket = replace(ticket, expires_at=expires_at)
     await database.record_pending(datasette, ticket)
     return sign_ticket(datasette, ticket), instructions
 

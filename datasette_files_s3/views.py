@@ -54,6 +54,11 @@ async def read_json_body(request) -> dict:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UploadRejected("Send the body as JSON with the header Content-Type: application/json")
+    return uploads.parse_json_object(await read_body_capped(request))
+
+
+async def read_body_capped(request) -> bytes:
+    """The request body, refusing (413) anything over MAX_JSON_BODY as it arrives."""
     body = bytearray()
     more_body = True
     while more_body:
@@ -64,7 +69,7 @@ async def read_json_body(request) -> dict:
         more_body = message.get("more_body", False)
         if len(body) > MAX_JSON_BODY:
             raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
-    return uploads.parse_json_object(bytes(body))
+    return bytes(body)
 
 
 def json_api(view):
@@ -116,18 +121,9 @@ async def checked_for_stock(request) -> Request:
     a string, and accept filenames such as ".."; for our proxy-mode sources
     those are refused here with a 400, by the same rules as direct uploads.
     """
-    body = bytearray()
-    more_body = True
-    while more_body:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            break
-        body += message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if len(body) > MAX_JSON_BODY:
-            raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
+    body = await read_body_capped(request)
     try:
-        data = json.loads(bytes(body))
+        data = json.loads(body)
     except ValueError:
         data = {}  # not JSON at all: datasette-files answers that itself
     if not isinstance(data, dict):
@@ -146,7 +142,7 @@ async def checked_for_stock(request) -> Request:
         if sent:
             return {"type": "http.disconnect"}
         sent = True
-        return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     return Request(request.scope, replay)
 
