@@ -7,6 +7,8 @@ prepare and complete are part of the cost, as they are for a user.
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,17 @@ class Outcome:
 
 
 def _failure(response: httpx.Response, step: str) -> Outcome:
+    """An Outcome carrying the server's own words: JSON errors, or an HTML page's message."""
     try:
         detail = "; ".join(str(e) for e in response.json().get("errors", [])) or response.text
     except ValueError:
         detail = response.text
-    return Outcome(None, f"{step}: HTTP {response.status_code} {detail[:160]}")
+        if "<html" in detail.lower():
+            # Datasette's error page: keep the message, not the markup.
+            body = re.sub(r"(?s)<(script|style|head).*?</\1>", " ", detail)
+            detail = " ".join(re.sub(r"<[^>]+>", " ", body).split())
+            detail = detail.split("Error " + str(response.status_code), 1)[-1].strip()
+    return Outcome(None, f"{step}: HTTP {response.status_code} {html.unescape(detail)[:120]}")
 
 
 def _prepare(client: httpx.Client, source: str, file: Path, content_type: str) -> httpx.Response:

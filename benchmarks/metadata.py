@@ -26,9 +26,12 @@ class Latencies:
     rps: float
     p50_ms: float
     p99_ms: float
+    first_error: str | None = None
 
 
-def summarise(latencies: list[float], failures: int, wall: float) -> Latencies:
+def summarise(
+    latencies: list[float], failures: int, wall: float, first_error: str | None = None
+) -> Latencies:
     ordered = sorted(latencies) or [float("nan")]
     p99_index = min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))
     return Latencies(
@@ -37,30 +40,46 @@ def summarise(latencies: list[float], failures: int, wall: float) -> Latencies:
         rps=len(latencies) / wall if wall else 0.0,
         p50_ms=statistics.median(ordered) * 1000,
         p99_ms=ordered[p99_index] * 1000,
+        first_error=first_error,
     )
 
 
-async def run_concurrently(items: list, concurrency: int, request) -> tuple[list, list[float], int, float]:
+class Run:
+    """What one phase produced: results in order, latencies, failures and the first error."""
+
+    def __init__(self, size: int):
+        self.results: list = [None] * size
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.first_error: str | None = None
+        self.wall = 0.0
+
+    def summary(self) -> Latencies:
+        return summarise(self.latencies, self.failures, self.wall, self.first_error)
+
+
+async def run_concurrently(items: list, concurrency: int, request) -> Run:
     """Call `await request(item)` for each item from `concurrency` workers; times each call."""
     queue = list(enumerate(items))
-    results: list = [None] * len(items)
-    latencies: list[float] = []
-    failures = 0
+    run = Run(len(items))
 
     async def worker():
-        nonlocal failures
         while queue:
             index, item = queue.pop()
             start = time.perf_counter()
             try:
-                results[index] = await request(item)
-                latencies.append(time.perf_counter() - start)
-            except Exception:
-                failures += 1
+                run.results[index] = await request(item)
+                run.latencies.append(time.perf_counter() - start)
+            except Exception as ex:
+                run.failures += 1
+                if run.first_error is None:
+                    detail = getattr(getattr(ex, "response", None), "text", "")[:200]
+                    run.first_error = f"{type(ex).__name__}: {ex} {detail}".strip()[:300]
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return results, latencies, failures, time.perf_counter() - started
+    run.wall = time.perf_counter() - started
+    return run
 
 
 async def metadata_level(url: str, cookie: str, source: str, concurrency: int, count: int, direct: bool):
@@ -88,6 +107,7 @@ async def metadata_level(url: str, cookie: str, source: str, concurrency: int, c
                 files={"file": ("m.bin", SMALL_BODY, "application/octet-stream")},
             )
             response.raise_for_status()
+            return True
 
         async def complete(plan):
             response = await client.post(
@@ -96,19 +116,14 @@ async def metadata_level(url: str, cookie: str, source: str, concurrency: int, c
             response.raise_for_status()
             return response.json()["file"]["id"]
 
-        plans, prepare_latencies, prepare_failures, prepare_wall = await run_concurrently(
-            list(range(count)), concurrency, prepare
-        )
-        plans = [p for p in plans if p]
-        await run_concurrently(plans, concurrency, send)
-        ids, complete_latencies, complete_failures, complete_wall = await run_concurrently(
-            plans, concurrency, complete
-        )
-    return (
-        summarise(prepare_latencies, prepare_failures, prepare_wall),
-        summarise(complete_latencies, complete_failures, complete_wall),
-        [i for i in ids if i],
-    )
+        prepared = await run_concurrently(list(range(count)), concurrency, prepare)
+        plans = [p for p in prepared.results if p]
+        sent = await run_concurrently(plans, concurrency, send)
+        plans = [p for p, ok in zip(plans, sent.results, strict=True) if ok]
+        completed = await run_concurrently(plans, concurrency, complete)
+    completed.failures += sent.failures
+    completed.first_error = completed.first_error or sent.first_error
+    return prepared.summary(), completed.summary(), [i for i in completed.results if i]
 
 
 async def download_level(url: str, file_ids: list[str], concurrency: int, count: int) -> Latencies:
@@ -122,5 +137,4 @@ async def download_level(url: str, file_ids: list[str], concurrency: int, count:
                 raise RuntimeError(f"download answered {response.status_code}")
 
         items = [file_ids[n % len(file_ids)] for n in range(count)]
-        _, latencies, failures, wall = await run_concurrently(items, concurrency, download)
-    return summarise(latencies, failures, wall)
+        return (await run_concurrently(items, concurrency, download)).summary()

@@ -59,7 +59,7 @@ def metadata_table(metadata: dict) -> str:
     """prepare/complete rps and latency per concurrency, ours against 0.1a2."""
     lines = [
         "| server | clients | prepare req/s | prepare p50 | prepare p99 "
-        "| complete req/s | complete p50 | complete p99 | failures |",
+        "| complete req/s | complete p50 | complete p99 | failed requests |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for server, levels in metadata.items():

@@ -361,7 +361,7 @@ def targets(results: dict, sizes: list[int], meta: dict, downloads: dict) -> lis
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,64,256,1024", help="file sizes in MiB (default 1,64,256,1024)")
-    parser.add_argument("--repeats", default="1:5,64:3,256:2,1024:1", help="runs per size, SIZE:N,...")
+    parser.add_argument("--repeats", default="1:5,64:3,256:3,1024:2", help="runs per size, SIZE:N,...")
     parser.add_argument(
         "--multipart-workers", type=int, default=4, help="parts sent at once (our browser uploader sends 4)"
     )

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from live_clients import complete, expect, multipart_call, post_to_bucket, prepare, signed_in
-from live_servers import DatasetteProcess, MotoProcess
+from live_servers import DatasetteProcess, MotoProcess, live_config
 
-EXAMPLES = 150
+EXAMPLES = 100
 SOURCES = ("s3files", "s3other", "s3proxy")
 HYPOTHESIS = settings(
     max_examples=EXAMPLES,
@@ -49,12 +49,7 @@ class Live:
         sources["s3files"]["config"]["multipart_threshold"] = "5MiB"
         config = {
             "plugins": {"datasette-files": {"sources": sources}},
-            "permissions": {
-                "files-browse": True,
-                "files-upload": {"id": "*"},
-                "files-edit": {"id": "*"},
-                "files-delete": {"id": "*"},
-            },
+            "permissions": live_config({})["permissions"],
         }
         internal = tmp_path_factory.mktemp("hostile") / "internal.db"
         self.server = DatasetteProcess(config, internal=str(internal)).start()
