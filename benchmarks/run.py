@@ -47,7 +47,7 @@ PATHS = [
     ("multipart", "(b) ours: multipart"),
     ("proxy", "(c) ours: proxy through Datasette"),
     ("old", "(d) 0.1a2: proxy through Datasette"),
-    ("raw_post", "(e) presigned POST, no Datasette"),
+    ("raw_post", "(e) presigned POST + HEAD, no Datasette"),
     ("boto3_put", "(e) boto3 put_object"),
     ("boto3_upload_file", "(e) boto3 upload_file"),
 ]
@@ -327,8 +327,8 @@ def targets(results: dict, sizes: list[int], meta: dict, downloads: dict) -> lis
         )
         r = ratio("direct", "raw_post", size)
         lines.append(
-            f"- {report.size_label(size)}: direct POST / the same POST without Datasette = {report.fmt(r, 2)} "
-            "(our overhead on moto, whose POST parsing is slower than its PUT)"
+            f"- {report.size_label(size)}: direct POST / the same POST + HEAD without Datasette = {report.fmt(r, 2)} "
+            "(Datasette's share of the cost; against moto a POST is slower than a PUT)"
         )
         r = ratio("multipart", "boto3_upload_file", size)
         lines.append(
