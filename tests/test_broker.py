@@ -10,8 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
-from helpers import actor_cookies
-from helpers import prepare, upload
+from helpers import actor_cookies, prepare, upload
 
 from datasette_files_s3.config import parse_source_config
 from datasette_files_s3.credentials import BrokerCredentialsProvider, refresh_time

@@ -19,9 +19,8 @@ from urllib.parse import parse_qs
 import pytest
 import pytest_asyncio
 from click.testing import CliRunner
-from helpers import actor_cookies, datasette_config
 from datasette.cli import cli
-from helpers import post_to_bucket, prepare, upload
+from helpers import actor_cookies, datasette_config, post_to_bucket, prepare, upload
 from live_servers import MOTO_KEY_ID, MOTO_SECRET, MotoProcess, free_port
 
 from datasette_files_s3 import cleanup, cors, doctor

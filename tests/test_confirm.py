@@ -5,8 +5,7 @@ import time
 
 import httpx
 import pytest
-from helpers import actor_cookies
-from helpers import complete, post_to_bucket, prepare
+from helpers import actor_cookies, complete, post_to_bucket, prepare
 
 from datasette_files_s3 import uploads
 

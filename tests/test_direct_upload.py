@@ -2,8 +2,7 @@
 
 import httpx
 import pytest
-from helpers import actor_cookies
-from helpers import prepare, upload
+from helpers import actor_cookies, prepare, upload
 
 
 @pytest.mark.asyncio

@@ -3,8 +3,7 @@ and the rest of Datasette keeps working."""
 
 import shutil
 
-from helpers import actor_cookies
-from helpers import post_to_bucket, prepare, upload
+from helpers import actor_cookies, post_to_bucket, prepare, upload
 from live_servers import MotoProcess, free_port
 
 

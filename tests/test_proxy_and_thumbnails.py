@@ -4,8 +4,7 @@ large objects through Datasette."""
 import io
 
 import httpx
-from helpers import actor_cookies
-from helpers import upload
+from helpers import actor_cookies, upload
 from PIL import Image
 
 

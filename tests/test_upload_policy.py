@@ -10,8 +10,7 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import actor_cookies
-from helpers import prepare
+from helpers import actor_cookies, prepare
 
 
 def decode_policy(fields: dict) -> dict:
