@@ -155,6 +155,18 @@ POST_PATHS = [
 source_names = st.sampled_from([*SOURCES, "nope", "..", "%2e%2e", "s3files%00"])
 
 
+def real_tokens(live) -> dict:
+    """One genuine direct-upload token and one multipart token, issued once per module."""
+    if not hasattr(live, "tokens"):
+        with signed_in(live.server.url, live.cookies["alice"]) as alice:
+            multipart = multipart_call(alice, "s3files", "create", {"filename": "t.bin", "size": 6 * 1024**2})
+            live.tokens = {
+                "post": prepare(alice, "s3files", "t.txt", 3, "text/plain")["upload_token"],
+                "multipart": expect(multipart, "create", 200).json()["upload_token"],
+            }
+    return live.tokens
+
+
 def cookie_value(live, who):
     if who == "garbage":
         return "not-a-signed-cookie"
@@ -198,16 +210,7 @@ def test_arbitrary_posts_never_500_never_register(live, path, source, body, cont
 )
 def test_mutated_tokens_are_refused(live, kind, mutation, where, char, action, source, who):
     """A real token with bytes flipped, cut or added, sent to every token-taking endpoint."""
-    alice = signed_in(live.server.url, live.cookies["alice"])
-    if kind == "post":
-        token = prepare(alice, "s3files", "t.txt", 3, "text/plain")["upload_token"]
-    else:
-        token = expect(
-            multipart_call(alice, "s3files", "create", {"filename": "t.bin", "size": 6 * 1024**2}),
-            "create",
-            200,
-        ).json()["upload_token"]
-    alice.close()
+    token = real_tokens(live)[kind]
     position = where % len(token)
     if mutation == "flip":
         mutated = token[:position] + (char if token[position] != char else "~") + token[position + 1 :]
