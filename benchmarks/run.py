@@ -32,11 +32,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import clients  # noqa: E402
-import live_clients  # noqa: E402
 import metadata  # noqa: E402
 import report  # noqa: E402
 from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
 from memory import PeakRSS  # noqa: E402
+from multipart_vs_boto3 import UploadFailed as MultipartFailed  # noqa: E402
+from multipart_vs_boto3 import upload_multipart_via_datasette  # noqa: E402
 
 MiB = 1024**2
 MB = 1000**2
@@ -231,13 +232,13 @@ class Bench:
         return returned if returned.startswith(("direct/", "proxy/", "old/")) else prefix + returned
 
     def run_multipart(self, file: Path) -> clients.Outcome:
-        """(b): create, sign, PUT parts (as many at once as our browser uploader), complete."""
+        """(b): multipart_vs_boto3's client: create, sign, PUT parts as the bundled uploader does, complete."""
         start = time.perf_counter()
         try:
-            registered = live_clients.multipart_upload(
-                self.ours_client, self.http, "s3files", file, file.name, workers=self.args.multipart_workers
+            registered = upload_multipart_via_datasette(
+                self.ours.url, self.ours.cookie_for(), file, concurrency=self.args.multipart_workers
             )
-        except live_clients.UploadFailed as ex:
+        except MultipartFailed as ex:
             return clients.Outcome(None, str(ex)[:200])
         seconds = time.perf_counter() - start
         path = self.ours_client.get(f"/-/files/{registered['id']}.json").json()["path"]
