@@ -53,6 +53,12 @@ class StorageUnavailable(FilesS3Error):
     status = 502
 
 
+class S3Unreachable(StorageUnavailable):
+    """The S3 endpoint did not answer at all (503): try again when it is back."""
+
+    status = 503
+
+
 class CredentialsUnavailable(StorageUnavailable):
     """No usable credentials right now, e.g. the broker is down (503)."""
 

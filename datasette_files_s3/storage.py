@@ -23,8 +23,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 from datasette_files.base import (
     FileMetadata,
@@ -35,7 +39,7 @@ from datasette_files.base import (
 
 from .config import S3SourceConfig, parse_source_config
 from .credentials import Credentials, CredentialsProvider, provider_for
-from .errors import CredentialsUnavailable, StorageUnavailable
+from .errors import CredentialsUnavailable, S3Unreachable, StorageUnavailable
 from .keys import attachment_disposition, check_filename, is_active_content, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -204,11 +208,13 @@ class S3Storage(Storage):
                 f"{where}: no S3 credentials found; set access_key_id and secret_access_key, "
                 "credentials_url, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
             )
-        if isinstance(ex, BotoCoreError):
+        if isinstance(ex, (BotoConnectionError, HTTPClientError)):
             endpoint = urlparse(self.config.endpoint_url or "https://s3.amazonaws.com").netloc
-            return StorageUnavailable(
+            return S3Unreachable(
                 f"{where}: cannot reach the S3 endpoint {endpoint} ({operation}: {type(ex).__name__})"
             )
+        if isinstance(ex, BotoCoreError):
+            return StorageUnavailable(f"{where}: S3 {operation} failed ({type(ex).__name__})")
         if isinstance(ex, (FileNotFoundError, StorageUnavailable)):
             return ex
         return StorageUnavailable(f"{where}: S3 {operation} failed ({type(ex).__name__})")

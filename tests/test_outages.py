@@ -7,7 +7,7 @@ from helpers import actor_cookies, post_to_bucket, prepare, upload
 from live_servers import MotoProcess, free_port
 
 
-async def test_unreachable_s3_at_confirm_is_502_and_token_still_works_later(make_datasette, tmp_path):
+async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make_datasette, tmp_path):
     """moto_server as a process we can stop; its state is in memory, so the
     object is uploaded again after the restart on the same port."""
     moto = MotoProcess().start()
@@ -25,7 +25,7 @@ async def test_unreachable_s3_at_confirm_is_502_and_token_still_works_later(make
             json={"upload_token": prepared["upload_token"]},
             cookies=cookies,
         )
-        assert response.status_code == 502
+        assert response.status_code == 503
         message = response.json()["errors"][0]
         assert "source 's3files'" in message and "cannot reach the S3 endpoint 127.0.0.1" in message
         assert "testing-secret-key" not in response.text
@@ -45,7 +45,7 @@ async def test_unreachable_s3_at_confirm_is_502_and_token_still_works_later(make
         moto.stop()
 
 
-async def test_delete_during_outage_is_502_and_keeps_the_file(make_datasette):
+async def test_delete_during_outage_is_503_and_keeps_the_file(make_datasette):
     moto = MotoProcess().start()
     try:
         moto.create_bucket("delete-outage")
@@ -56,7 +56,7 @@ async def test_delete_during_outage_is_502_and_keeps_the_file(make_datasette):
         file_id = (await upload(ds, cookies, b"keep me"))["file"]["id"]
         moto.stop()
         response = await ds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
-        assert response.status_code == 502
+        assert response.status_code == 503
         assert response.json()["ok"] is False
         assert "cannot reach the S3 endpoint" in response.json()["errors"][0]
         assert (await ds.client.get(f"/-/files/{file_id}.json")).status_code == 200
@@ -80,7 +80,7 @@ async def test_other_sources_work_while_one_s3_endpoint_is_down(make_datasette, 
     response = await ds.client.post(
         "/-/files/upload/down/-/complete", json={"upload_token": prepared["upload_token"]}, cookies=cookies
     )
-    assert response.status_code == 502
+    assert response.status_code == 503
     await upload(ds, cookies, b"fine", source="up")
     assert (await ds.client.get("/-/files")).status_code == 200
     assert (await ds.client.get("/-/files/source/disk")).status_code == 200

@@ -158,8 +158,8 @@ def test_s3_unreachable_at_confirm_then_same_token_confirms(moto, bucket, serve,
         refused = complete(client, "s3files", plan["upload_token"])
     finally:
         switch.restore()
-    # The project maps an unreachable S3 to 502 (errors.StorageUnavailable; README's table).
-    assert refused.status_code == 502
+    # An S3 endpoint that does not answer is 503 (errors.S3Unreachable); an S3 error answer is 502.
+    assert refused.status_code == 503
     message = " ".join(refused.json()["errors"])
     assert "cannot reach the S3 endpoint" in message and "s3files" in message
     assert registered(server) == {}
