@@ -69,6 +69,17 @@ async def forget_pending(datasette, file_id: str) -> None:
     )
 
 
+async def register_and_forget(datasette, file_insert: tuple[str, dict], file_id: str) -> None:
+    """Insert the file's datasette-files row and drop its pending row, in one
+    write transaction. Raises sqlite3.IntegrityError if it is already registered."""
+
+    def write(conn):
+        conn.execute(*file_insert)
+        conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE file_id = ?", [file_id])
+
+    await datasette.get_internal_database().execute_write_fn(write)
+
+
 async def pending_uploads(
     datasette, source: str | None = None, expired_before: float | None = None
 ) -> list[dict]:

@@ -63,8 +63,7 @@ async def can_browse(datasette, actor, source: str) -> bool:
     return await datasette.allowed(action="files-browse", resource=FileSourceResource(source), actor=actor)
 
 
-async def register_file(
-    datasette,
+def file_row_insert(
     *,
     file_id: str,
     source: str,
@@ -74,14 +73,14 @@ async def register_file(
     size: int,
     actor_id: str | None,
     metadata: dict,
-) -> None:
-    """Insert the row datasette-files' own upload would have inserted.
+) -> tuple[str, dict]:
+    """The INSERT datasette-files' own upload would run, as (sql, params).
 
-    Raises sqlite3.IntegrityError if the file id is already registered, which
-    is how a replayed confirmation is caught even between two processes
-    writing one internal database.
+    Running it raises sqlite3.IntegrityError if the file id is already
+    registered, which is how a replayed confirmation is caught even between
+    two processes writing one internal database.
     """
-    await datasette.get_internal_database().execute_write(
+    return (
         """
         INSERT INTO datasette_files
             (id, source_id, path, filename, content_type, content_hash, size, uploaded_by, metadata)

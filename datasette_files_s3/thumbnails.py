@@ -34,11 +34,11 @@ async def cached_thumbnail_exists(datasette, file_id: str) -> bool:
 
 async def ensure_thumbnail(datasette, storage, row) -> bool:
     """Generate and cache a thumbnail if the file qualifies; True if one is cached."""
-    if await cached_thumbnail_exists(datasette, row["id"]):
-        return True
     max_size = storage.config.thumbnail_max_size
     if not thumbnail_eligible(row, max_size):
         return False
+    if await cached_thumbnail_exists(datasette, row["id"]):
+        return True
     generators = [
         g
         for g in files_bridge.thumbnail_generators()

@@ -202,27 +202,26 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
 async def register(datasette, ticket: UploadTicket, head: dict) -> None:
     """Record a verified object in datasette-files and forget it as pending."""
     connection = await ticket_storage(ticket).connection()
+    file_insert = files_bridge.file_row_insert(
+        file_id=ticket.file_id,
+        source=ticket.source,
+        path=ticket.path,
+        filename=ticket.filename,
+        content_type=ticket.content_type,
+        size=ticket.size,
+        actor_id=ticket.actor_id,
+        metadata={
+            "s3": {
+                "bucket": connection.bucket,
+                "key": connection.prefix + ticket.path,
+                "etag": (head.get("ETag") or "").strip('"'),
+            }
+        },
+    )
     try:
-        await files_bridge.register_file(
-            datasette,
-            file_id=ticket.file_id,
-            source=ticket.source,
-            path=ticket.path,
-            filename=ticket.filename,
-            content_type=ticket.content_type,
-            size=ticket.size,
-            actor_id=ticket.actor_id,
-            metadata={
-                "s3": {
-                    "bucket": connection.bucket,
-                    "key": connection.prefix + ticket.path,
-                    "etag": (head.get("ETag") or "").strip('"'),
-                }
-            },
-        )
+        await database.register_and_forget(datasette, file_insert, ticket.file_id)
     except sqlite3.IntegrityError:
         raise UploadRejected("This upload has already been completed") from None
-    await database.forget_pending(datasette, ticket.file_id)
 
 
 def ticket_storage(ticket: UploadTicket):
