@@ -26,7 +26,7 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from live_servers import MOTO_KEY_ID, MOTO_SECRET, DatasetteProcess, MotoProcess, live_config  # noqa: E402
+from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
 
 MIB = 1024**2
 SIGN_BATCH = 20  # as static/upload-machine.js
@@ -111,20 +111,8 @@ def client_without_checksums(moto: MotoProcess):
     checksum it, which costs seconds per GiB: this client makes boto3 pay that
     too, so the two flows are compared like for like.
     """
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=MOTO_KEY_ID,
-        aws_secret_access_key=MOTO_SECRET,
-        config=Config(
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
+    return moto.client(
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"
     )
 
 

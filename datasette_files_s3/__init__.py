@@ -14,7 +14,7 @@ __all__ = ["S3Storage"]
 @hookimpl
 def register_files_storage_types(datasette):
     """Offer `storage: s3`, bound to this Datasette so sources know their names."""
-    return [type("S3Storage", (S3Storage,), {"datasette": datasette})]
+    return [S3Storage.bound_to(datasette)]
 
 
 @hookimpl

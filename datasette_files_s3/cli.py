@@ -77,7 +77,7 @@ def pick_sources(datasette, source: str | None) -> dict[str, dict]:
 
 async def open_storage(datasette, raw: dict) -> S3Storage:
     """A configured S3Storage for a source, as datasette-files would make it (raises ConfigError)."""
-    storage = type("S3Storage", (S3Storage,), {"datasette": datasette})()
+    storage = S3Storage.bound_to(datasette)()
     await storage.configure(raw)
     return storage
 

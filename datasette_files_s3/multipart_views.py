@@ -17,9 +17,9 @@ from .errors import SourceNotFound
 from .storage import S3Storage
 from .views import (
     actor_id,
+    authorized_storage,
     json_api,
     read_json_body,
-    require_upload_permission,
     s3_storage,
     thumbnail_quietly,
 )
@@ -58,14 +58,6 @@ async def ticket_from(request, datasette, data: dict):
     uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
     multipart.check_multipart_ticket(ticket, source)
     return storage, ticket
-
-
-async def authorized_storage(request, datasette):
-    """The s3 source named in the URL, once the actor is known to hold files-upload on it."""
-    source = request.url_vars["source_slug"]
-    storage = s3_storage(source)
-    await require_upload_permission(datasette, request, source)
-    return storage
 
 
 @json_api

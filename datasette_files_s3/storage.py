@@ -78,13 +78,23 @@ def s3_capabilities(max_file_size: int | None) -> StorageCapabilities:
     )
 
 
-def find_source_name(datasette, config: dict) -> str:
-    """The datasette-files source whose `config:` block this is (for messages)."""
+def find_source_name(datasette, config: dict, taken: set) -> str:
+    """The datasette-files source whose `config:` block this is.
+
+    datasette-files configures sources in the order they are written, so the
+    first matching source not yet `taken` is ours, even when two sources have
+    identical config blocks.
+    """
     if datasette is None:
         return "s3"
     sources = (datasette.plugin_config("datasette-files") or {}).get("sources") or {}
     for name, definition in sources.items():
-        if (definition or {}).get("storage") == "s3" and (definition.get("config") or {}) == config:
+        definition = definition or {}
+        if (
+            definition.get("storage") == "s3"
+            and (definition.get("config") or {}) == config
+            and name not in taken
+        ):
             return name
     return "s3"
 
@@ -96,6 +106,12 @@ class S3Storage(Storage):
     # Set on the subclass that register_files_storage_types returns, so that
     # configure() can find its source's name in that Datasette's config.
     datasette = None
+    sources_named: frozenset | set = frozenset()
+
+    @classmethod
+    def bound_to(cls, datasette) -> type[S3Storage]:
+        """A subclass whose instances belong to this Datasette's datasette-files sources."""
+        return type(cls.__name__, (cls,), {"datasette": datasette, "sources_named": set()})
 
     def __init__(self):
         self.config: S3SourceConfig | None = None
@@ -114,7 +130,10 @@ class S3Storage(Storage):
 
     async def configure(self, config: dict, get_secret=None) -> None:
         """Validate the config (raising ConfigError) and prepare credentials."""
-        self.config = parse_source_config(find_source_name(self.datasette, config), config)
+        name = find_source_name(self.datasette, config, self.sources_named)
+        if isinstance(self.sources_named, set):
+            self.sources_named.add(name)
+        self.config = parse_source_config(name, config)
         self.credentials = provider_for(self.config)
         self._capabilities = s3_capabilities(self.config.max_file_size)
         if self.config.credentials_url:

@@ -148,17 +148,24 @@ async def checked_for_stock(request) -> Request:
 
 
 async def require_upload_permission(datasette, request, source: str) -> None:
+    """UploadForbidden unless the actor holds files-upload on the source."""
     if not await files_bridge.can_upload(datasette, request.actor, source):
         raise UploadForbidden(f"Permission denied: you need files-upload on source '{source}'")
+
+
+async def authorized_storage(request, datasette) -> S3Storage:
+    """The s3 source named in the URL, once the actor is known to hold files-upload on it."""
+    source = request.url_vars["source_slug"]
+    storage = s3_storage(source)
+    await require_upload_permission(datasette, request, source)
+    return storage
 
 
 @s3_sources_only(files_bridge.stock_upload_prepare)
 @json_api
 async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
-    source = request.url_vars["source_slug"]
-    storage = s3_storage(source)
-    await require_upload_permission(datasette, request, source)
+    storage = await authorized_storage(request, datasette)
     upload = uploads.parse_upload_request(await read_json_body(request))
     token, instructions = await uploads.plan_direct_upload(datasette, storage, upload, actor_id(request))
     return Response.json(
@@ -177,9 +184,8 @@ async def upload_prepare(request, datasette):
 @json_api
 async def upload_complete(request, datasette):
     """POST /-/files/upload/{source}/-/complete: verify the object and register it."""
+    storage = await authorized_storage(request, datasette)
     source = request.url_vars["source_slug"]
-    storage = s3_storage(source)
-    await require_upload_permission(datasette, request, source)
     data = await read_json_body(request)
     ticket = uploads.read_ticket(datasette, data.get("upload_token"))
     uploads.check_ticket_use(ticket, source, actor_id(request), time.time())

@@ -86,14 +86,15 @@ class MotoProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def client(self):
+    def client(self, **config):
+        """A boto3 client for this server; `config` adds botocore Config options."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id=MOTO_KEY_ID,
             aws_secret_access_key=MOTO_SECRET,
-            config=Config(s3={"addressing_style": "path"}),
+            config=Config(s3={"addressing_style": "path"}, **config),
         )
 
     def create_bucket(

@@ -210,3 +210,18 @@ async def test_allowed_content_types_accepts_matching_pattern(make_datasette, bu
     )
     response = await prepare(ds, actor_cookies(ds), filename="a.png", content_type="image/png", size=5)
     assert response.status_code == 200
+
+
+async def test_two_sources_with_identical_config_each_know_their_name(make_datasette, bucket):
+    ds = await make_datasette(
+        {
+            "first": {"storage": "s3", "config": bucket.source_config()},
+            "second": {"storage": "s3", "config": bucket.source_config()},
+        }
+    )
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, source="second", size=3)
+    post_to_bucket(data, b"abc")
+    response = await complete(ds, cookies, data["upload_token"], source="second")
+    assert response.status_code == 201, response.text
+    assert response.json()["file"]["source_slug"] == "second"
