@@ -17,6 +17,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -173,19 +174,22 @@ class _BrokerHandler(BaseHTTPRequestHandler):
         form = parse_qs(self.rfile.read(length).decode())
         with broker.lock:
             broker.requests += 1
+            broker.request_log.append((self.headers.get("Content-Type"), form))
+        time.sleep(broker.delay)
         if broker.failing:
             status, payload = 503, {"error": "broker is down"}
         elif form.get("secret") != [broker.secret]:
             status, payload = 403, {"error": "wrong secret"}
         else:
-            expires = datetime.now(timezone.utc) + timedelta(hours=1)
+            expires = datetime.now(timezone.utc) + timedelta(seconds=broker.lifetime)
             status, payload = (
                 200,
-                {
+                broker.answer
+                or {
                     "AccessKeyId": broker.access_key_id,
                     "SecretAccessKey": broker.secret_access_key,
                     "SessionToken": broker.session_token,
-                    "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "Expiration": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     "S3Folder": broker.s3_folder,
                 },
             )
@@ -198,7 +202,12 @@ class _BrokerHandler(BaseHTTPRequestHandler):
 
 
 class Broker:
-    """A credentials broker on loopback handing out fixed keys for one S3 folder."""
+    """A credentials broker on loopback handing out fixed keys for one S3 folder.
+
+    Switches for tests: `failing` (answer 503), `lifetime` (seconds the keys
+    last), `delay` (seconds before answering), `answer` (a JSON body to send
+    instead); `request_log` keeps each request's content type and form.
+    """
 
     def __init__(
         self,
@@ -215,7 +224,11 @@ class Broker:
         self.secret_access_key = secret_access_key
         self.session_token = session_token
         self.failing = failing
+        self.lifetime = 3600.0
+        self.delay = 0.0
+        self.answer: dict | None = None
         self.requests = 0
+        self.request_log: list[tuple[str | None, dict]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokerHandler)
         self.server.daemon_threads = True

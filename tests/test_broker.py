@@ -3,13 +3,11 @@
 import asyncio
 import json
 import logging
-import threading
 import time
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from datetime import datetime
 
 import pytest
+from fault_injection import Broker
 from helpers import actor_cookies, prepare, upload
 
 from datasette_files_s3.config import parse_source_config
@@ -20,74 +18,35 @@ BROKER_SECRET = "broker-secret-value-9f2c"
 SESSION_TOKEN = "session-token-value-71ab"
 
 
-class Broker:
-    """A credentials broker: answers POST secret=... with moto's keys as JSON."""
-
-    def __init__(self, target, s3_folder):
-        self.target = target
-        self.s3_folder = s3_folder
-        self.lifetime = 3600
-        self.failing = False
-        self.delay = 0.0
-        self.answer = None  # override the JSON body
-        self.requests = []
-        broker = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("content-length", 0))
-                body = self.rfile.read(length).decode()
-                broker.requests.append((self.headers.get("content-type"), parse_qs(body)))
-                time.sleep(broker.delay)
-                if broker.failing:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                expires = datetime.fromtimestamp(time.time() + broker.lifetime, timezone.utc)
-                payload = broker.answer or {
-                    "AccessKeyId": target.access_key_id,
-                    "SecretAccessKey": target.secret_access_key,
-                    "SessionToken": SESSION_TOKEN,
-                    "Expiration": expires.isoformat().replace("+00:00", "Z"),
-                    "S3Folder": broker.s3_folder,
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/credentials"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def source_config(self, bucket, **extra):
-        config = {"credentials_url": self.url, "credentials_url_secret": BROKER_SECRET, "region": "us-east-1"}
-        if bucket.target.endpoint_url:
-            config["endpoint_url"] = bucket.target.endpoint_url
-        return {**config, **extra}
+def source_config(broker, bucket, **extra) -> dict:
+    config = {"credentials_url": broker.url, "credentials_url_secret": BROKER_SECRET, "region": "us-east-1"}
+    if bucket.target.endpoint_url:
+        config["endpoint_url"] = bucket.target.endpoint_url
+    return {**config, **extra}
 
 
 @pytest.fixture
 def broker(bucket):
     if bucket.target.real:
         pytest.skip("the broker hands out the test keys; not meaningful against a real bucket")
-    server = Broker(bucket.target, f"s3://{bucket.name}/from-broker/")
+    server = Broker(
+        BROKER_SECRET,
+        f"s3://{bucket.name}/from-broker/",
+        bucket.target.access_key_id,
+        bucket.target.secret_access_key,
+        SESSION_TOKEN,
+    ).start()
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 def provider(broker, bucket):
-    return BrokerCredentialsProvider(parse_source_config("brokered", broker.source_config(bucket)))
+    return BrokerCredentialsProvider(parse_source_config("brokered", source_config(broker, bucket)))
 
 
 async def test_broker_is_asked_with_form_encoded_secret(broker, bucket):
     credentials = await provider(broker, bucket).get()
-    content_type, form = broker.requests[0]
+    content_type, form = broker.request_log[0]
     assert content_type == "application/x-www-form-urlencoded"
     assert form == {"secret": [BROKER_SECRET]}
     assert credentials.session_token == SESSION_TOKEN
@@ -95,7 +54,7 @@ async def test_broker_is_asked_with_form_encoded_secret(broker, bucket):
 
 
 async def test_s3folder_sets_bucket_and_prefix_of_uploads(broker, bucket, make_datasette):
-    ds = await make_datasette({"s3files": {"storage": "s3", "config": broker.source_config(bucket)}})
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": source_config(broker, bucket)}})
     data = await upload(ds, actor_cookies(ds), b"brokered bytes", filename="b.txt")
     keys = bucket.keys("from-broker/")
     assert len(keys) == 1 and keys[0].endswith("/b.txt")
@@ -107,12 +66,12 @@ async def test_refreshes_before_expiry_not_at_it(broker, bucket):
     credentials_provider = provider(broker, bucket)
     first = await credentials_provider.get()
     assert await credentials_provider.get() is first
-    assert len(broker.requests) == 1
+    assert broker.requests == 1
     await asyncio.sleep(1.6)  # inside the margin, before expiry
     assert first.seconds_left() > 0
     second = await credentials_provider.get()
     assert second is not first
-    assert len(broker.requests) == 2
+    assert broker.requests == 2
 
 
 def test_refresh_margin():
@@ -124,14 +83,14 @@ async def test_one_refresh_at_a_time_under_concurrency(broker, bucket):
     broker.delay = 0.3
     credentials_provider = provider(broker, bucket)
     results = await asyncio.gather(*[credentials_provider.get() for _ in range(20)])
-    assert len(broker.requests) == 1
+    assert broker.requests == 1
     assert all(result is results[0] for result in results)
 
 
 async def test_broker_down_at_startup_then_recovers(broker, bucket, make_datasette, caplog):
     broker.failing = True
     with caplog.at_level(logging.WARNING, logger="datasette_files_s3"):
-        ds = await make_datasette({"s3files": {"storage": "s3", "config": broker.source_config(bucket)}})
+        ds = await make_datasette({"s3files": {"storage": "s3", "config": source_config(broker, bucket)}})
     assert "datasette-files source 's3files': credentials broker" in caplog.text
     assert "will retry" in caplog.text
     assert BROKER_SECRET not in caplog.text
@@ -139,7 +98,7 @@ async def test_broker_down_at_startup_then_recovers(broker, bucket, make_dataset
     response = await prepare(ds, actor_cookies(ds), size=3)
     assert response.status_code == 503
     assert "credentials broker at 127.0.0.1" in response.json()["errors"][0]
-    assert "HTTP 500" in response.json()["errors"][0]
+    assert "HTTP 503" in response.json()["errors"][0]
     assert BROKER_SECRET not in response.text
 
     broker.failing = False
@@ -151,7 +110,7 @@ async def test_other_sources_keep_working_while_broker_is_down(broker, bucket, m
     broker.failing = True
     ds = await make_datasette(
         {
-            "brokered": {"storage": "s3", "config": broker.source_config(bucket)},
+            "brokered": {"storage": "s3", "config": source_config(broker, bucket)},
             "plain": {"storage": "s3", "config": bucket.source_config()},
         }
     )
@@ -185,7 +144,7 @@ async def test_presigned_urls_never_outlive_broker_credentials(broker, bucket, m
 
     broker.lifetime = 120
     ds = await make_datasette(
-        {"s3files": {"storage": "s3", "config": broker.source_config(bucket, upload_expires=3600)}}
+        {"s3files": {"storage": "s3", "config": source_config(broker, bucket, upload_expires=3600)}}
     )
     response = await prepare(ds, actor_cookies(ds), size=3)
     policy = json.loads(base64.b64decode(response.json()["upload_fields"]["policy"]))

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 import pytest_asyncio
 from click.testing import CliRunner
 from datasette.cli import cli
+from fault_injection import Broker
 from helpers import actor_cookies, datasette_config, post_to_bucket, prepare, upload
 from live_servers import MOTO_KEY_ID, MOTO_SECRET, MotoProcess, free_port
 
@@ -59,57 +56,26 @@ def files_s3(*args, env=None):
     return CliRunner().invoke(cli, ["files-s3", *args], env=env, catch_exceptions=False)
 
 
-class Broker:
-    """A credentials broker on loopback: moto's keys for the right secret, 403 otherwise."""
-
-    def __init__(self, secret: str, bucket: str, session_token: str = "broker-session-token"):
-        broker = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                form = parse_qs(self.rfile.read(int(self.headers.get("content-length", 0))).decode())
-                if form.get("secret") != [secret]:
-                    self.send_response(403)
-                    self.end_headers()
-                    return
-                expires = datetime.fromtimestamp(time.time() + broker.lifetime, timezone.utc)
-                data = json.dumps(
-                    {
-                        "AccessKeyId": MOTO_KEY_ID,
-                        "SecretAccessKey": MOTO_SECRET,
-                        "SessionToken": session_token,
-                        "Expiration": expires.isoformat().replace("+00:00", "Z"),
-                        "S3Folder": f"s3://{bucket}/brokered/",
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.lifetime = 3600
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/credentials"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def source_config(self, moto, secret: str) -> dict:
-        return {
-            "credentials_url": self.url,
-            "credentials_url_secret": secret,
-            "endpoint_url": moto.endpoint_url,
-            "region": "us-east-1",
-        }
+def broker_source_config(broker, moto, secret: str) -> dict:
+    return {
+        "credentials_url": broker.url,
+        "credentials_url_secret": secret,
+        "endpoint_url": moto.endpoint_url,
+        "region": "us-east-1",
+    }
 
 
 @pytest.fixture
 def broker(bucket_name):
-    server = Broker("right-broker-secret", bucket_name)
+    server = Broker(
+        "right-broker-secret",
+        f"s3://{bucket_name}/brokered/",
+        MOTO_KEY_ID,
+        MOTO_SECRET,
+        "broker-session-token",
+    ).start()
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 # --- sources ---------------------------------------------------------------
@@ -243,7 +209,7 @@ def test_doctor_fails_on_a_bucket_fault(tmp_path, moto, bucket_name, bucket_faul
 
 
 def test_doctor_fails_on_bad_credentials(tmp_path, moto, broker):
-    path = write_config(tmp_path, broker.source_config(moto, "wrong-broker-secret"))
+    path = write_config(tmp_path, broker_source_config(broker, moto, "wrong-broker-secret"))
     result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)
     assert result.exit_code == 1
     assert "answered HTTP 403" in check_lines(result.output)["credentials"]
@@ -251,7 +217,7 @@ def test_doctor_fails_on_bad_credentials(tmp_path, moto, broker):
 
 
 def test_doctor_says_when_broker_credentials_expire(tmp_path, moto, broker):
-    path = write_config(tmp_path, broker.source_config(moto, "right-broker-secret"))
+    path = write_config(tmp_path, broker_source_config(broker, moto, "right-broker-secret"))
     result = files_s3("doctor", SOURCE, "-c", path)
     line = check_lines(result.output)["credentials"]
     assert line.startswith("[PASS]") and "expire in 60 min" in line
@@ -453,7 +419,7 @@ def test_no_command_prints_a_secret(tmp_path, moto, bucket_name, broker):
     )
     env = {"LEAK_SECRET": secrets["secret_access_key"]}
     brokered_secret = "right-broker-secret"
-    brokered = write_config(tmp_path, broker.source_config(moto, brokered_secret), "brokered.json")
+    brokered = write_config(tmp_path, broker_source_config(broker, moto, brokered_secret), "brokered.json")
     outputs = []
     for path in (static, brokered):
         for args in (
