@@ -17,42 +17,42 @@ def size_label(size: int) -> str:
     return f"{size // 1024**3} GiB" if size >= 1024**3 else f"{size // 1024**2} MiB"
 
 
-def throughput_table(results: dict, sizes: list[int], paths: list[tuple[str, str]]) -> str:
-    """MB/s, ratio to the boto3 limit and Datasette's peak RSS growth, one row per path."""
+def path_by_size_table(results: dict, sizes: list[int], paths: list[tuple[str, str]], cell) -> str:
+    """One row per path, one column per file size; `cell(entry)` renders a measured entry (or None)."""
     header = "| path | " + " | ".join(size_label(s) for s in sizes) + " |"
     lines = [header, "|---" * (len(sizes) + 1) + "|"]
     for key, label in paths:
-        cells = []
-        for size in sizes:
-            entry = results.get(key, {}).get(size)
-            if entry is None:
-                cells.append("not run")
-            elif entry.get("error"):
-                cells.append(f"**failed**: {entry['error']}")
-            else:
-                cell = f"{fmt(entry['mbps'])} MB/s"
-                if entry.get("ratio") is not None:
-                    cell += f" ({entry['ratio']:.2f}x)"
-                cells.append(cell)
+        cells = [cell(results.get(key, {}).get(size)) for size in sizes]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def throughput_cell(entry: dict | None) -> str:
+    if entry is None:
+        return "not run"
+    if entry.get("error"):
+        return f"**failed**: {entry['error']}"
+    cell = f"{fmt(entry['mbps'])} MB/s"
+    if entry.get("ratio") is not None:
+        cell += f" ({entry['ratio']:.2f}x)"
+    return cell
+
+
+def memory_cell(entry: dict | None) -> str:
+    if entry is None or entry.get("rss_growth_mib") is None:
+        return "—"
+    note = " (refused)" if entry.get("error") else ""
+    return f"+{entry['rss_growth_mib']:.1f} MiB{note}"
+
+
+def throughput_table(results: dict, sizes: list[int], paths: list[tuple[str, str]]) -> str:
+    """MB/s and ratio to the boto3 limit, one row per path."""
+    return path_by_size_table(results, sizes, paths, throughput_cell)
 
 
 def memory_table(results: dict, sizes: list[int], paths: list[tuple[str, str]]) -> str:
     """Datasette's peak RSS above idle during each upload, in MiB."""
-    header = "| path | " + " | ".join(size_label(s) for s in sizes) + " |"
-    lines = [header, "|---" * (len(sizes) + 1) + "|"]
-    for key, label in paths:
-        cells = []
-        for size in sizes:
-            entry = results.get(key, {}).get(size)
-            if entry is None or entry.get("rss_growth_mib") is None:
-                cells.append("—")
-            else:
-                note = " (refused)" if entry.get("error") else ""
-                cells.append(f"+{entry['rss_growth_mib']:.1f} MiB{note}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return path_by_size_table(results, sizes, paths, memory_cell)
 
 
 def metadata_table(metadata: dict) -> str:
