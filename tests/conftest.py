@@ -70,6 +70,17 @@ def s3_target():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def moto():
+    """A moto_server process with only bucket CORS rules, shared by the tests that
+    need S3 in its own process (CLI preflights, live Datasette processes)."""
+    from live_servers import MotoProcess
+
+    server = MotoProcess().start()
+    yield server
+    server.stop()
+
+
 @dataclass
 class Bucket:
     """A bucket (moto: a fresh one; real: the configured one) and a test prefix."""

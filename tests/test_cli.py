@@ -26,13 +26,6 @@ ORIGIN = "https://datasette.example.com"
 SOURCE = "s3files"
 
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoProcess().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bucket_name(moto):
     name = f"cli-{uuid.uuid4().hex[:16]}"

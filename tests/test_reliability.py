@@ -36,13 +36,6 @@ MULTIPART_UPLOADS = 10
 MULTIPART_SIZE = 20 * MiB
 
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoProcess().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bucket(moto) -> str:
     name = f"rel-{uuid.uuid4().hex[:16]}"
