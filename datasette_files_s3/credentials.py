@@ -148,7 +148,6 @@ class BrokerCredentialsProvider(CredentialsProvider):
         self._transport = transport
         self._current: Credentials | None = None
         self._lock = asyncio.Lock()
-        self.fetch_count = 0
 
     @property
     def broker_host(self) -> str:
@@ -187,7 +186,6 @@ class BrokerCredentialsProvider(CredentialsProvider):
                 response = await client.post(self._url, data={"secret": self._secret})
         except httpx.HTTPError as ex:
             raise CredentialsUnavailable(f"{failure} could not be reached ({type(ex).__name__})") from None
-        self.fetch_count += 1
         if response.status_code != 200:
             raise CredentialsUnavailable(f"{failure} answered HTTP {response.status_code}")
         try:

@@ -1,4 +1,4 @@
-"""The exceptions this plugin raises, and the one place they become HTTP statuses.
+"""The exceptions this plugin raises, each carrying the HTTP status it becomes.
 
 Messages are written for the person who has to fix the problem. None of them
 ever contains a key, a session token or a broker secret.
@@ -63,8 +63,3 @@ class CredentialsUnavailable(StorageUnavailable):
     """No usable credentials right now, e.g. the broker is down (503)."""
 
     status = 503
-
-
-def error_status(error: FilesS3Error) -> int:
-    """The HTTP status for an error raised anywhere in this plugin."""
-    return error.status
