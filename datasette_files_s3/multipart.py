@@ -257,5 +257,5 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
         await storage.call("delete_object", Path=ticket.path)
         await database.forget_pending(datasette, ticket.file_id)
         raise UploadRejected(problems + ["The uploaded object was deleted; upload the file again"])
-    await uploads.register(datasette, ticket, head)
+    await uploads.register(datasette, storage, ticket, head)
     return await files_bridge.file_record(datasette, ticket.file_id)

@@ -195,13 +195,13 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
         await storage.call("delete_object", Path=ticket.path)
         await database.forget_pending(datasette, ticket.file_id)
         raise UploadRejected(problems + ["The uploaded object was deleted; prepare the upload again"])
-    await register(datasette, ticket, head)
+    await register(datasette, storage, ticket, head)
     return await files_bridge.file_record(datasette, ticket.file_id)
 
 
-async def register(datasette, ticket: UploadTicket, head: dict) -> None:
+async def register(datasette, storage, ticket: UploadTicket, head: dict) -> None:
     """Record a verified object in datasette-files and forget it as pending."""
-    connection = await ticket_storage(ticket).connection()
+    connection = await storage.connection()
     file_insert = files_bridge.file_row_insert(
         file_id=ticket.file_id,
         source=ticket.source,
@@ -222,8 +222,3 @@ async def register(datasette, ticket: UploadTicket, head: dict) -> None:
         await database.register_and_forget(datasette, file_insert, ticket.file_id)
     except sqlite3.IntegrityError:
         raise UploadRejected("This upload has already been completed") from None
-
-
-def ticket_storage(ticket: UploadTicket):
-    """The storage a ticket's source is configured with."""
-    return files_bridge.storage_for(ticket.source)
