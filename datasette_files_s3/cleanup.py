@@ -1,21 +1,28 @@
 """`files-s3 cleanup`: what abandoned uploads leave in the bucket, found and removed.
 
 Two kinds of leftovers: incomplete multipart uploads (S3 lists them, with when
-they started) and objects that were uploaded but never confirmed (only our
-pending-uploads table knows those, in the internal database). Nothing outside
-the source's prefix is touched, and a file datasette-files has registered is
-never deleted.
+they started) and objects that were uploaded but never confirmed. Our
+pending-uploads table in the internal database names most of the latter, but
+it lives in memory unless `datasette serve --internal PATH` is used and a crash
+can lose a row; so objects are also recognised by key alone. Every key we write
+is `<prefix><ulid>/<filename>` and the ULID carries its creation time, so an
+object laid out like that, not registered and older than any token that could
+still confirm it, is an orphan. Nothing outside the source's prefix, and
+nothing under it laid out otherwise, is touched; a file datasette-files has
+registered is never deleted.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from . import bucket_admin, database
 from .errors import FilesS3Error
-from .uploads import CONFIRM_GRACE_SECONDS
+from .keys import file_id_created_at, file_id_for_path
+from .uploads import CLOCK_SKEW_SECONDS, CONFIRM_GRACE_SECONDS
 
 LIFECYCLE_RULE_ID = "datasette-files-s3-abort-multipart"
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -99,30 +106,46 @@ async def object_size(storage, key_path: str) -> int | None:
     return None if head is None else head.get("ContentLength", 0)
 
 
+async def pages(storage, operation: str, params: dict, markers: dict[str, str]) -> AsyncIterator[dict]:
+    """Every page of a paged S3 listing. `markers` maps each request parameter that
+    asks for the next page to the answer field holding its value."""
+    next_page: dict = {}
+    while True:
+        answer = await storage.call(operation, **params, **next_page)
+        yield answer
+        if not answer.get("IsTruncated"):
+            return
+        next_page = {parameter: answer[field] for parameter, field in markers.items()}
+
+
 async def list_multipart_uploads(storage, prefix: str) -> list[dict]:
     """Every incomplete multipart upload under the prefix (all pages)."""
-    uploads, params = [], {"Prefix": prefix}
-    while True:
-        answer = await storage.call("list_multipart_uploads", **params)
-        uploads.extend(answer.get("Uploads", []))
-        if not answer.get("IsTruncated"):
-            return uploads
-        params = {
-            "Prefix": prefix,
-            "KeyMarker": answer["NextKeyMarker"],
-            "UploadIdMarker": answer["NextUploadIdMarker"],
-        }
+    markers = {"KeyMarker": "NextKeyMarker", "UploadIdMarker": "NextUploadIdMarker"}
+    return [
+        upload
+        async for answer in pages(storage, "list_multipart_uploads", {"Prefix": prefix}, markers)
+        for upload in answer.get("Uploads", [])
+    ]
 
 
 async def uploaded_bytes(storage, key: str, upload_id: str) -> int:
     """Bytes held by an incomplete multipart upload's parts."""
-    total, params = 0, {"Key": key, "UploadId": upload_id}
-    while True:
-        answer = await storage.call("list_parts", **params)
-        total += sum(part.get("Size", 0) for part in answer.get("Parts", []))
-        if not answer.get("IsTruncated"):
-            return total
-        params = {"Key": key, "UploadId": upload_id, "PartNumberMarker": answer["NextPartNumberMarker"]}
+    params, markers = {"Key": key, "UploadId": upload_id}, {"PartNumberMarker": "NextPartNumberMarker"}
+    return sum(
+        [
+            part.get("Size", 0)
+            async for answer in pages(storage, "list_parts", params, markers)
+            for part in answer.get("Parts", [])
+        ]
+    )
+
+
+async def objects_under(storage, prefix: str) -> AsyncIterator[dict]:
+    """Every object under the prefix, a page at a time (a bucket may hold millions)."""
+    markers = {"ContinuationToken": "NextContinuationToken"}
+    async for answer in pages(storage, "list_objects_v2", {"Prefix": prefix}, markers):
+        for item in answer.get("Contents", []):
+            yield item
 
 
 async def clean_pending(storage, datasette, result: CleanupResult, now: float) -> tuple[set, set]:
@@ -154,6 +177,58 @@ async def clean_pending(storage, datasette, result: CleanupResult, now: float) -
         if not result.dry_run:
             await database.forget_pending(datasette, row["file_id"])
     return in_use, expired_upload_ids
+
+
+def unrecorded_min_age(config, older_than: int) -> int:
+    """How old an object no table records must be before cleanup deletes it.
+
+    Older than --older-than, and than the longest token this source signs plus
+    the grace in which an expired token may still be confirmed, so an upload
+    that could still be confirmed is never deleted. Clock skew is added because
+    the ULID was stamped by the server's clock, not the one running cleanup.
+    """
+    longest_token = max(config.upload_expires, config.multipart_expires)
+    return max(older_than, longest_token + CONFIRM_GRACE_SECONDS + CLOCK_SKEW_SECONDS)
+
+
+async def clean_unrecorded(
+    storage, datasette, result: CleanupResult, older_than: int, now: float, in_use: set
+) -> None:
+    """Delete old objects laid out as ours that are neither registered nor pending."""
+    prefix, source = result.prefix, storage.source
+    judged = in_use | {action.key for action in result.actions}  # clean_pending's verdicts stand
+    min_age = unrecorded_min_age(storage.config, older_than)
+    not_ours = 0
+    async for item in objects_under(storage, prefix):
+        key = item["Key"]
+        path = key[len(prefix) :] if key.startswith(prefix) else ""
+        file_id = file_id_for_path(path)
+        if file_id is None:
+            not_ours += 1
+        elif key not in judged and not await is_registered(datasette, source, file_id, path):
+            age = now - file_id_created_at(file_id)
+            await delete_if_old_enough(storage, result, path, item.get("Size", 0), age, min_age)
+    if not_ours:
+        result.notes.append(
+            f"{not_ours} object(s) under the prefix are not laid out as <ulid>/<filename>: left alone"
+        )
+
+
+async def delete_if_old_enough(
+    storage, result: CleanupResult, path: str, size: int, age: float, min_age: int
+) -> None:
+    """Delete one unrecorded object if it is old enough, else record that it is kept."""
+    key = result.prefix + path
+    if age < min_age:
+        reason = (
+            f"not registered, no pending record, but only {age / 3600:.1f}h old; "
+            f"deleted after {min_age / 3600:.1f}h"
+        )
+        result.actions.append(Action("keep", key, 0, reason))
+        return
+    if not result.dry_run:
+        await storage.delete_file(path)
+    result.actions.append(Action("delete", key, size, "uploaded but never confirmed; no pending record"))
 
 
 async def clean_multipart(
@@ -188,11 +263,13 @@ async def run_cleanup(storage, datasette, older_than: int, dry_run: bool, now: f
     in_use, expired_ids = set(), set()
     if datasette is None:
         result.notes.append(
-            "no --internal database given: only incomplete multipart uploads are aborted; "
-            "objects of unconfirmed uploads are not deleted (pass the file `datasette serve --internal` uses)"
+            "no --internal database given: only incomplete multipart uploads are aborted; no object "
+            "is deleted, since without it registered files cannot be told from abandoned uploads "
+            "(pass the file `datasette serve --internal` uses)"
         )
     else:
         in_use, expired_ids = await clean_pending(storage, datasette, result, now)
+        await clean_unrecorded(storage, datasette, result, older_than, now, in_use)
     await clean_multipart(storage, result, older_than, now, in_use, expired_ids)
     return result
 

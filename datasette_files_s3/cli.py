@@ -252,17 +252,28 @@ def render_check(check: doctor.Check) -> str:
 @click.argument("source", required=False)
 @config_options
 @click.option(
-    "--older-than", default="24h", show_default=True, help="Abort multipart uploads older than this"
+    "--older-than",
+    default="24h",
+    show_default=True,
+    help="Abort multipart uploads older than this; with --internal, delete unrecorded objects only once "
+    "older than this and than any token that could still confirm them",
 )
 @click.option(
     "--internal",
     type=click.Path(exists=True, dir_okay=False),
-    help="The internal database `datasette serve --internal` uses: needed to delete unconfirmed uploads",
+    help="The internal database `datasette serve --internal` uses: needed to delete any object",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing")
 @click.option("--lifecycle", is_flag=True, help="Install a bucket lifecycle rule to abort them instead")
 def cleanup_command(source, config, settings, older_than, internal, dry_run, lifecycle):
-    """Abort stale multipart uploads and delete expired unconfirmed objects under each prefix."""
+    """Abort stale multipart uploads and delete unconfirmed objects under each prefix.
+
+    Objects are deleted only with --internal and only if datasette-files has not
+    registered them: those whose pending upload's token has expired, and those
+    with no pending record whose key is <ulid>/<filename> below the prefix and
+    whose ULID is older than --older-than and than the longest upload token plus
+    its confirm grace. Nothing outside the prefix, or laid out otherwise, is touched.
+    """
     try:
         older_than_seconds = cleanup.parse_age(older_than)
     except ValueError as ex:

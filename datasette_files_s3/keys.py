@@ -13,6 +13,9 @@ from ulid import ULID
 from .errors import UploadRejected
 
 MAX_FILENAME_BYTES = 255
+# What path_for makes: a lower-case ULID (Crockford base32; a first digit above 7
+# would overflow 128 bits), a slash, then one path segment.
+_PATH_RE = re.compile(r"([0-7][0-9a-hjkmnp-tv-z]{25})/[^/]+")
 _MIME_RE = re.compile(r"^[a-zA-Z0-9][\w.+-]*/[a-zA-Z0-9][\w.+-]*$")
 
 # Types a browser would render or run if served inline from the bucket's origin.
@@ -39,6 +42,18 @@ def new_file_id() -> str:
 def path_for(file_id: str, filename: str) -> str:
     """The object's path below the source prefix, as datasette-files lays it out."""
     return f"{file_id.removeprefix('df-')}/{filename}"
+
+
+def file_id_for_path(path: str) -> str | None:
+    """The file id a path below the prefix was made for (path_for in reverse),
+    or None when the path is not laid out as `<lower-case ULID>/<filename>`."""
+    match = _PATH_RE.fullmatch(path)
+    return "df-" + match.group(1) if match else None
+
+
+def file_id_created_at(file_id: str) -> float:
+    """When a file id was made, in seconds since the epoch: a ULID carries its time."""
+    return ULID.from_str(file_id.removeprefix("df-")).timestamp
 
 
 def check_filename(filename) -> str:

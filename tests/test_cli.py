@@ -19,8 +19,10 @@ from datasette.cli import cli
 from fault_injection import Broker
 from helpers import actor_cookies, datasette_config, post_to_bucket, prepare, upload
 from live_servers import MOTO_KEY_ID, MOTO_SECRET, MotoProcess, free_port
+from ulid import ULID
 
-from datasette_files_s3 import cleanup, cors, doctor
+from datasette_files_s3 import cleanup, cors, doctor, keys
+from datasette_files_s3.storage import S3Storage
 
 ORIGIN = "https://datasette.example.com"
 SOURCE = "s3files"
@@ -396,6 +398,166 @@ def test_cleanup_rejects_an_internal_database_datasette_never_used(tmp_path, con
     result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", str(empty))
     assert result.exit_code == 1
     assert "internal database has no" in result.output
+
+
+# --- cleanup of objects no table records -----------------------------------
+
+HOUR, DAY = 3600, 86400
+
+
+def our_path(age: float, filename: str = "orphan.txt") -> str:
+    """A path below the prefix as uploads lay it out, for a file id made `age` seconds ago."""
+    return keys.path_for("df-" + str(ULID.from_timestamp(time.time() - age)).lower(), filename)
+
+
+@pytest_asyncio.fixture
+async def internal(tmp_path, moto, bucket_name, make_datasette):
+    """An internal database `datasette serve --internal` has used: tables made, no files yet."""
+    path = str(tmp_path / "internal.db")
+    await make_datasette(
+        {SOURCE: {"storage": "s3", "config": moto.source_config(bucket_name)}}, internal=path
+    )
+    return path
+
+
+def put_objects(moto, bucket_name, *keys_to_write: str) -> None:
+    for key in keys_to_write:
+        moto.client().put_object(Bucket=bucket_name, Key=key, Body=b"orphan")
+
+
+def register_file(internal_path: str, path: str) -> None:
+    """A datasette-files row for an object, as its upload would have written it."""
+    with sqlite3.connect(internal_path) as db:
+        db.execute(
+            "INSERT INTO datasette_files (id, source_id, path, filename)"
+            " SELECT ?, id, ?, 'orphan.txt' FROM datasette_files_sources WHERE slug = ?",
+            ["df-" + path.split("/")[0], path, SOURCE],
+        )
+
+
+def test_cleanup_deletes_an_old_object_no_table_records(internal, moto, bucket_name, config_path):
+    key = "uploads/" + our_path(2 * DAY)
+    put_objects(moto, bucket_name, key)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+    assert result.exit_code == 0, result.output
+    assert f"delete {key} (uploaded but never confirmed; no pending record, 6 bytes)" in result.output
+    assert bucket_keys(moto, bucket_name) == []
+
+
+@pytest.mark.parametrize(
+    "age, older_than, source_config",
+    [
+        pytest.param(0, "24h", {}, id="just-made"),
+        # Older than --older-than, but a 15-minute token plus the hour's grace could still confirm it.
+        pytest.param(1 * HOUR, "30m", {}, id="token-could-still-confirm"),
+        pytest.param(2 * DAY, "24h", {"multipart_expires": 3 * DAY}, id="long-multipart-token"),
+        pytest.param(2 * DAY, "3d", {}, id="younger-than-older-than"),
+    ],
+)
+def test_cleanup_keeps_an_unrecorded_object_until_old_enough(
+    internal, tmp_path, moto, bucket_name, age, older_than, source_config
+):
+    key = "uploads/" + our_path(age)
+    put_objects(moto, bucket_name, key)
+    config = write_config(tmp_path, moto.source_config(bucket_name, **source_config), "cleanup.json")
+    result = files_s3("cleanup", SOURCE, "-c", config, "--internal", internal, "--older-than", older_than)
+    assert result.exit_code == 0, result.output
+    assert f"keep {key} (not registered, no pending record, but only" in result.output
+    assert bucket_keys(moto, bucket_name) == [key]
+
+
+def test_cleanup_keeps_an_old_registered_object(internal, moto, bucket_name, config_path):
+    path = our_path(2 * DAY)
+    put_objects(moto, bucket_name, "uploads/" + path)
+    register_file(internal, path)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+    assert result.exit_code == 0, result.output
+    assert bucket_keys(moto, bucket_name) == ["uploads/" + path]
+    assert "deleted 0 object(s)" in result.output
+
+
+def test_cleanup_keeps_an_old_object_whose_pending_token_is_still_valid(
+    internal, moto, bucket_name, config_path
+):
+    path = our_path(2 * DAY)
+    put_objects(moto, bucket_name, "uploads/" + path)
+    with sqlite3.connect(internal) as db:
+        add_pending(db, "df-" + path.split("/")[0], path, time.time() + HOUR)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+    assert f"keep uploads/{path} (upload still within its token's lifetime)" in result.output
+    assert bucket_keys(moto, bucket_name) == ["uploads/" + path]
+
+
+def test_cleanup_never_touches_objects_laid_out_otherwise_or_outside_the_prefix(
+    internal, moto, bucket_name, config_path
+):
+    path = our_path(2 * DAY)
+    ulid = path.split("/")[0]
+    not_ours = [
+        "uploads/notes/readme.txt",
+        f"uploads/{ulid}/a/b",
+        f"uploads/{ulid.upper()}/orphan.txt",
+        f"uploads/{ulid}x/orphan.txt",
+        f"uploads/{ulid}/",
+    ]
+    outside = [path, f"elsewhere/{path}", f"uploads-old/{path}"]
+    put_objects(moto, bucket_name, *not_ours, *outside)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+    assert result.exit_code == 0, result.output
+    assert bucket_keys(moto, bucket_name) == sorted(not_ours + outside)
+    assert f"note: {len(not_ours)} object(s) under the prefix are not laid out as" in result.output
+    assert "deleted 0 object(s)" in result.output
+
+
+def test_cleanup_dry_run_reports_an_unrecorded_object_and_keeps_it(internal, moto, bucket_name, config_path):
+    key = "uploads/" + our_path(2 * DAY)
+    put_objects(moto, bucket_name, key)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"would delete {key} (uploaded but never confirmed; no pending record, 6 bytes)" in result.output
+    assert "would delete 1 object(s), would free 6 bytes" in result.output
+    assert bucket_keys(moto, bucket_name) == [key]
+
+
+def test_cleanup_dry_run_reports_an_expired_pending_object_once(internal, moto, bucket_name, config_path):
+    path = our_path(2 * DAY)
+    put_objects(moto, bucket_name, "uploads/" + path)
+    with sqlite3.connect(internal) as db:
+        add_pending(db, "df-" + path.split("/")[0], path, time.time() - DAY)
+    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal, "--dry-run")
+    assert result.output.count(path) == 1
+    assert "would delete 1 object(s), would free 6 bytes" in result.output
+
+
+async def test_pages_follows_continuation_until_the_last_page(moto, bucket_name):
+    storage = S3Storage()
+    await storage.configure(moto.source_config(bucket_name))
+    written = [f"uploads/{n}.txt" for n in range(3)]
+    put_objects(moto, bucket_name, *written)
+    params, markers = {"Prefix": "uploads/", "MaxKeys": 1}, {"ContinuationToken": "NextContinuationToken"}
+    answers = [answer async for answer in cleanup.pages(storage, "list_objects_v2", params, markers)]
+    assert [item["Key"] for answer in answers for item in answer["Contents"]] == written
+    assert len(answers) == 3
+
+
+def test_file_id_for_path_recognises_only_the_upload_layout():
+    file_id = keys.new_file_id()
+    assert keys.file_id_for_path(keys.path_for(file_id, "report.pdf")) == file_id
+    ulid = file_id.removeprefix("df-")
+    for path in (
+        f"{ulid}/a/b",
+        f"{ulid.upper()}/x",
+        f"{ulid}/",
+        f"x{ulid}/x",
+        "notes/readme.txt",
+        "8" + ulid[1:] + "/x",
+    ):
+        assert keys.file_id_for_path(path) is None
+
+
+def test_file_id_created_at_is_the_ulids_time():
+    made = ULID.from_timestamp(1_700_000_000.5)
+    assert keys.file_id_created_at("df-" + str(made).lower()) == 1_700_000_000.5
 
 
 # --- secrets ---------------------------------------------------------------
