@@ -12,6 +12,7 @@ so the plan cannot be changed by the client.
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, replace
 
@@ -174,7 +175,12 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
     )
     created = await storage.call("create_multipart_upload", Path=ticket.path, ContentType=upload.content_type)
     ticket = replace(ticket, upload_id=created["UploadId"])
-    await database.record_pending(datasette, ticket)
+    try:
+        await database.record_pending(datasette, ticket)
+    except sqlite3.Error:
+        # Unrecorded, the upload would be found only by age: abort it now.
+        await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+        raise
     return uploads.sign_ticket(datasette, ticket), ticket
 
 

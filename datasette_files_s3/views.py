@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sqlite3
 import time
 
 from datasette import Forbidden, Response
@@ -85,8 +86,21 @@ def json_api(view):
             if ex.status >= 500:
                 logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
+        except sqlite3.Error as ex:
+            return internal_database_failed(ex)
 
     return wrapper
+
+
+def internal_database_failed(ex: sqlite3.Error) -> Response:
+    """503 for a failed read or write of Datasette's internal database.
+
+    Each of our writes is one transaction, so a failure leaves nothing half
+    done: the same request can simply be sent again.
+    """
+    message = f"Datasette's internal database failed ({type(ex).__name__}): nothing was changed; try again"
+    logger.warning("%s: %s", message, ex)
+    return Response.error([message], 503)
 
 
 def s3_sources_only(stock_view):
@@ -232,6 +246,8 @@ def storage_errors_as_json(stock_view):
         except FilesS3Error as ex:
             logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
+        except sqlite3.Error as ex:
+            return internal_database_failed(ex)
 
     return wrapper
 
