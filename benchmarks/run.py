@@ -52,8 +52,9 @@ PATHS = [
     ("boto3_put", "(e) boto3 put_object"),
     ("boto3_upload_file", "(e) boto3 upload_file"),
 ]
-METADATA_LEVELS = {1: 100, 16: 320, 64: 640}
-DOWNLOAD_LEVELS = {1: 200, 16: 640}
+METADATA_LEVELS = {1: 200, 16: 1000, 64: 2000}
+DOWNLOAD_LEVELS = {1: 500, 16: 2000}
+FLOOR = "floor: `GET /-/actor.json`, no plugin code"
 
 
 def log(message: str) -> None:
@@ -322,6 +323,12 @@ class Bench:
                 level = asyncio.run(metadata.download_level(server.url, file_ids, clients_count, count))
                 downloads[name][clients_count] = asdict(level)
                 log(f"download {name} x{clients_count}: p50 {level.p50_ms:.1f} ms")
+        # The same load on an endpoint no plugin touches: what any request costs here.
+        downloads[FLOOR] = {}
+        for clients_count, count in DOWNLOAD_LEVELS.items():
+            level = asyncio.run(metadata.floor_level(self.ours.url, clients_count, count))
+            downloads[FLOOR][clients_count] = asdict(level)
+            log(f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms")
         return meta, downloads
 
 
@@ -444,7 +451,7 @@ def main(argv=None) -> int:
             "",
             report.metadata_table(meta),
             "",
-            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed)",
+            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed), and the floor",
             "",
             report.download_table(downloads),
         ]
