@@ -35,6 +35,21 @@ class UploadRejected(FilesS3Error):
     status = 400
 
 
+class AlreadyCompleted(UploadRejected):
+    """The token's file is already registered (409 Conflict).
+
+    Refused like any replay, but the answer names the file, so an uploader
+    whose first complete succeeded and whose answer was lost on the way can
+    show the file instead of an error.
+    """
+
+    status = 409
+
+    def __init__(self, file_id: str):
+        super().__init__("This upload has already been completed")
+        self.file_id = file_id
+
+
 class UploadForbidden(FilesS3Error):
     """The actor may not do this (403)."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from . import database, files_bridge, uploads
 from .config import S3_MAX_OBJECT_SIZE
-from .errors import StorageUnavailable, UploadForbidden, UploadRejected
+from .errors import AlreadyCompleted, StorageUnavailable, UploadForbidden, UploadRejected
 
 MIB = 1024**2
 # S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
@@ -237,7 +237,7 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
     Any mismatch aborts the upload, deletes what exists and registers nothing.
     """
     if await database.is_registered(datasette, ticket.file_id):
-        raise UploadRejected("This upload has already been completed")
+        raise AlreadyCompleted(ticket.file_id)
     parts = await s3_parts(storage, ticket)
     problems = completion_problems(plan_for(ticket), parts)
     if problems:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 
 from . import database, files_bridge
 from .config import S3_MAX_SINGLE_UPLOAD, content_type_allowed
-from .errors import UploadForbidden, UploadRejected
+from .errors import AlreadyCompleted, UploadForbidden, UploadRejected
 from .keys import check_content_type, check_filename, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -182,7 +182,7 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
     A mismatching object is deleted and nothing is registered.
     """
     if await database.is_registered(datasette, ticket.file_id):
-        raise UploadRejected("This upload has already been completed")
+        raise AlreadyCompleted(ticket.file_id)
     head = await storage.head(ticket.path)
     if head is None:
         if time.time() > ticket.expires_at + CLOCK_SKEW_SECONDS:
@@ -221,4 +221,4 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict) -> None
     try:
         await database.register_and_forget(datasette, file_insert, ticket.file_id)
     except sqlite3.IntegrityError:
-        raise UploadRejected("This upload has already been completed") from None
+        raise AlreadyCompleted(ticket.file_id) from None

@@ -18,7 +18,7 @@ from datasette import Forbidden, Response
 from datasette.utils.asgi import Request
 
 from . import files_bridge, uploads
-from .errors import FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
+from .errors import AlreadyCompleted, FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
 from .keys import check_filename
 from .storage import S3Storage
 from .thumbnails import ensure_thumbnail
@@ -82,6 +82,8 @@ def json_api(view):
             return Response.error("Use POST with a JSON body", 405, headers={"Allow": "POST"})
         try:
             return await view(request, datasette)
+        except AlreadyCompleted as ex:
+            return await already_completed(datasette, ex)
         except FilesS3Error as ex:
             if ex.status >= 500:
                 logger.warning("%s", ex)
@@ -90,6 +92,15 @@ def json_api(view):
             return internal_database_failed(ex)
 
     return wrapper
+
+
+async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
+    """409 for a completed token, with the file it registered (if it still exists)."""
+    row = await files_bridge.file_record(datasette, ex.file_id)
+    body = {"ok": False, "error": ex.messages[0], "errors": ex.messages, "status": ex.status}
+    if row is not None:
+        body["file"] = files_bridge.file_json(datasette, row)
+    return Response.json(body, status=ex.status)
 
 
 def internal_database_failed(ex: sqlite3.Error) -> Response:

@@ -231,3 +231,29 @@ def test_bucket_cors_problem_stops_with_the_fix(page, live, medium_file, expecte
     assert all(words in error for words in expected), error
     assert f"origin {live.url} on the bucket" in error
     assert f"datasette files-s3 cors s3files --origin {live.url} --apply" in error
+
+
+@pytest.mark.parametrize("size", [1 * MIB + 5, 6 * MIB + 5], ids=["direct-post", "multipart"])
+def test_a_lost_complete_answer_still_ends_done(page, live, moto, tmp_path, size):
+    """Datasette registers the file but its answer never reaches the page: the
+    retried complete is told "already completed" with the file, and shows it."""
+    path = make_file(tmp_path, "lost-answer.bin", size)
+    answered = []
+
+    def lose_the_first_answer(route):
+        if answered:
+            route.continue_()
+            return
+        answered.append(route.fetch().status)  # Datasette really completes the upload
+        route.abort("connectionreset")
+
+    page.route(re.compile(r"/-/(multipart/)?complete$"), lose_the_first_answer)
+    page.goto(PAGE)
+    with page.expect_response(lambda r: r.url.endswith("complete") and r.status == 409) as retried:
+        choose(page, path)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    assert answered == [201]
+    assert row.get_attribute("data-file-id") == retried.value.json()["file"]["id"]
+    objects = moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])
+    assert [o["Size"] for o in objects] == [size]

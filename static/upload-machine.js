@@ -60,6 +60,20 @@ export class ResumeStore {
   }
 }
 
+/**
+ * The registered file from a complete request. A retried complete whose first
+ * attempt registered the file but lost its answer on the way is refused with
+ * 409 and that file: that is success, not an error.
+ */
+export async function completedFile(request) {
+  try {
+    return (await request()).file;
+  } catch (error) {
+    if (error instanceof UploadError && error.status === 409 && error.body?.file) return error.body.file;
+    throw error;
+  }
+}
+
 /** The exact length of part `n` (1-based) in a plan. */
 export function partLength(size, partSize, n) {
   const count = Math.max(1, Math.ceil(size / partSize));
@@ -211,10 +225,9 @@ export class FileUpload extends EventTarget {
     );
     this.inFlight.delete(1);
     this.sentBytes = this.file.size;
-    const completed = await this.withRetries(() =>
-      this.api.complete({ upload_token: prepared.upload_token }, signal),
+    return completedFile(() =>
+      this.withRetries(() => this.api.complete({ upload_token: prepared.upload_token }, signal)),
     );
-    return completed.file;
   }
 
   // --- S3 multipart --------------------------------------------------------
@@ -252,8 +265,9 @@ export class FileUpload extends EventTarget {
     } finally {
       signal.removeEventListener("abort", stop);
     }
-    const completed = await this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal));
-    return completed.file;
+    return completedFile(() =>
+      this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal)),
+    );
   }
 
   /** A fresh-enough URL for part n, signing it with the next parts in one batch. */

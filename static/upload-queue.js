@@ -6,14 +6,16 @@
 export class UploadError extends Error {
   /**
    * @param {string} message plain words, safe to show
-   * @param {{kind?: string, retryable?: boolean, status?: number}} options
+   * @param {{kind?: string, retryable?: boolean, status?: number, body?: object}} options
    *   kind: "network" | "cors" | "etag" | "server" | "bucket" | "cancelled"
+   *   body: Datasette's JSON answer, when there was one
    */
-  constructor(message, { kind = "server", retryable = false, status = 0 } = {}) {
+  constructor(message, { kind = "server", retryable = false, status = 0, body = null } = {}) {
     super(message);
     this.kind = kind;
     this.retryable = retryable;
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -193,7 +195,11 @@ export async function postJSON(url, body, signal) {
   }
   if (!response.ok || !data || data.ok === false) {
     const messages = data?.errors?.length ? data.errors.join("; ") : `Datasette answered ${response.status}`;
-    throw new UploadError(messages, { status: response.status, retryable: isRetryableStatus(response.status) });
+    throw new UploadError(messages, {
+      status: response.status,
+      retryable: isRetryableStatus(response.status),
+      body: data,
+    });
   }
   return data;
 }

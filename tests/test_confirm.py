@@ -56,15 +56,33 @@ async def test_complete_before_upload_says_so(ds, bucket):
     assert (await complete(ds, cookies, data["upload_token"])).status_code == 201
 
 
-async def test_complete_twice_is_refused(ds, bucket):
+async def test_complete_twice_is_refused_naming_the_file(ds, bucket):
     cookies = actor_cookies(ds)
     data = await prepared(ds, cookies, size=3)
     post_to_bucket(data, b"abc")
-    assert (await complete(ds, cookies, data["upload_token"])).status_code == 201
+    first = await complete(ds, cookies, data["upload_token"])
+    assert first.status_code == 201
+    again = await complete(ds, cookies, data["upload_token"])
+    assert again.status_code == 409
+    body = again.json()
+    assert body["ok"] is False
+    assert "already been completed" in body["errors"][0]
+    # The file, for an uploader whose first answer was lost on the way.
+    assert body["file"] == first.json()["file"]
+    assert len(await registered_ids(ds)) == 1
+
+
+async def test_complete_again_after_the_file_was_deleted_names_no_file(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    post_to_bucket(data, b"abc")
+    file_id = (await complete(ds, cookies, data["upload_token"])).json()["file"]["id"]
+    deleted = await ds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
+    assert deleted.status_code == 200, deleted.text
     again = await complete(ds, cookies, data["upload_token"])
     assert again.status_code == 400
-    assert "already been completed" in again.json()["errors"][0]
-    assert len(await registered_ids(ds)) == 1
+    assert "file" not in again.json()
+    assert await registered_ids(ds) == []
 
 
 async def test_another_actor_cannot_complete(ds, bucket):

@@ -332,7 +332,7 @@ def test_replayed_token_registers_once(live, alice, http):
     first = complete(alice, "s3files", plan["upload_token"])
     assert first.status_code == 201
     again = [complete(alice, "s3files", plan["upload_token"]) for _ in range(3)]
-    assert [r.status_code for r in again] == [400, 400, 400]
+    assert [r.status_code for r in again] == [409, 409, 409]
     assert "already been completed" in again[0].json()["errors"][0]
     assert [row[0] for row in live.registered()] == [first.json()["file"]["id"]]
     delete = alice.post(f"/-/files/{first.json()['file']['id']}/-/delete")

@@ -98,7 +98,8 @@ async def test_multipart_upload_as_browser_drives_it(mds, bucket):
     assert bucket.client.head_object(Bucket=bucket.name, Key=key)["ETag"].strip('"').endswith("-3")
     assert await open_uploads(bucket) == []
     again = await api(mds, "complete", cookies, upload_token=token)
-    assert again.status_code == 400 and again.json()["ok"] is False
+    assert again.status_code == 409 and again.json()["ok"] is False
+    assert again.json()["file"] == file
 
 
 async def assert_rejected_and_cleaned(ds, bucket, cookies, token, message):
