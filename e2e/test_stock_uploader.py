@@ -18,7 +18,9 @@ def test_stock_upload_page_sends_bytes_to_bucket_not_datasette(page, live, moto,
     page.wait_for_selector("datasette-file-upload .dsf-file-status.done", timeout=30_000)
 
     # The file's bytes went to the S3 endpoint's origin...
-    uploads = [(method, url) for method, url in requests if method == "POST" and url.startswith(moto.endpoint_url)]
+    uploads = [
+        (method, url) for method, url in requests if method == "POST" and url.startswith(moto.endpoint_url)
+    ]
     assert len(uploads) == 1
     # ...and Datasette saw only the metadata calls.
     posts_to_datasette = [line for line in live.requests_logged() if line.startswith("POST ")]
