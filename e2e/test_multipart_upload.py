@@ -257,3 +257,24 @@ def test_a_lost_complete_answer_still_ends_done(page, live, moto, tmp_path, size
     assert row.get_attribute("data-file-id") == retried.value.json()["file"]["id"]
     objects = moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])
     assert [o["Size"] for o in objects] == [size]
+
+
+def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, live, moto, tmp_path):
+    path = make_file(tmp_path, "cancel-early.bin", 6 * MIB + 5)
+    held = []
+
+    def hold_the_answer(route):
+        held.append((route, route.fetch()))  # S3's multipart upload now exists
+
+    page.route(re.compile(r"/multipart/create$"), hold_the_answer)
+    page.goto(PAGE)
+    choose(page, path)
+    wait_until(page, lambda: held)
+    client = moto.client()
+    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads")
+    page.click(".dfs3-file .dfs3-cancel")
+    expect(page.locator(".dfs3-file")).to_have_attribute("data-status", "cancelled")
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    wait_until(page, lambda: not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"), timeout=10)
+    assert client.list_objects_v2(Bucket=live.bucket).get("Contents") is None

@@ -163,14 +163,17 @@ export class FileUpload extends EventTarget {
     this.controller.abort();
     this.setStatus("cancelled");
     this.resume.forget(this.file);
-    if (this.token) {
-      try {
-        await withRetries(() => this.api.call("abort", { upload_token: this.token }), { retries: 3 });
-      } catch {
-        // Cleanup finds what is left; the user asked to stop, so no error here.
-      }
-    }
+    if (this.token) await this.abortQuietly(this.token);
     return wasPending;
+  }
+
+  /** Abort a multipart upload in S3, trying a few times; failing is left to cleanup. */
+  async abortQuietly(token) {
+    try {
+      await withRetries(() => this.api.call("abort", { upload_token: token }), { retries: 3 });
+    } catch {
+      // Cleanup finds what is left; the user asked to stop, so no error here.
+    }
   }
 
   /** The error in plain words, with the fix when it is a bucket configuration problem. */
@@ -237,7 +240,13 @@ export class FileUpload extends EventTarget {
     const body = this.describeBody();
     const remembered = this.resume.get(this.file);
     if (remembered) body.resume_token = remembered;
-    const created = await this.withRetries(() => this.api.call("create", body, signal));
+    // Create is not cut off by cancel: S3 may have started the upload already,
+    // and only create's answer holds the token that can abort it.
+    const created = await this.withRetries(() => this.api.call("create", body));
+    if (signal.aborted) {
+      await this.abortQuietly(created.upload_token);
+      throw cancelledError();
+    }
     this.token = created.upload_token;
     this.resume.set(this.file, this.token);
     this.partSize = created.part_size;
