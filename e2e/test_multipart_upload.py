@@ -278,3 +278,37 @@ def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, li
     route.fulfill(response=answer)
     wait_until(page, lambda: not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"), timeout=10)
     assert client.list_objects_v2(Bucket=live.bucket).get("Contents") is None
+
+
+DROP_FILES = """(sizes) => {
+  const transfer = new DataTransfer();
+  sizes.forEach((size, n) => {
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++) bytes[i] = (i * 7 + n) % 251;
+    transfer.items.add(new File([bytes], `dropped-${n}.bin`, { type: "application/octet-stream" }));
+  });
+  return transfer;
+}"""
+
+
+def dropped_bytes(size: int, n: int) -> bytes:
+    return bytes((i * 7 + n) % 251 for i in range(size))
+
+
+def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
+    sizes = [300_000, 6 * MIB + 11]  # under and over the 5 MiB multipart threshold
+    page.goto(PAGE)
+    transfer = page.evaluate_handle(DROP_FILES, sizes)
+    page.dispatch_event(".dfs3-drop", "dragover", {"dataTransfer": transfer})
+    expect(page.locator(".dfs3-drop")).to_have_class(re.compile("dfs3-over"))
+    page.dispatch_event(".dfs3-drop", "drop", {"dataTransfer": transfer})
+    expect(page.locator(".dfs3-drop")).not_to_have_class(re.compile("dfs3-over"))
+    rows = page.locator(".dfs3-file")
+    expect(rows).to_have_count(2)
+    for n in range(2):
+        expect(rows.nth(n)).to_have_attribute("data-status", "done", timeout=60_000)
+    client = moto.client()
+    for n, size in enumerate(sizes):
+        file_id = rows.nth(n).get_attribute("data-file-id")
+        key = f"uploads/{file_id.removeprefix('df-')}/dropped-{n}.bin"
+        assert client.get_object(Bucket=live.bucket, Key=key)["Body"].read() == dropped_bytes(size, n)
