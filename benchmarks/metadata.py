@@ -11,6 +11,7 @@ import asyncio
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
@@ -161,3 +162,19 @@ async def download_level(url: str, file_ids: list[str], concurrency: int, count:
 async def floor_level(url: str, concurrency: int, count: int) -> Latencies:
     """Datasette's own floor: GET /-/actor.json, which no plugin touches, `count` times."""
     return await get_level(url, ["/-/actor.json"] * count, concurrency)
+
+
+def s3_head_level(s3_client, bucket: str, key: str, concurrency: int, count: int) -> Latencies:
+    """boto3 HEADs of one small object from `concurrency` threads: what every
+    complete must pay S3, whichever plugin, before Datasette does anything."""
+    latencies: list[float] = []
+
+    def head(_):
+        start = time.perf_counter()
+        s3_client.head_object(Bucket=bucket, Key=key)
+        latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(head, range(count)))
+    return summarise(latencies, 0, time.perf_counter() - started)

@@ -77,7 +77,7 @@ def metadata_table(metadata: dict) -> str:
 
 
 def download_table(downloads: dict) -> str:
-    lines = ["| server | clients | redirects/s | p50 | p99 | failures |", "|---|---|---|---|---|---|"]
+    lines = ["| server | clients | requests/s | p50 | p99 | failures |", "|---|---|---|---|---|---|"]
     for server, levels in downloads.items():
         for clients, level in levels.items():
             if "error" in level:

@@ -52,9 +52,10 @@ PATHS = [
     ("boto3_put", "(e) boto3 put_object"),
     ("boto3_upload_file", "(e) boto3 upload_file"),
 ]
-METADATA_LEVELS = {1: 200, 16: 1000, 64: 2000}
+METADATA_LEVELS = {1: 200, 16: 800, 64: 1280}
 DOWNLOAD_LEVELS = {1: 500, 16: 2000}
 FLOOR = "floor: `GET /-/actor.json`, no plugin code"
+S3_HEAD = "floor: boto3 `head_object` to moto, no Datasette (complete pays one)"
 
 
 def log(message: str) -> None:
@@ -324,11 +325,14 @@ class Bench:
                 downloads[name][clients_count] = asdict(level)
                 log(f"download {name} x{clients_count}: p50 {level.p50_ms:.1f} ms")
         # The same load on an endpoint no plugin touches: what any request costs here.
-        downloads[FLOOR] = {}
+        downloads[FLOOR], downloads[S3_HEAD] = {}, {}
+        self.s3.put_object(Bucket=BUCKET, Key="head-probe", Body=metadata.SMALL_BODY)
         for clients_count, count in DOWNLOAD_LEVELS.items():
             level = asyncio.run(metadata.floor_level(self.ours.url, clients_count, count))
             downloads[FLOOR][clients_count] = asdict(level)
-            log(f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms")
+            head = metadata.s3_head_level(self.s3, BUCKET, "head-probe", clients_count, count)
+            downloads[S3_HEAD][clients_count] = asdict(head)
+            log(f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms; S3 HEAD p50 {head.p50_ms:.1f} ms")
         return meta, downloads
 
 
@@ -451,7 +455,7 @@ def main(argv=None) -> int:
             "",
             report.metadata_table(meta),
             "",
-            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed), and the floor",
+            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed), and two floors",
             "",
             report.download_table(downloads),
         ]
