@@ -10,6 +10,7 @@ signed token carries everything, so any process sharing the secret can confirm.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import weakref
 from functools import partial
@@ -83,7 +84,8 @@ class PendingRecorder:
     """
 
     def __init__(self, datasette):
-        self.datasette = datasette
+        # Weak: this recorder is the value of a WeakKeyDictionary keyed by datasette.
+        self.datasette = weakref.ref(datasette)
         self.waiting: list[tuple[list, asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
 
@@ -92,28 +94,45 @@ class PendingRecorder:
         committed = loop.create_future()
         self.waiting.append((row, committed))
         if self.writer is None or self.writer.done() or self.writer.get_loop() is not loop:
-            # A task of its own, so a caller that gives up (client gone)
-            # never strands the rows queued behind its own.
-            self.writer = loop.create_task(self.write_while_waiting())
+            # A task of its own, so a caller that gives up (client gone) never
+            # strands the rows queued behind its own; a fresh context, so it
+            # does not carry the first caller's request context into later batches.
+            self.writer = loop.create_task(self.write_while_waiting(), context=contextvars.Context())
         await committed
 
     async def write_while_waiting(self) -> None:
-        while self.waiting:
-            batch, self.waiting = self.waiting, []
-            try:
-                await self.datasette.get_internal_database().execute_write_fn(
-                    partial(insert_pending_rows, rows=[row for row, _ in batch])
-                )
-                outcome = None
-            except Exception as ex:  # every caller in the batch hears of it, never left waiting
-                outcome = ex
-            for _, committed in batch:
-                if committed.done() or committed.get_loop().is_closed():
-                    continue
-                if outcome is None:
-                    committed.set_result(None)
+        batch: list[tuple[list, asyncio.Future]] = []
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    await self.write([row for row, _ in batch])
+                except Exception as ex:  # every caller in the batch hears of it
+                    settle(batch, ex)
                 else:
-                    committed.set_exception(outcome)
+                    settle(batch, None)
+        finally:
+            # Cancelled (the loop is shutting down): nobody may be left waiting.
+            interrupted = RuntimeError("the pending-upload write was interrupted")
+            settle(batch + self.waiting, interrupted)
+            self.waiting = []
+
+    async def write(self, rows: list[list]) -> None:
+        datasette = self.datasette()
+        if datasette is None:
+            raise RuntimeError("Datasette has gone")
+        await datasette.get_internal_database().execute_write_fn(partial(insert_pending_rows, rows=rows))
+
+
+def settle(batch: list[tuple[list, asyncio.Future]], error: BaseException | None) -> None:
+    """Wake every caller in the batch that is still waiting: done, or with the error."""
+    for _, committed in batch:
+        if committed.done() or committed.get_loop().is_closed():
+            continue
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(error)
 
 
 def insert_pending_rows(conn, rows: list[list]) -> None:

@@ -11,6 +11,7 @@ so the plan cannot be changed by the client.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -19,6 +20,8 @@ from dataclasses import dataclass, replace
 from . import database, files_bridge, uploads
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import AlreadyCompleted, StorageUnavailable, UploadForbidden, UploadRejected
+
+logger = logging.getLogger("datasette_files_s3")
 
 MIB = 1024**2
 # S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
@@ -179,7 +182,11 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
         await database.record_pending(datasette, ticket)
     except sqlite3.Error:
         # Unrecorded, the upload would be found only by age: abort it now.
-        await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+        # The database's failure is what the client hears, whatever the abort does.
+        try:
+            await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+        except StorageUnavailable as ex:
+            logger.warning("could not abort an unrecorded multipart upload, cleanup will: %s", ex)
         raise
     return uploads.sign_ticket(datasette, ticket), ticket
 
@@ -238,27 +245,49 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
     """
     if await database.is_registered(datasette, ticket.file_id):
         raise AlreadyCompleted(ticket.file_id)
-    parts = await s3_parts(storage, ticket)
+    try:
+        parts = await storage.list_parts(ticket.path, ticket.upload_id)
+    except StorageUnavailable as ex:
+        if not is_no_such_upload(ex):
+            raise
+        # S3 has no such upload any more. If an earlier complete assembled it
+        # and then could not register it (or is still on its way to), the
+        # object is there: verify and register it now.
+        return await verify_and_register(datasette, storage, ticket)
     problems = completion_problems(plan_for(ticket), parts)
     if problems:
         await discard(datasette, storage, ticket)
         raise UploadRejected(
             problems + ["The upload was cancelled and nothing was saved; upload the file again"]
         )
-    await storage.call(
-        "complete_multipart_upload",
-        Path=ticket.path,
-        UploadId=ticket.upload_id,
-        MultipartUpload={
-            "Parts": [
-                {"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
-                for p in sorted(parts, key=lambda p: p["PartNumber"])
-            ]
-        },
-    )
+    try:
+        await storage.call(
+            "complete_multipart_upload",
+            Path=ticket.path,
+            UploadId=ticket.upload_id,
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
+                    for p in sorted(parts, key=lambda p: p["PartNumber"])
+                ]
+            },
+        )
+    except StorageUnavailable as ex:
+        if not is_no_such_upload(ex):
+            raise
+        # Another complete for the same token got there first; the HEAD below tells.
+    return await verify_and_register(datasette, storage, ticket)
+
+
+async def verify_and_register(datasette, storage, ticket: uploads.UploadTicket):
+    """HEAD the assembled object, check it against the ticket, register it; returns the file row."""
     head = await storage.head(ticket.path)
-    problems = ["The completed object is missing from the bucket"] if head is None else []
-    problems = problems or uploads.object_problems(ticket, head)
+    if head is None:
+        raise UploadRejected(
+            "This multipart upload no longer exists in the bucket (it was cancelled or "
+            "expired): start the upload again"
+        )
+    problems = uploads.object_problems(ticket, head)
     if problems:
         await storage.call("delete_object", Path=ticket.path)
         await database.forget_pending(datasette, ticket.file_id)

@@ -15,6 +15,7 @@ import sqlite3
 import time
 
 from datasette import Forbidden, Response
+from datasette.utils import error_body
 from datasette.utils.asgi import Request
 
 from . import files_bridge, uploads
@@ -95,21 +96,24 @@ def json_api(view):
 
 
 async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
-    """409 for a completed token, with the file it registered (if it still exists)."""
-    row = await files_bridge.file_record(datasette, ex.file_id)
-    body = {"ok": False, "error": ex.messages[0], "errors": ex.messages, "status": ex.status}
+    """409 for a completed token, with the file it registered (if it can be read)."""
+    body = error_body(ex.messages, ex.status)
+    try:
+        row = await files_bridge.file_record(datasette, ex.file_id)
+    except sqlite3.Error:
+        row = None  # the refusal stands; only the courtesy of naming the file is lost
     if row is not None:
         body["file"] = files_bridge.file_json(datasette, row)
     return Response.json(body, status=ex.status)
 
 
-def internal_database_failed(ex: sqlite3.Error) -> Response:
+def internal_database_failed(ex: sqlite3.Error, outcome: str = "nothing was changed; ") -> Response:
     """503 for a failed read or write of Datasette's internal database.
 
-    Each of our writes is one transaction, so a failure leaves nothing half
-    done: the same request can simply be sent again.
+    Each of our own writes is one transaction, so for our endpoints a failure
+    leaves nothing half done and the same request can simply be sent again.
     """
-    message = f"Datasette's internal database failed ({type(ex).__name__}): nothing was changed; try again"
+    message = f"Datasette's internal database failed ({type(ex).__name__}): {outcome}try again"
     logger.warning("%s: %s", message, ex)
     return Response.error([message], 503)
 
@@ -258,7 +262,9 @@ def storage_errors_as_json(stock_view):
             logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
         except sqlite3.Error as ex:
-            return internal_database_failed(ex)
+            # datasette-files' own views may have changed something already
+            # (delete removes the object before its rows), so promise nothing.
+            return internal_database_failed(ex, outcome="")
 
     return wrapper
 

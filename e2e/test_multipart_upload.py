@@ -274,6 +274,8 @@ def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, li
     assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads")
     page.click(".dfs3-file .dfs3-cancel")
     expect(page.locator(".dfs3-file")).to_have_attribute("data-status", "cancelled")
+    # The upload is over for the page although create has not answered yet.
+    expect(page.locator(".dfs3-summary")).to_contain_text("1 cancelled")
     route, answer = held[0]
     route.fulfill(response=answer)
     wait_until(page, lambda: not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"), timeout=10)

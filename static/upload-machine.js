@@ -60,6 +60,25 @@ export class ResumeStore {
   }
 }
 
+/** The promise's value, or null as soon as the signal aborts (the promise runs on). */
+function untilAborted(promise, signal) {
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(signal.aborted ? null : value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 /**
  * The registered file from a complete request. A retried complete whose first
  * attempt registered the file but lost its answer on the way is refused with
@@ -240,11 +259,13 @@ export class FileUpload extends EventTarget {
     const body = this.describeBody();
     const remembered = this.resume.get(this.file);
     if (remembered) body.resume_token = remembered;
-    // Create is not cut off by cancel: S3 may have started the upload already,
-    // and only create's answer holds the token that can abort it.
-    const created = await this.withRetries(() => this.api.call("create", body));
-    if (signal.aborted) {
-      await this.abortQuietly(created.upload_token);
+    // Create itself is not cut off by cancel: S3 may have started the upload
+    // already, and only create's answer holds the token that can abort it.
+    // The upload still ends "cancelled" at once; the abort follows the answer.
+    const creating = this.withRetries(() => this.api.call("create", body));
+    const created = await untilAborted(creating, signal);
+    if (!created) {
+      creating.then((late) => this.abortQuietly(late.upload_token)).catch(() => {});
       throw cancelledError();
     }
     this.token = created.upload_token;

@@ -72,7 +72,7 @@ async def test_complete_twice_is_refused_naming_the_file(ds, bucket):
     assert len(await registered_ids(ds)) == 1
 
 
-async def test_complete_again_after_the_file_was_deleted_names_no_file(ds, bucket):
+async def test_complete_again_after_the_file_was_deleted_registers_nothing(ds, bucket):
     cookies = actor_cookies(ds)
     data = await prepared(ds, cookies, size=3)
     post_to_bucket(data, b"abc")

@@ -4,6 +4,7 @@ under load, and a failed write refuses the upload instead of signing it."""
 import asyncio
 import json
 
+import httpx
 from helpers import actor_cookies, complete, post_to_bucket, prepare
 
 from datasette_files_s3 import database, uploads
@@ -93,13 +94,60 @@ async def test_a_failed_register_answers_503_and_the_same_token_completes_later(
     cookies = actor_cookies(ds)
     prepared = (await prepare(ds, cookies, size=5)).json()
     post_to_bucket(prepared, b"hello")
-    internal = ds.get_internal_database()
-    # The internal database failing under us: datasette-files' table gone.
-    await internal.execute_write("ALTER TABLE datasette_files RENAME TO datasette_files_away")
+    # The registering transaction fails at its last statement (forgetting the
+    # pending row); the reads before it still work.
+    await ds.get_internal_database().execute_write(f"DROP TABLE {PENDING}")
     response = await complete(ds, cookies, prepared["upload_token"])
     assert response.status_code == 503, response.text
     assert "internal database failed" in response.json()["errors"][0]
-    assert await pending_ids(ds) == {uploads.read_ticket(ds, prepared["upload_token"]).file_id}
-    await internal.execute_write("ALTER TABLE datasette_files_away RENAME TO datasette_files")
+    assert await registered_ids(ds) == []
+    await database.create_tables(ds)
     response = await complete(ds, cookies, prepared["upload_token"])
     assert response.status_code == 201, response.text
+    assert await registered_ids(ds) == [response.json()["file"]["id"]]
+
+
+async def test_a_multipart_complete_that_could_not_register_completes_on_retry(make_datasette, bucket):
+    """S3 assembled the object before the registration failed: the retry finds
+    the upload gone from S3, verifies the object and registers it."""
+    config = bucket.source_config(multipart_threshold="5MiB")
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
+    cookies = actor_cookies(ds)
+    content = b"p" * (5 * 1024**2 + 7)
+    token = await multipart_uploaded(ds, cookies, content)
+    await ds.get_internal_database().execute_write(f"DROP TABLE {PENDING}")
+    response = await multipart_step(ds, cookies, "complete", upload_token=token)
+    assert response.status_code == 503, response.text
+    await database.create_tables(ds)
+    response = await multipart_step(ds, cookies, "complete", upload_token=token)
+    assert response.status_code == 201, response.text
+    file = response.json()["file"]
+    assert await registered_ids(ds) == [file["id"]]
+    key = bucket.prefix + uploads.read_ticket(ds, token).path
+    assert bucket.get(key) == content
+    again = await multipart_step(ds, cookies, "complete", upload_token=token)
+    assert again.status_code == 409 and again.json()["file"] == file
+
+
+async def registered_ids(ds) -> list[str]:
+    rows = await ds.get_internal_database().execute("SELECT id FROM datasette_files")
+    return [row["id"] for row in rows.rows]
+
+
+async def multipart_step(ds, cookies, step, **body):
+    return await ds.client.post(f"/-/files-s3/upload/s3files/-/multipart/{step}", json=body, cookies=cookies)
+
+
+async def multipart_uploaded(ds, cookies, content: bytes) -> str:
+    """Create a multipart upload, PUT its parts; returns the token, ready to complete."""
+    body = {"filename": "big.bin", "content_type": "application/octet-stream", "size": len(content)}
+    created = (await multipart_step(ds, cookies, "create", **body)).json()
+    numbers = list(range(1, created["part_count"] + 1))
+    signed = await multipart_step(
+        ds, cookies, "sign", upload_token=created["upload_token"], part_numbers=numbers
+    )
+    size = created["part_size"]
+    for number, url in signed.json()["urls"].items():
+        index = int(number) - 1
+        httpx.put(url, content=content[index * size : (index + 1) * size], timeout=60).raise_for_status()
+    return created["upload_token"]
