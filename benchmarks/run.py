@@ -327,10 +327,12 @@ class Bench:
         # The same load on an endpoint no plugin touches: what any request costs here.
         downloads[FLOOR], downloads[S3_HEAD] = {}, {}
         self.s3.put_object(Bucket=BUCKET, Key="head-probe", Body=metadata.SMALL_BODY)
+        # As many pooled connections as the plugin's own client has (32), not boto3's 10.
+        head_client = self.moto.client(max_pool_connections=32, request_checksum_calculation="when_required")
         for clients_count, count in DOWNLOAD_LEVELS.items():
             level = asyncio.run(metadata.floor_level(self.ours.url, clients_count, count))
             downloads[FLOOR][clients_count] = asdict(level)
-            head = metadata.s3_head_level(self.s3, BUCKET, "head-probe", clients_count, count)
+            head = metadata.s3_head_level(head_client, BUCKET, "head-probe", clients_count, count)
             downloads[S3_HEAD][clients_count] = asdict(head)
             log(f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms; S3 HEAD p50 {head.p50_ms:.1f} ms")
         return meta, downloads
