@@ -192,7 +192,12 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
 
 
 async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor_id: str | None):
-    """The remembered upload and its parts if it is still open and for this file, else None."""
+    """The remembered upload and its parts if it is still open and for this file, else None.
+
+    AlreadyCompleted when that upload was completed: its answer was lost (the
+    browser still remembers the token), and uploading the file again would
+    register it twice.
+    """
     try:
         ticket = uploads.read_ticket(datasette, token)
         uploads.check_ticket_use(ticket, storage.source, actor_id, time.time())
@@ -201,7 +206,9 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
     if not resume_matches(ticket, upload, time.time()):
         return None
     if await database.pending_upload(datasette, ticket.file_id) is None:
-        return None  # completed or cancelled
+        if await database.is_registered(datasette, ticket.file_id):
+            raise AlreadyCompleted(ticket.file_id)
+        return None  # cancelled
     uploads.check_request_allowed(storage.config, upload, single_request=False)
     try:
         parts = await s3_parts(storage, ticket)

@@ -314,3 +314,30 @@ def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
         file_id = rows.nth(n).get_attribute("data-file-id")
         key = f"uploads/{file_id.removeprefix('df-')}/dropped-{n}.bin"
         assert client.get_object(Bucket=live.bucket, Key=key)["Body"].read() == dropped_bytes(size, n)
+
+
+def test_reload_after_a_lost_complete_answer_shows_the_file_without_uploading_again(
+    page, live, moto, tmp_path
+):
+    path = make_file(tmp_path, "reloaded.bin", 6 * MIB + 5)
+    registered = []
+
+    def complete_then_drop(route):
+        registered.append(route.fetch().json()["file"]["id"])  # Datasette really registers it
+        route.abort("connectionreset")
+
+    page.route(re.compile(r"/multipart/complete$"), complete_then_drop)
+    page.goto(PAGE)
+    choose(page, path)
+    wait_until(page, lambda: registered)
+    page.unroute(re.compile(r"/multipart/complete$"))
+    page.reload()  # before the uploader's retry: it still remembers the token
+    with page.expect_response(lambda r: r.url.endswith("/multipart/create")) as created:
+        choose(page, path)
+    assert created.value.status == 409
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    assert row.get_attribute("data-file-id") == registered[0]
+    objects = moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])
+    assert len(objects) == 1
+    assert moto.client().list_multipart_uploads(Bucket=live.bucket).get("Uploads") is None

@@ -88,9 +88,15 @@ export async function completedFile(request) {
   try {
     return (await request()).file;
   } catch (error) {
-    if (error instanceof UploadError && error.status === 409 && error.body?.file) return error.body.file;
+    const file = alreadyCompletedFile(error);
+    if (file) return file;
     throw error;
   }
+}
+
+/** The file named by a 409 "already completed" answer, else null. */
+function alreadyCompletedFile(error) {
+  return error instanceof UploadError && error.status === 409 && error.body?.file ? error.body.file : null;
 }
 
 /** The exact length of part `n` (1-based) in a plan. */
@@ -263,7 +269,15 @@ export class FileUpload extends EventTarget {
     // already, and only create's answer holds the token that can abort it.
     // The upload still ends "cancelled" at once; the abort follows the answer.
     const creating = this.withRetries(() => this.api.call("create", body));
-    const created = await untilAborted(creating, signal);
+    let created;
+    try {
+      created = await untilAborted(creating, signal);
+    } catch (error) {
+      // The remembered upload was completed, its answer lost: that file is this one.
+      const file = alreadyCompletedFile(error);
+      if (file) return file;
+      throw error;
+    }
     if (!created) {
       creating.then((late) => this.abortQuietly(late.upload_token)).catch(() => {});
       throw cancelledError();

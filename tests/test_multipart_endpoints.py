@@ -205,6 +205,28 @@ async def test_resume_token_after_abort_starts_a_new_upload(mds, bucket):
 
 
 @pytest.mark.asyncio
+async def test_resume_token_of_a_completed_upload_names_the_file_instead_of_uploading_again(mds, bucket):
+    cookies = actor_cookies(mds)
+    token = (await create(mds, cookies))["upload_token"]
+    put_parts(await sign(mds, cookies, token, [1, 2, 3]), CONTENT, PART)
+    completed = await api(mds, "complete", cookies, upload_token=token)
+    assert completed.status_code == 201, completed.text
+    # Its answer was lost and the page reloaded: the browser still remembers the token.
+    again = await api(
+        mds,
+        "create",
+        cookies,
+        filename="big.bin",
+        content_type="application/octet-stream",
+        size=len(CONTENT),
+        resume_token=token,
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["file"] == completed.json()["file"]
+    assert await open_uploads(bucket) == []
+
+
+@pytest.mark.asyncio
 async def test_another_actor_cannot_use_the_token(mds, bucket):
     token = (await create(mds, actor_cookies(mds)))["upload_token"]
     response = await api(mds, "sign", actor_cookies(mds, "mallory"), upload_token=token, part_numbers=[1])
