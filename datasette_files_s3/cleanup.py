@@ -2,14 +2,19 @@
 
 Two kinds of leftovers: incomplete multipart uploads (S3 lists them, with when
 they started) and objects that were uploaded but never confirmed. Our
-pending-uploads table in the internal database names most of the latter, but
-it lives in memory unless `datasette serve --internal PATH` is used and a crash
-can lose a row; so objects are also recognised by key alone. Every key we write
-is `<prefix><ulid>/<filename>` and the ULID carries its creation time, so an
-object laid out like that, not registered and older than any token that could
-still confirm it, is an orphan. Nothing outside the source's prefix, and
-nothing under it laid out otherwise, is touched; a file datasette-files has
-registered is never deleted.
+pending-uploads table in the internal database names most of the latter, and
+those whose token has expired are deleted. A crash, or a database that lived
+in memory, can lose a row; so objects are also recognised by key alone: every
+key we write is `<prefix><ulid>/<filename>` and the ULID carries its creation
+time. But "this database has no record of it" only means "orphan" when the
+database is the one registry of every Datasette serving the prefix; a restored
+backup, a recreated file or another process's database would make real files
+look orphaned. So such objects are only counted, unless `--unrecorded` asks
+for them to be deleted; even then any pending row (of any source), a file id
+older than this database's record of the source, or an object younger than
+any token that could still confirm it keeps the object. Nothing outside the
+source's prefix, and nothing under it laid out otherwise, is touched; a file
+datasette-files has registered is never deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from . import bucket_admin, database
 from .errors import FilesS3Error
@@ -191,44 +197,122 @@ def unrecorded_min_age(config, older_than: int) -> int:
     return max(older_than, longest_token + CONFIRM_GRACE_SECONDS + CLOCK_SKEW_SECONDS)
 
 
+@dataclass
+class Tally:
+    """How many objects, and their bytes, for a one-line note."""
+
+    count: int = 0
+    size: int = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.size += size
+
+
+async def source_known_since(datasette, source: str) -> float | None:
+    """When this internal database first recorded the source, in seconds since the
+    epoch, or None if it never did (or the time cannot be read).
+
+    datasette-files writes `datasette_files_sources.created_at` (SQLite's
+    `datetime('now')`, UTC) when a source is first seen and never updates it.
+    """
+    row = (
+        await datasette.get_internal_database().execute(
+            "SELECT created_at FROM datasette_files_sources WHERE slug = ?", [source]
+        )
+    ).first()
+    if row is None or not row["created_at"]:
+        return None
+    try:
+        created = datetime.fromisoformat(str(row["created_at"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+
+
 async def clean_unrecorded(
-    storage, datasette, result: CleanupResult, older_than: int, now: float, in_use: set
+    storage, datasette, result: CleanupResult, older_than: int, now: float, in_use: set, delete: bool
 ) -> None:
-    """Delete old objects laid out as ours that are neither registered nor pending."""
+    """Judge objects laid out as ours that this database neither registers nor has
+    a pending row for: delete those old enough when `delete` (--unrecorded), else
+    count them in one note."""
     prefix, source = result.prefix, storage.source
+    known_since = await source_known_since(datasette, source)
+    if known_since is None:
+        result.notes.append(
+            f"this internal database does not record when it first saw source '{source}', so objects "
+            "it has no record of cannot be told from files registered elsewhere: left alone"
+        )
+        return
     judged = in_use | {action.key for action in result.actions}  # clean_pending's verdicts stand
     min_age = unrecorded_min_age(storage.config, older_than)
-    not_ours = 0
+    not_ours, before_source, deletable = 0, Tally(), Tally()
     async for item in objects_under(storage, prefix):
         key = item["Key"]
         path = key[len(prefix) :] if key.startswith(prefix) else ""
         file_id = file_id_for_path(path)
         if file_id is None:
             not_ours += 1
-        elif key not in judged and not await is_registered(datasette, source, file_id, path):
-            age = now - file_id_created_at(file_id)
-            await delete_if_old_enough(storage, result, path, item.get("Size", 0), age, min_age)
+            continue
+        if key in judged or await is_registered(datasette, source, file_id, path):
+            continue
+        size = item.get("Size", 0)
+        # A minute's margin: created_at has whole seconds, stamped by SQLite's clock.
+        if file_id_created_at(file_id) < known_since + CLOCK_SKEW_SECONDS:
+            before_source.add(size)
+            continue
+        reason = await unrecorded_keep_reason(datasette, file_id, item, min_age, now)
+        if reason is None and delete:
+            if not result.dry_run:
+                await storage.delete_file(path)
+            result.actions.append(
+                Action("delete", key, size, "uploaded but never confirmed; no pending record")
+            )
+        elif reason is None:
+            deletable.add(size)
+        elif delete:
+            result.actions.append(Action("keep", key, 0, reason))
     if not_ours:
         result.notes.append(
             f"{not_ours} object(s) under the prefix are not laid out as <ulid>/<filename>: left alone"
         )
-
-
-async def delete_if_old_enough(
-    storage, result: CleanupResult, path: str, size: int, age: float, min_age: int
-) -> None:
-    """Delete one unrecorded object if it is old enough, else record that it is kept."""
-    key = result.prefix + path
-    if age < min_age:
-        reason = (
-            f"not registered, no pending record, but only {age / 3600:.1f}h old; "
-            f"deleted after {min_age / 3600:.1f}h"
+    if before_source.count and delete:
+        since = datetime.fromtimestamp(known_since, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        result.notes.append(
+            f"{before_source.count} object(s) ({before_source.size:,} bytes) this internal database has no "
+            f"record of were made before it first saw source '{source}' ({since}): kept, since they may "
+            "be registered in a database this one never saw"
         )
-        result.actions.append(Action("keep", key, 0, reason))
-        return
-    if not result.dry_run:
-        await storage.delete_file(path)
-    result.actions.append(Action("delete", key, size, "uploaded but never confirmed; no pending record"))
+    if deletable.count:
+        result.notes.append(
+            f"{deletable.count} object(s) ({deletable.size:,} bytes) laid out as <ulid>/<filename> are old "
+            "enough and this internal database has no record of them: kept. --unrecorded deletes them; "
+            "use it only if this file is the one registry of every Datasette serving this prefix"
+        )
+
+
+async def unrecorded_keep_reason(datasette, file_id: str, item: dict, min_age: int, now: float) -> str | None:
+    """Why an object no table registers must be kept, or None if --unrecorded may delete it.
+
+    A pending row of any source keeps it: two sources may share a prefix, and
+    only the row's own source knows whether its token can still confirm. And
+    it must be old by both its ULID and S3's LastModified, since a multipart
+    upload completed in S3 moments ago may be about to be registered.
+    """
+    pending = await database.pending_upload(datasette, file_id)
+    if pending is not None:
+        return f"pending upload of source '{pending['source']}': left to that source's cleanup"
+    made_age = now - file_id_created_at(file_id)
+    written = item.get("LastModified")
+    written_age = now - written.timestamp() if written is not None else 0
+    age = min(made_age, written_age)
+    if age >= min_age:
+        return None
+    where = " in the bucket" if written_age < made_age else ""
+    return (
+        f"not registered, no pending record, but only {age / 3600:.1f}h old{where}; "
+        f"deleted after {min_age / 3600:.1f}h"
+    )
 
 
 async def clean_multipart(
@@ -256,8 +340,11 @@ async def clean_multipart(
         result.actions.append(Action("abort", key, size, f"incomplete multipart upload started {started}"))
 
 
-async def run_cleanup(storage, datasette, older_than: int, dry_run: bool, now: float) -> CleanupResult:
-    """Clean one source. `datasette` is None when no internal database was given."""
+async def run_cleanup(
+    storage, datasette, older_than: int, dry_run: bool, now: float, unrecorded: bool = False
+) -> CleanupResult:
+    """Clean one source. `datasette` is None when no internal database was given;
+    `unrecorded` also deletes objects laid out as ours that it has no record of."""
     connection = await storage.connection()
     result = CleanupResult(bucket=connection.bucket, prefix=connection.prefix, dry_run=dry_run)
     in_use, expired_ids = set(), set()
@@ -269,7 +356,7 @@ async def run_cleanup(storage, datasette, older_than: int, dry_run: bool, now: f
         )
     else:
         in_use, expired_ids = await clean_pending(storage, datasette, result, now)
-        await clean_unrecorded(storage, datasette, result, older_than, now, in_use)
+        await clean_unrecorded(storage, datasette, result, older_than, now, in_use, unrecorded)
     await clean_multipart(storage, result, older_than, now, in_use, expired_ids)
     return result
 

@@ -255,25 +255,40 @@ def render_check(check: doctor.Check) -> str:
     "--older-than",
     default="24h",
     show_default=True,
-    help="Abort multipart uploads older than this; with --internal, delete unrecorded objects only once "
-    "older than this and than any token that could still confirm them",
+    help="Abort multipart uploads older than this; with --unrecorded, delete unrecorded objects only "
+    "once older than this and than any token that could still confirm them",
 )
 @click.option(
     "--internal",
     type=click.Path(exists=True, dir_okay=False),
     help="The internal database `datasette serve --internal` uses: needed to delete any object",
 )
+@click.option(
+    "--unrecorded",
+    is_flag=True,
+    help="Also delete objects in our key layout that this internal database has no record of; only "
+    "safe when this file is the one registry of every Datasette serving the prefix",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing")
 @click.option("--lifecycle", is_flag=True, help="Install a bucket lifecycle rule to abort them instead")
-def cleanup_command(source, config, settings, older_than, internal, dry_run, lifecycle):
+def cleanup_command(source, config, settings, older_than, internal, unrecorded, dry_run, lifecycle):
     """Abort stale multipart uploads and delete unconfirmed objects under each prefix.
 
     Objects are deleted only with --internal and only if datasette-files has not
-    registered them: those whose pending upload's token has expired, and those
-    with no pending record whose key is <ulid>/<filename> below the prefix and
-    whose ULID is older than --older-than and than the longest upload token plus
-    its confirm grace. Nothing outside the prefix, or laid out otherwise, is touched.
+    registered them: those whose pending upload's token has expired. Objects
+    with no record at all in the internal database whose key is
+    <ulid>/<filename> below the prefix are only counted, unless --unrecorded is
+    given: then those are deleted once their ULID and their LastModified are
+    older than --older-than and than the longest upload token plus its confirm
+    grace, unless any source has a pending row for them or their ULID predates
+    this database's record of the source. Nothing outside the prefix, or laid
+    out otherwise, is touched.
     """
+    if unrecorded and not internal:
+        raise click.UsageError(
+            "--unrecorded needs --internal PATH: only the internal database tells which objects "
+            "datasette-files has recorded"
+        )
     try:
         older_than_seconds = cleanup.parse_age(older_than)
     except ValueError as ex:
@@ -290,7 +305,12 @@ def cleanup_command(source, config, settings, older_than, internal, dry_run, lif
                 await install_lifecycle(storage, older_than_seconds, dry_run)
                 continue
             result = await cleanup.run_cleanup(
-                storage, datasette if internal else None, older_than_seconds, dry_run, time.time()
+                storage,
+                datasette if internal else None,
+                older_than_seconds,
+                dry_run,
+                time.time(),
+                unrecorded=unrecorded,
             )
             report_cleanup(name, result)
 

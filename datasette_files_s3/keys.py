@@ -15,7 +15,7 @@ from .errors import UploadRejected
 MAX_FILENAME_BYTES = 255
 # What path_for makes: a lower-case ULID (Crockford base32; a first digit above 7
 # would overflow 128 bits), a slash, then one path segment.
-_PATH_RE = re.compile(r"([0-7][0-9a-hjkmnp-tv-z]{25})/[^/]+")
+_PATH_RE = re.compile(r"([0-7][0-9a-hjkmnp-tv-z]{25})/([^/]+)")
 _MIME_RE = re.compile(r"^[a-zA-Z0-9][\w.+-]*/[a-zA-Z0-9][\w.+-]*$")
 
 # Types a browser would render or run if served inline from the bucket's origin.
@@ -46,9 +46,23 @@ def path_for(file_id: str, filename: str) -> str:
 
 def file_id_for_path(path: str) -> str | None:
     """The file id a path below the prefix was made for (path_for in reverse),
-    or None when the path is not laid out as `<lower-case ULID>/<filename>`."""
+    or None when the path is not laid out as `<lower-case ULID>/<filename>`.
+
+    The filename must be one check_filename accepts unchanged, as every path we
+    write has: so `.`, `..` and other names no upload could have are not ours.
+    """
     match = _PATH_RE.fullmatch(path)
-    return "df-" + match.group(1) if match else None
+    if not match or not is_checked_filename(match.group(2)):
+        return None
+    return "df-" + match.group(1)
+
+
+def is_checked_filename(filename: str) -> bool:
+    """Whether check_filename accepts this name as it is."""
+    try:
+        return check_filename(filename) == filename
+    except UploadRejected:
+        return False
 
 
 def file_id_created_at(file_id: str) -> float:

@@ -11,6 +11,9 @@ import json
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -273,12 +276,12 @@ async def leftovers(tmp_path, moto, bucket_name, make_datasette):
     }
 
 
-def add_pending(db, file_id, path, expires_at, upload_id=None):
+def add_pending(db, file_id, path, expires_at, upload_id=None, source=SOURCE):
     """A row in our pending-uploads table, as prepare would have written it."""
     db.execute(
         "INSERT INTO datasette_files_s3_pending (file_id, source, path, kind, upload_id, filename,"
         " content_type, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'x', 'text/plain', 1, 0, ?)",
-        [file_id, SOURCE, path, "multipart" if upload_id else "post", upload_id, expires_at],
+        [file_id, source, path, "multipart" if upload_id else "post", upload_id, expires_at],
     )
 
 
@@ -405,18 +408,92 @@ def test_cleanup_rejects_an_internal_database_datasette_never_used(tmp_path, con
 HOUR, DAY = 3600, 86400
 
 
+class ThreadedMoto(MotoProcess):
+    """moto's server on a thread of this process, reached over HTTP like the
+    moto_server process, plus `backdate`: S3 stamps LastModified itself and no
+    client can set it, yet cleanup's age checks need objects written days ago."""
+
+    def start(self) -> ThreadedMoto:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def backdate(self, bucket: str, key: str, seconds: float) -> None:
+        """Make an object's LastModified `seconds` earlier, as if written that long ago."""
+        from moto.s3.models import s3_backends
+
+        partition, account = s3_backends.bucket_accounts[bucket]
+        s3_backends[account][partition].get_object(bucket, key).last_modified -= timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def threaded_moto():
+    server = ThreadedMoto().start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class AgedBucket:
+    """A bucket whose objects can be written as if long ago, and a config for its source."""
+
+    moto: ThreadedMoto
+    name: str
+    tmp_path: Path
+
+    def config(self, **overrides) -> str:
+        return write_config(self.tmp_path, self.moto.source_config(self.name, **overrides), "aged.json")
+
+    def put(self, *keys_to_write: str, age: float = 0) -> None:
+        for key in keys_to_write:
+            self.moto.client().put_object(Bucket=self.name, Key=key, Body=b"orphan")
+            self.moto.backdate(self.name, key, age)
+
+    def keys(self) -> list[str]:
+        return bucket_keys(self.moto, self.name)
+
+
+@pytest.fixture
+def aged(threaded_moto, tmp_path):
+    name = f"aged-{uuid.uuid4().hex[:16]}"
+    threaded_moto.create_bucket(name)
+    return AgedBucket(threaded_moto, name, tmp_path)
+
+
 def our_path(age: float, filename: str = "orphan.txt") -> str:
     """A path below the prefix as uploads lay it out, for a file id made `age` seconds ago."""
     return keys.path_for("df-" + str(ULID.from_timestamp(time.time() - age)).lower(), filename)
 
 
+def put_old(aged: AgedBucket, age: float) -> str:
+    """An object laid out as ours, made and written to the bucket `age` seconds ago; its key."""
+    key = "uploads/" + our_path(age)
+    aged.put(key, age=age)
+    return key
+
+
+def first_saw_source(internal_path: str, modifier: str) -> None:
+    """Set when the internal database first recorded the source, as SQLite `datetime('now', modifier)`."""
+    with sqlite3.connect(internal_path) as db:
+        db.execute(
+            "UPDATE datasette_files_sources SET created_at = datetime('now', ?) WHERE slug = ?",
+            [modifier, SOURCE],
+        )
+
+
 @pytest_asyncio.fixture
-async def internal(tmp_path, moto, bucket_name, make_datasette):
-    """An internal database `datasette serve --internal` has used: tables made, no files yet."""
+async def internal(tmp_path, aged, make_datasette):
+    """An internal database `datasette serve --internal` has used for a month: no files yet."""
     path = str(tmp_path / "internal.db")
     await make_datasette(
-        {SOURCE: {"storage": "s3", "config": moto.source_config(bucket_name)}}, internal=path
+        {SOURCE: {"storage": "s3", "config": aged.moto.source_config(aged.name)}}, internal=path
     )
+    first_saw_source(path, "-30 days")
     return path
 
 
@@ -435,62 +512,123 @@ def register_file(internal_path: str, path: str) -> None:
         )
 
 
-def test_cleanup_deletes_an_old_object_no_table_records(internal, moto, bucket_name, config_path):
-    key = "uploads/" + our_path(2 * DAY)
-    put_objects(moto, bucket_name, key)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+def cleanup_unrecorded(config: str, internal: str, *args: str):
+    return files_s3("cleanup", SOURCE, "-c", config, "--internal", internal, "--unrecorded", *args)
+
+
+def test_cleanup_unrecorded_deletes_an_old_object_no_table_records(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    result = cleanup_unrecorded(aged.config(), internal)
     assert result.exit_code == 0, result.output
     assert f"delete {key} (uploaded but never confirmed; no pending record, 6 bytes)" in result.output
-    assert bucket_keys(moto, bucket_name) == []
+    assert aged.keys() == []
+
+
+def test_cleanup_without_unrecorded_counts_an_old_unrecorded_object_and_keeps_it(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    result = files_s3("cleanup", SOURCE, "-c", aged.config(), "--internal", internal)
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: 1 object(s) (6 bytes) laid out as <ulid>/<filename> are old enough and this internal "
+        "database has no record of them: kept. --unrecorded deletes them" in result.output
+    )
+    assert key not in result.output
+    assert "deleted 0 object(s)" in result.output
+    assert aged.keys() == [key]
+
+
+def test_cleanup_unrecorded_without_internal_is_a_usage_error(aged):
+    result = files_s3("cleanup", SOURCE, "-c", aged.config(), "--unrecorded")
+    assert result.exit_code == 2
+    assert "--unrecorded needs --internal PATH" in result.output
 
 
 @pytest.mark.parametrize(
     "age, older_than, source_config",
     [
         pytest.param(0, "24h", {}, id="just-made"),
-        # Older than --older-than, but a 15-minute token plus the hour's grace could still confirm it.
-        pytest.param(1 * HOUR, "30m", {}, id="token-could-still-confirm"),
+        # Older than --older-than and than the 30-minute tokens, but within their
+        # lifetime plus the hour's confirm grace (and a minute's skew): 1 h 31 min.
+        pytest.param(
+            1.25 * HOUR,
+            "30m",
+            {"upload_expires": 1800, "multipart_expires": 1800},
+            id="token-could-still-confirm",
+        ),
         pytest.param(2 * DAY, "24h", {"multipart_expires": 3 * DAY}, id="long-multipart-token"),
         pytest.param(2 * DAY, "3d", {}, id="younger-than-older-than"),
     ],
 )
-def test_cleanup_keeps_an_unrecorded_object_until_old_enough(
-    internal, tmp_path, moto, bucket_name, age, older_than, source_config
-):
-    key = "uploads/" + our_path(age)
-    put_objects(moto, bucket_name, key)
-    config = write_config(tmp_path, moto.source_config(bucket_name, **source_config), "cleanup.json")
-    result = files_s3("cleanup", SOURCE, "-c", config, "--internal", internal, "--older-than", older_than)
+def test_cleanup_keeps_an_unrecorded_object_until_old_enough(internal, aged, age, older_than, source_config):
+    key = put_old(aged, age)
+    result = cleanup_unrecorded(aged.config(**source_config), internal, "--older-than", older_than)
     assert result.exit_code == 0, result.output
     assert f"keep {key} (not registered, no pending record, but only" in result.output
-    assert bucket_keys(moto, bucket_name) == [key]
+    assert aged.keys() == [key]
 
 
-def test_cleanup_keeps_an_old_registered_object(internal, moto, bucket_name, config_path):
-    path = our_path(2 * DAY)
-    put_objects(moto, bucket_name, "uploads/" + path)
-    register_file(internal, path)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+def test_cleanup_keeps_an_unrecorded_object_just_written_to_the_bucket(internal, aged):
+    # A multipart upload started two days ago whose complete has just finished in S3.
+    key = "uploads/" + our_path(2 * DAY)
+    aged.put(key, age=0)
+    result = cleanup_unrecorded(aged.config(), internal)
+    assert f"keep {key} (not registered, no pending record, but only 0.0h old in the bucket" in result.output
+    assert aged.keys() == [key]
+
+
+def test_cleanup_keeps_an_unrecorded_object_another_source_has_pending(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    path = key.removeprefix("uploads/")
+    with sqlite3.connect(internal) as db:
+        add_pending(db, "df-" + path.split("/")[0], path, time.time() - DAY, source="other-source")
+    result = cleanup_unrecorded(aged.config(), internal)
+    kept = f"keep {key} (pending upload of source 'other-source': left to that source's cleanup)"
+    assert kept in result.output
+    assert aged.keys() == [key]
+
+
+def test_cleanup_keeps_an_unrecorded_object_older_than_the_databases_record_of_the_source(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    first_saw_source(internal, "-1 day")
+    result = cleanup_unrecorded(aged.config(), internal)
     assert result.exit_code == 0, result.output
-    assert bucket_keys(moto, bucket_name) == ["uploads/" + path]
+    assert (
+        f"note: 1 object(s) (6 bytes) this internal database has no record of were made before it "
+        f"first saw source '{SOURCE}'" in result.output
+    )
+    assert aged.keys() == [key]
+
+
+def test_cleanup_keeps_unrecorded_objects_of_a_source_the_database_never_saw(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    with sqlite3.connect(internal) as db:
+        db.execute("DELETE FROM datasette_files_sources WHERE slug = ?", [SOURCE])
+    result = cleanup_unrecorded(aged.config(), internal)
+    assert result.exit_code == 0, result.output
+    assert f"does not record when it first saw source '{SOURCE}'" in result.output
+    assert aged.keys() == [key]
+
+
+def test_cleanup_keeps_an_old_registered_object(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    register_file(internal, key.removeprefix("uploads/"))
+    result = cleanup_unrecorded(aged.config(), internal)
+    assert result.exit_code == 0, result.output
+    assert aged.keys() == [key]
     assert "deleted 0 object(s)" in result.output
 
 
-def test_cleanup_keeps_an_old_object_whose_pending_token_is_still_valid(
-    internal, moto, bucket_name, config_path
-):
-    path = our_path(2 * DAY)
-    put_objects(moto, bucket_name, "uploads/" + path)
+def test_cleanup_keeps_an_old_object_whose_pending_token_is_still_valid(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    path = key.removeprefix("uploads/")
     with sqlite3.connect(internal) as db:
         add_pending(db, "df-" + path.split("/")[0], path, time.time() + HOUR)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
-    assert f"keep uploads/{path} (upload still within its token's lifetime)" in result.output
-    assert bucket_keys(moto, bucket_name) == ["uploads/" + path]
+    result = cleanup_unrecorded(aged.config(), internal)
+    assert f"keep {key} (upload still within its token's lifetime)" in result.output
+    assert aged.keys() == [key]
 
 
-def test_cleanup_never_touches_objects_laid_out_otherwise_or_outside_the_prefix(
-    internal, moto, bucket_name, config_path
-):
+def test_cleanup_never_touches_objects_laid_out_otherwise_or_outside_the_prefix(internal, aged):
     path = our_path(2 * DAY)
     ulid = path.split("/")[0]
     not_ours = [
@@ -499,32 +637,32 @@ def test_cleanup_never_touches_objects_laid_out_otherwise_or_outside_the_prefix(
         f"uploads/{ulid.upper()}/orphan.txt",
         f"uploads/{ulid}x/orphan.txt",
         f"uploads/{ulid}/",
+        f"uploads/{ulid}/..",
     ]
     outside = [path, f"elsewhere/{path}", f"uploads-old/{path}"]
-    put_objects(moto, bucket_name, *not_ours, *outside)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal)
+    aged.put(*not_ours, *outside, age=2 * DAY)
+    result = cleanup_unrecorded(aged.config(), internal)
     assert result.exit_code == 0, result.output
-    assert bucket_keys(moto, bucket_name) == sorted(not_ours + outside)
+    assert aged.keys() == sorted(not_ours + outside)
     assert f"note: {len(not_ours)} object(s) under the prefix are not laid out as" in result.output
     assert "deleted 0 object(s)" in result.output
 
 
-def test_cleanup_dry_run_reports_an_unrecorded_object_and_keeps_it(internal, moto, bucket_name, config_path):
-    key = "uploads/" + our_path(2 * DAY)
-    put_objects(moto, bucket_name, key)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal, "--dry-run")
+def test_cleanup_dry_run_reports_an_unrecorded_object_and_keeps_it(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    result = cleanup_unrecorded(aged.config(), internal, "--dry-run")
     assert result.exit_code == 0, result.output
     assert f"would delete {key} (uploaded but never confirmed; no pending record, 6 bytes)" in result.output
     assert "would delete 1 object(s), would free 6 bytes" in result.output
-    assert bucket_keys(moto, bucket_name) == [key]
+    assert aged.keys() == [key]
 
 
-def test_cleanup_dry_run_reports_an_expired_pending_object_once(internal, moto, bucket_name, config_path):
-    path = our_path(2 * DAY)
-    put_objects(moto, bucket_name, "uploads/" + path)
+def test_cleanup_dry_run_reports_an_expired_pending_object_once(internal, aged):
+    key = put_old(aged, 2 * DAY)
+    path = key.removeprefix("uploads/")
     with sqlite3.connect(internal) as db:
         add_pending(db, "df-" + path.split("/")[0], path, time.time() - DAY)
-    result = files_s3("cleanup", SOURCE, "-c", config_path, "--internal", internal, "--dry-run")
+    result = cleanup_unrecorded(aged.config(), internal, "--dry-run")
     assert result.output.count(path) == 1
     assert "would delete 1 object(s), would free 6 bytes" in result.output
 
@@ -551,6 +689,9 @@ def test_file_id_for_path_recognises_only_the_upload_layout():
         f"x{ulid}/x",
         "notes/readme.txt",
         "8" + ulid[1:] + "/x",
+        f"{ulid}/.",
+        f"{ulid}/..",
+        f"{ulid}/...",
     ):
         assert keys.file_id_for_path(path) is None
 
