@@ -117,7 +117,8 @@ def machine() -> dict:
         "datasette-files-s3": f"{version('datasette-files-s3')} (git {commit})",
         "boto3": version("boto3"),
         "moto": version("moto"),
-        "httpx (client)": version("httpx"),
+        "httpx (upload client)": version("httpx"),
+        "aiohttp (metadata load)": version("aiohttp"),
     }
 
 
