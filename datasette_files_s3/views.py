@@ -15,6 +15,7 @@ import sqlite3
 import time
 
 from datasette import Forbidden, Response
+from datasette.database import QueryInterrupted
 from datasette.utils import error_body
 from datasette.utils.asgi import Request
 
@@ -89,7 +90,7 @@ def json_api(view):
             if ex.status >= 500:
                 logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
-        except sqlite3.Error as ex:
+        except (sqlite3.Error, QueryInterrupted) as ex:
             return internal_database_failed(ex)
 
     return wrapper
@@ -107,8 +108,10 @@ async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
     return Response.json(body, status=ex.status)
 
 
-def internal_database_failed(ex: sqlite3.Error, outcome: str = "nothing was changed; ") -> Response:
-    """503 for a failed read or write of Datasette's internal database.
+def internal_database_failed(ex: Exception, outcome: str = "nothing was changed; ") -> Response:
+    """503 for a failed read or write of Datasette's internal database, or one
+    that ran past sql_time_limit_ms (a permission check waiting behind a slow
+    commit on a busy machine: QueryInterrupted).
 
     Each of our own writes is one transaction, so for our endpoints a failure
     leaves nothing half done and the same request can simply be sent again.
@@ -261,7 +264,7 @@ def storage_errors_as_json(stock_view):
         except FilesS3Error as ex:
             logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
-        except sqlite3.Error as ex:
+        except (sqlite3.Error, QueryInterrupted) as ex:
             # datasette-files' own views may have changed something already
             # (delete removes the object before its rows), so promise nothing.
             return internal_database_failed(ex, outcome="")

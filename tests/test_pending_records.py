@@ -3,11 +3,14 @@ under load, and a failed write refuses the upload instead of signing it."""
 
 import asyncio
 import json
+import sqlite3
 
 import httpx
+from datasette.database import QueryInterrupted
+from datasette.utils.asgi import Request
 from helpers import actor_cookies, complete, post_to_bucket, prepare
 
-from datasette_files_s3 import database, uploads
+from datasette_files_s3 import database, uploads, views
 
 PENDING = database.PENDING_TABLE
 
@@ -151,3 +154,37 @@ async def multipart_uploaded(ds, cookies, content: bytes) -> str:
         index = int(number) - 1
         httpx.put(url, content=content[index * size : (index + 1) * size], timeout=60).raise_for_status()
     return created["upload_token"]
+
+
+async def test_a_permission_check_that_cannot_read_the_internal_database_answers_503(
+    make_datasette, bucket, tmp_path
+):
+    """Another process holds the internal database's exclusive lock."""
+    internal = tmp_path / "internal.db"
+    config = {"s3files": {"storage": "s3", "config": bucket.source_config()}}
+    ds = await make_datasette(config, internal=str(internal))
+    cookies = actor_cookies(ds)
+    assert (await prepare(ds, cookies, size=3)).status_code == 200
+    holder = sqlite3.connect(internal, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        response = await prepare(ds, cookies, size=3)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503, response.text
+    assert "internal database failed" in response.json()["errors"][0]
+    assert (await prepare(ds, cookies, size=3)).status_code == 200
+
+
+async def test_an_internal_query_past_the_time_limit_answers_503(ds):
+    """A fault we cannot produce on demand: Datasette interrupting a permission
+    query that waited past sql_time_limit_ms on a loaded machine (seen in CI)."""
+
+    @views.json_api
+    async def view(request, datasette):
+        raise QueryInterrupted(sqlite3.OperationalError("interrupted"), "SELECT 1", {})
+
+    response = await view(Request.fake("/-/files/upload/s3files/-/prepare", method="POST"), ds)
+    assert response.status == 503
+    assert "internal database failed (QueryInterrupted)" in json.loads(response.body)["errors"][0]
