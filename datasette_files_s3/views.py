@@ -101,7 +101,7 @@ async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
     body = error_body(ex.messages, ex.status)
     try:
         row = await files_bridge.file_record(datasette, ex.file_id)
-    except sqlite3.Error:
+    except (sqlite3.Error, QueryInterrupted):
         row = None  # the refusal stands; only the courtesy of naming the file is lost
     if row is not None:
         body["file"] = files_bridge.file_json(datasette, row)
@@ -117,7 +117,9 @@ def internal_database_failed(ex: Exception, outcome: str = "nothing was changed;
     leaves nothing half done and the same request can simply be sent again.
     """
     message = f"Datasette's internal database failed ({type(ex).__name__}): {outcome}try again"
-    logger.warning("%s: %s", message, ex)
+    # SQLite's own words ("database is locked") help; QueryInterrupted's text
+    # would add the query and its parameters, which have no place in a log.
+    logger.warning("%s: %s", message, ex if isinstance(ex, sqlite3.Error) else "interrupted")
     return Response.error([message], 503)
 
 
