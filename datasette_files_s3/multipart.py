@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 
-from . import database, files_bridge, uploads
+from . import database, uploads
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import AlreadyCompleted, StorageUnavailable, UploadForbidden, UploadRejected
 
@@ -294,10 +294,4 @@ async def verify_and_register(datasette, storage, ticket: uploads.UploadTicket):
             "This multipart upload no longer exists in the bucket (it was cancelled or "
             "expired): start the upload again"
         )
-    problems = uploads.object_problems(ticket, head)
-    if problems:
-        await storage.call("delete_object", Path=ticket.path)
-        await database.forget_pending(datasette, ticket.file_id)
-        raise UploadRejected(problems + ["The uploaded object was deleted; upload the file again"])
-    await uploads.register(datasette, storage, ticket, head)
-    return await files_bridge.file_record(datasette, ticket.file_id)
+    return await uploads.register_if_matching(datasette, storage, ticket, head, "upload the file again")

@@ -190,11 +190,20 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
                 "upload_token has expired and no file was uploaded: prepare the upload again"
             )
         raise UploadRejected("No file has been uploaded for this token yet: upload it to upload_url first")
+    return await register_if_matching(datasette, storage, ticket, head, "prepare the upload again")
+
+
+async def register_if_matching(datasette, storage, ticket: UploadTicket, head: dict, start_again: str):
+    """Register the object HEAD describes if it matches the ticket; returns the file row.
+
+    A mismatching object is deleted, nothing is registered, and the rejection
+    ends by telling the user to `start_again`.
+    """
     problems = object_problems(ticket, head)
     if problems:
         await storage.call("delete_object", Path=ticket.path)
         await database.forget_pending(datasette, ticket.file_id)
-        raise UploadRejected(problems + ["The uploaded object was deleted; prepare the upload again"])
+        raise UploadRejected(problems + [f"The uploaded object was deleted; {start_again}"])
     await register(datasette, storage, ticket, head)
     return await files_bridge.file_record(datasette, ticket.file_id)
 
