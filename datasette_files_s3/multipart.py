@@ -150,17 +150,26 @@ def is_no_such_upload(ex: Exception) -> bool:
     return isinstance(ex, StorageUnavailable) and "NoSuchUpload" in str(ex)
 
 
-async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
-    """The parts S3 holds for the ticket's upload, or UploadRejected when it is gone."""
+async def unless_upload_gone(call):
+    """Await an S3 call on a multipart upload: its answer, or None when S3 no
+    longer has the upload (completed, aborted or expired)."""
     try:
-        return await storage.list_parts(ticket.path, ticket.upload_id)
+        return await call
     except StorageUnavailable as ex:
         if is_no_such_upload(ex):
-            raise UploadRejected(
-                "This multipart upload no longer exists in the bucket (it was completed, "
-                "cancelled or expired): start the upload again"
-            ) from None
+            return None
         raise
+
+
+async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
+    """The parts S3 holds for the ticket's upload, or UploadRejected when it is gone."""
+    parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
+    if parts is None:
+        raise UploadRejected(
+            "This multipart upload no longer exists in the bucket (it was completed, "
+            "cancelled or expired): start the upload again"
+        )
+    return parts
 
 
 async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str | None):
@@ -230,11 +239,9 @@ async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[i
 
 async def discard(datasette, storage, ticket: uploads.UploadTicket) -> None:
     """Abort the upload in S3 (so no parts are left billing anyone) and forget it."""
-    try:
-        await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
-    except StorageUnavailable as ex:
-        if not is_no_such_upload(ex):
-            raise
+    await unless_upload_gone(
+        storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+    )
     await database.forget_pending(datasette, ticket.file_id)
 
 
@@ -252,11 +259,8 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
     """
     if await database.is_registered(datasette, ticket.file_id):
         raise AlreadyCompleted(ticket.file_id)
-    try:
-        parts = await storage.list_parts(ticket.path, ticket.upload_id)
-    except StorageUnavailable as ex:
-        if not is_no_such_upload(ex):
-            raise
+    parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
+    if parts is None:
         # S3 has no such upload any more. If an earlier complete assembled it
         # and then could not register it (or is still on its way to), the
         # object is there: verify and register it now.
@@ -267,8 +271,9 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
         raise UploadRejected(
             problems + ["The upload was cancelled and nothing was saved; upload the file again"]
         )
-    try:
-        await storage.call(
+    # Gone means another complete for the same token got there first; the HEAD tells.
+    await unless_upload_gone(
+        storage.call(
             "complete_multipart_upload",
             Path=ticket.path,
             UploadId=ticket.upload_id,
@@ -279,10 +284,7 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
                 ]
             },
         )
-    except StorageUnavailable as ex:
-        if not is_no_such_upload(ex):
-            raise
-        # Another complete for the same token got there first; the HEAD below tells.
+    )
     return await verify_and_register(datasette, storage, ticket)
 
 
