@@ -28,6 +28,8 @@ from .thumbnails import ensure_thumbnail
 logger = logging.getLogger("datasette_files_s3")
 
 MAX_JSON_BODY = 64 * 1024
+# What a failed read or write of Datasette's internal database raises.
+INTERNAL_DATABASE_ERRORS = (sqlite3.Error, QueryInterrupted)
 
 
 class BodyTooLarge(UploadRejected):
@@ -90,7 +92,7 @@ def json_api(view):
             if ex.status >= 500:
                 logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
-        except (sqlite3.Error, QueryInterrupted) as ex:
+        except INTERNAL_DATABASE_ERRORS as ex:
             return internal_database_failed(ex)
 
     return wrapper
@@ -101,7 +103,7 @@ async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
     body = error_body(ex.messages, ex.status)
     try:
         row = await files_bridge.file_record(datasette, ex.file_id)
-    except (sqlite3.Error, QueryInterrupted):
+    except INTERNAL_DATABASE_ERRORS:
         row = None  # the refusal stands; only the courtesy of naming the file is lost
     if row is not None:
         body["file"] = files_bridge.file_json(datasette, row)
@@ -266,7 +268,7 @@ def storage_errors_as_json(stock_view):
         except FilesS3Error as ex:
             logger.warning("%s", ex)
             return Response.error(ex.messages, ex.status)
-        except (sqlite3.Error, QueryInterrupted) as ex:
+        except INTERNAL_DATABASE_ERRORS as ex:
             # datasette-files' own views may have changed something already
             # (delete removes the object before its rows), so promise nothing.
             return internal_database_failed(ex, outcome="")
