@@ -57,10 +57,11 @@ def datasette_client(url: str, cookie: str) -> httpx.Client:
     return httpx.Client(base_url=url, cookies={"ds_actor": cookie}, timeout=TIMEOUT)
 
 
-def post_form(s3: httpx.Client, url: str, fields: dict, file: Path, content_type: str) -> httpx.Response:
-    """A presigned POST as a browser sends it: the policy fields, then the file, streamed from disk."""
+def post_form(client: httpx.Client, url: str, fields: dict, file: Path, content_type: str) -> httpx.Response:
+    """A form POST as a browser sends it (to S3, or to Datasette's proxy upload):
+    the fields, then the file, streamed from disk."""
     with open(file, "rb") as body:
-        return s3.post(url, data=fields, files={"file": (file.name, body, content_type)})
+        return client.post(url, data=fields, files={"file": (file.name, body, content_type)})
 
 
 def direct_post(client: httpx.Client, s3: httpx.Client, source: str, file: Path) -> Outcome:
@@ -114,12 +115,7 @@ def proxy_upload(client: httpx.Client, source: str, file: Path) -> Outcome:
     if prepared.status_code != 200:
         return _failure(prepared, "prepare")
     plan = prepared.json()
-    with open(file, "rb") as body:
-        sent = client.post(
-            plan["upload_url"],
-            data=plan["upload_fields"],
-            files={"file": (file.name, body, content_type)},
-        )
+    sent = post_form(client, plan["upload_url"], plan["upload_fields"], file, content_type)
     if sent.status_code != 200:
         return _failure(sent, "upload")
     completed = client.post(
