@@ -35,6 +35,7 @@ def register_routes():
         (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/complete$", views.upload_complete),
         (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/thumbnail$", views.file_thumbnail),
         (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/-/delete$", views.file_delete),
+        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/-/update$", views.file_update),
         (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/download$", views.file_download),
         *multipart_views.ROUTES,
     ]

@@ -19,6 +19,7 @@ stock_upload_prepare = datasette_files.upload_prepare
 stock_upload_complete = datasette_files.upload_complete
 stock_file_thumbnail = datasette_files.file_thumbnail
 stock_file_delete = datasette_files.file_delete
+stock_file_update = datasette_files.file_update
 stock_file_download = datasette_files.file_download
 
 

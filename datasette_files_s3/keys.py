@@ -84,6 +84,11 @@ def check_filename(filename) -> str:
         raise UploadRejected("filename must be a plain name without '/' or '\\'")
     if filename.strip(". ") == "":
         raise UploadRejected("filename must not be only dots, like '.' or '..'")
+    if any(unicodedata.category(ch) == "Cs" for ch in filename):
+        # A lone surrogate ("\ud800") is no character: it cannot be written as UTF-8.
+        raise UploadRejected(
+            "filename must not contain lone surrogates (\\ud800 to \\udfff): send valid text"
+        )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in filename):
         raise UploadRejected("filename must not contain control or invisible formatting characters")
     if len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:

@@ -2,7 +2,10 @@
 says what to fix, never a 500, and nothing registered or signed."""
 
 import pytest
-from helpers import actor_cookies
+from helpers import actor_cookies, upload
+
+from datasette_files_s3.errors import UploadRejected
+from datasette_files_s3.keys import check_filename
 
 
 async def assert_nothing_registered(ds):
@@ -121,3 +124,80 @@ async def test_complete_rejects_bad_tokens(ds, body, fragment):
     )
     assert_json_error(response, 400, fragment)
     await assert_nothing_registered(ds)
+
+
+# --- JSON that json.loads accepts but Python cannot use -------------------------------
+
+# Under the 64 KiB body cap, yet far deeper than Python's recursion limit.
+DEEPLY_NESTED = b'{"filename": "a.txt", "size": 3, "part_numbers": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+# Valid JSON escapes, but a lone surrogate is no character: it cannot be UTF-8 encoded.
+LONE_SURROGATE = b'{"filename": "\\ud800.txt", "content_type": "text/plain", "size": 3, "upload_token": "x"}'
+HOSTILE_JSON = {"deeply nested": (DEEPLY_NESTED, "nested"), "lone surrogate": (LONE_SURROGATE, "surrogate")}
+JSON_ENDPOINTS = [
+    "/-/files/upload/s3files/-/prepare",
+    "/-/files/upload/s3files/-/complete",
+    "/-/files/upload/proxied/-/prepare",
+    "/-/files/upload/proxied/-/complete",
+    "/-/files-s3/upload/s3files/-/multipart/create",
+    "/-/files-s3/upload/s3files/-/multipart/sign",
+    "/-/files-s3/upload/s3files/-/multipart/parts",
+    "/-/files-s3/upload/s3files/-/multipart/complete",
+    "/-/files-s3/upload/s3files/-/multipart/abort",
+]
+
+
+@pytest.fixture
+async def two_modes(make_datasette, bucket):
+    """A direct-upload source and a proxy-mode (direct_uploads: false) one."""
+    return await make_datasette(
+        {
+            "s3files": {"storage": "s3", "config": bucket.source_config()},
+            "proxied": {"storage": "s3", "config": bucket.source_config(direct_uploads=False)},
+        }
+    )
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize("kind", HOSTILE_JSON)
+async def test_hostile_json_is_a_400_everywhere(two_modes, path, kind):
+    body, fragment = HOSTILE_JSON[kind]
+    response = await two_modes.client.post(
+        path, content=body, headers={"content-type": "application/json"}, cookies=actor_cookies(two_modes)
+    )
+    assert_json_error(response, 400, fragment)
+    await assert_nothing_registered(two_modes)
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b'{"update": {"search_text": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}", "nested"),
+        (b'{"update": {"search_text": "\\udfff"}}', "surrogate"),
+    ],
+)
+async def test_hostile_json_to_file_update_is_a_400(two_modes, body, fragment):
+    """datasette-files' own update endpoint, for an s3 file."""
+    cookies = actor_cookies(two_modes)
+    file = (await upload(two_modes, cookies, b"abc"))["file"]
+    response = await two_modes.client.post(
+        f"/-/files/{file['id']}/-/update",
+        content=body,
+        headers={"content-type": "application/json"},
+        cookies=cookies,
+    )
+    assert_json_error(response, 400, fragment)
+
+
+async def test_file_update_still_works(two_modes):
+    cookies = actor_cookies(two_modes)
+    file = (await upload(two_modes, cookies, b"abc"))["file"]
+    response = await two_modes.client.post(
+        f"/-/files/{file['id']}/-/update", json={"update": {"search_text": "findme"}}, cookies=cookies
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["file"]["search_text"] == "findme"
+
+
+def test_filename_with_a_lone_surrogate_is_refused():
+    with pytest.raises(UploadRejected, match="surrogate"):
+        check_filename("\ud800.txt")

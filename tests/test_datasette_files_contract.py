@@ -25,6 +25,7 @@ def test_stock_views_we_delegate_to_take_request_and_datasette():
         datasette_files.upload_complete,
         datasette_files.file_thumbnail,
         datasette_files.file_delete,
+        datasette_files.file_update,
         datasette_files.file_download,
     ):
         assert list(inspect.signature(view).parameters) == ["request", "datasette"]
