@@ -18,20 +18,27 @@ MAX_FILENAME_BYTES = 255
 _PATH_RE = re.compile(r"([0-7][0-9a-hjkmnp-tv-z]{25})/([^/]+)")
 _MIME_RE = re.compile(r"^[a-zA-Z0-9][\w.+-]*/[a-zA-Z0-9][\w.+-]*$")
 
-# Types a browser would render or run if served inline from the bucket's origin.
+# What a browser would render or run if served inline from the bucket's origin:
+# markup (HTML, and any XML, which can carry script or an XSLT stylesheet),
+# scripts and PDF. Besides these, every `+xml` type (SVG, XHTML, Atom, ...).
 ACTIVE_CONTENT_TYPES = {
     "text/html",
-    "application/xhtml+xml",
-    "image/svg+xml",
-    "text/javascript",
-    "application/javascript",
-    "application/ecmascript",
     "text/xml",
     "application/xml",
-    "application/pdf",
     "text/xsl",
+    "text/javascript",
+    "text/ecmascript",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/pdf",
 }
-ACTIVE_EXTENSIONS = {"html", "htm", "xhtml", "svg", "svgz", "js", "mjs", "xml", "xsl", "pdf", "shtml"}
+ACTIVE_EXTENSIONS = {
+    *("html", "htm", "shtml", "xhtml", "xht", "mht", "mhtml"),
+    *("svg", "svgz", "xml", "xsl", "xslt"),
+    *("js", "mjs", "cjs", "pdf"),
+}
+SAFE_DOWNLOAD_TYPE = "application/octet-stream"
 
 
 def new_file_id() -> str:
@@ -110,10 +117,32 @@ def check_content_type(content_type) -> str:
     return content_type.lower()
 
 
+def media_type(content_type: str | None) -> str:
+    """The bare MIME type, lower-cased: `Text/HTML; charset=utf-8` is `text/html`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_active_type(content_type: str | None) -> bool:
+    """True for a type a browser would render or run: HTML, XHTML, SVG, any XML, JavaScript, PDF."""
+    media = media_type(content_type)
+    subtype = media.partition("/")[2]
+    return media in ACTIVE_CONTENT_TYPES or subtype.endswith("+xml") or "javascript" in subtype
+
+
 def is_active_content(filename: str, content_type: str | None = None) -> bool:
-    """True for types a browser would render or execute (HTML, SVG, JS, XML, PDF)."""
+    """True when either the name or the type says the browser would render or run it."""
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    return extension in ACTIVE_EXTENSIONS or (content_type or "").lower() in ACTIVE_CONTENT_TYPES
+    return extension in ACTIVE_EXTENSIONS or is_active_type(content_type)
+
+
+def download_type(filename: str, content_type: str | None) -> str:
+    """The Content-Type a download is served with: the recorded type, unless the
+    name or the type is active content or the type is no clean MIME type; then
+    application/octet-stream, which no browser renders."""
+    media = media_type(content_type)
+    if is_active_content(filename, media) or not (media.isascii() and _MIME_RE.match(media)):
+        return SAFE_DOWNLOAD_TYPE
+    return media
 
 
 def attachment_disposition(filename: str) -> str:

@@ -40,7 +40,7 @@ from datasette_files.base import (
 from .config import S3SourceConfig, parse_source_config
 from .credentials import Credentials, CredentialsProvider, provider_for
 from .errors import CredentialsUnavailable, S3Unreachable, StorageUnavailable
-from .keys import attachment_disposition, check_filename, is_active_content, new_file_id, path_for
+from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
 
@@ -320,17 +320,26 @@ class S3Storage(Storage):
         # S3 deletes are idempotent; datasette-files removes its row either way.
         await self.call("delete_object", Path=path)
 
-    async def download_url(self, path: str, expires_in: int | None = None) -> str:
-        """A presigned GET that the browser saves under the original filename."""
+    async def download_url(
+        self, path: str, expires_in: int | None = None, content_type: str | None = None
+    ) -> str:
+        """A presigned GET that the browser saves under the original filename.
+
+        The URL fixes the type the bucket answers with (keys.download_type):
+        the file's recorded `content_type`, or application/octet-stream for
+        active content judged by the name or that type. Without `content_type`
+        (a caller that has only the path) the object's stored type is read.
+        """
         connection = await self.connection()
+        if content_type is None:
+            content_type = (await self.head(path) or {}).get("ContentType")
         filename = path.rsplit("/", 1)[-1]
         params = {
             "Bucket": connection.bucket,
             "Key": connection.prefix + path,
             "ResponseContentDisposition": attachment_disposition(filename),
+            "ResponseContentType": download_type(filename, content_type),
         }
-        if is_active_content(filename):
-            params["ResponseContentType"] = "application/octet-stream"
         seconds = self.presign_seconds(connection, expires_in or self.config.download_expires)
         return connection.presign_client.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=seconds

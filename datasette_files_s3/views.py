@@ -261,14 +261,24 @@ async def thumbnail_quietly(datasette, storage, row) -> bool:
         return False
 
 
-async def file_thumbnail(request, datasette):
-    """GET /-/files/{id}/thumbnail: for s3 files, never read a large object."""
+async def browsable_s3_file(request, datasette):
+    """(row, storage) for an s3 file the actor may browse; None when the id
+    is not an s3 file (datasette-files' own view answers those)."""
     row = await files_bridge.file_record(datasette, request.url_vars["file_id"])
     storage = files_bridge.storage_for(row["source_slug"]) if row else None
     if not isinstance(storage, S3Storage):
-        return await files_bridge.stock_file_thumbnail(request, datasette)
+        return None
     if not await files_bridge.can_browse(datasette, request.actor, row["source_slug"]):
         raise Forbidden("Permission denied: files-browse on source " + row["source_slug"])
+    return row, storage
+
+
+async def file_thumbnail(request, datasette):
+    """GET /-/files/{id}/thumbnail: for s3 files, never read a large object."""
+    found = await browsable_s3_file(request, datasette)
+    if found is None:
+        return await files_bridge.stock_file_thumbnail(request, datasette)
+    row, storage = found
     if await thumbnail_quietly(datasette, storage, row):
         # datasette-files serves the cached thumbnail; it never reads the object.
         return await files_bridge.stock_file_thumbnail(request, datasette)
@@ -295,4 +305,19 @@ def storage_errors_as_json(stock_view):
 
 
 file_delete = storage_errors_as_json(files_bridge.stock_file_delete)
-file_download = storage_errors_as_json(files_bridge.stock_file_download)
+
+
+@storage_errors_as_json
+async def file_download(request, datasette):
+    """GET /-/files/{id}/download: for s3 files, a redirect to a presigned GET.
+
+    datasette-files' own view hands the storage only the path; ours also
+    passes the recorded content type, so a file named page.txt but recorded
+    as text/html is still served as an attachment the browser will not render.
+    """
+    found = await browsable_s3_file(request, datasette)
+    if found is None:
+        return await files_bridge.stock_file_download(request, datasette)
+    row, storage = found
+    url = await storage.download_url(row["path"], content_type=row["content_type"])
+    return Response.redirect(url, status=302)
