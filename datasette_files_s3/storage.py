@@ -9,6 +9,8 @@ store by another address (`public_endpoint_url`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import logging
 import time
@@ -50,9 +52,24 @@ STREAM_CHUNK_SIZE = 1024**2
 # Blocking S3 calls are I/O: more threads than cores is right here.
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-files-s3")
 
+# Set while datasette-files' own view runs for a proxy-mode source: its
+# complete reads the whole object to make a thumbnail and decodes it on the
+# event loop. Refused, it skips that; ours is made on first request, bounded.
+_whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
+
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
+
+
+@contextlib.contextmanager
+def whole_reads_refused():
+    """Within this block, read_file (the whole object) raises StorageUnavailable."""
+    token = _whole_reads_refused.set(True)
+    try:
+        yield
+    finally:
+        _whole_reads_refused.reset(token)
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,10 @@ class S3Storage(Storage):
         )
 
     async def read_file(self, path: str) -> bytes:
+        if _whole_reads_refused.get():
+            raise StorageUnavailable(
+                f"datasette-files source '{self.source}': whole-object read refused here"
+            )
         response = await self.call("get_object", Path=path)
         return await self._run(response["Body"].read)
 

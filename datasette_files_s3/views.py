@@ -21,7 +21,7 @@ from datasette.utils.asgi import Request
 from . import files_bridge, uploads
 from .errors import AlreadyCompleted, FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
 from .keys import check_filename
-from .storage import S3Storage
+from .storage import S3Storage, whole_reads_refused
 from .thumbnails import ensure_thumbnail
 
 logger = logging.getLogger("datasette_files_s3")
@@ -140,7 +140,10 @@ def s3_sources_only(stock_view):
                     request = await checked_for_stock(request)
                 except FilesS3Error as ex:
                     return Response.error(ex.messages, ex.status)
-                return await stock_view(request, datasette)
+                # Its complete would read the whole object for a thumbnail and
+                # decode it on the event loop; thumbnails.py makes it instead.
+                with whole_reads_refused():
+                    return await stock_view(request, datasette)
             return await view(request, datasette)
 
         return wrapper

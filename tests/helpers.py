@@ -69,3 +69,19 @@ def datasette_config(sources: dict, extra_permissions: dict | None = None) -> di
         "plugins": {"datasette-files": {"sources": sources}},
         "permissions": permissions,
     }
+
+
+async def thumbnail_after_upload(ds, content: bytes, filename: str, content_type="image/png"):
+    """Upload the direct way as alice, then GET the file's thumbnail; returns that response."""
+    file = (await upload(ds, actor_cookies(ds), content, filename=filename, content_type=content_type))[
+        "file"
+    ]
+    return await ds.client.get(file["thumbnail_url"])
+
+
+async def assert_icon_and_none_cached(ds, response) -> None:
+    """The answer is datasette-files' file-type icon, and no thumbnail was cached."""
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    cached = await ds.get_internal_database().execute("select count(*) from datasette_files_thumbnails")
+    assert cached.single_value() == 0

@@ -1,0 +1,198 @@
+"""Image bombs and broken images: refused by their header, decoded off the
+event loop, and a failure is remembered instead of retried on every request."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from helpers import actor_cookies, assert_icon_and_none_cached, thumbnail_after_upload, upload
+from live_clients import complete, direct_upload, expect, prepare, signed_in
+from live_servers import DatasetteProcess, live_config
+from PIL import Image
+
+from datasette_files_s3.thumbnails import MAX_PIXELS, FailedThumbnails, ImageRefused, check_pixels
+
+BOMB_SIDE = 13_000  # 169 megapixels: over a second to decode here, and 169 MB
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int, height: int, kept: float = 1.0) -> bytes:
+    """A valid 8-bit grayscale PNG of width x height black pixels: about 1 KB per
+    million pixels. `kept` < 1 cuts the pixel data short (0: the header alone)."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + width)  # filter byte, then one byte per pixel
+    data = b""
+    if kept:
+        data = b"".join(compressor.compress(row * 64) for _ in range(height // 64))
+        data += compressor.compress(row * (height % 64)) + compressor.flush()
+    data = data[: int(len(data) * kept)]
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return png_bomb(BOMB_SIDE, BOMB_SIDE)
+
+
+@pytest.fixture(scope="module")
+def truncated_bomb() -> bytes:
+    """Decoding it takes most of the full bomb's time, then fails: nothing to cache but the failure."""
+    return png_bomb(BOMB_SIDE, BOMB_SIDE, kept=0.99)
+
+
+def broken_png() -> bytes:
+    """A real 300x300 PNG cut in half: the header reads, the pixels do not."""
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 300), 64).save(buffer, format="PNG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+# --- the header check ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(13_000, 13_000), (4_000, 3_001), (20_000, 20_000), (1, 12_000_001)])
+def test_header_over_the_pixel_limit_is_refused(size):
+    """20000x20000 is also over Pillow's own bomb limit, which raises instead of warning."""
+    with pytest.raises(ImageRefused, match="pixel"):
+        check_pixels(png_bomb(*size, kept=0))
+
+
+@pytest.mark.parametrize("data", [png_bomb(4_000, 3_000, kept=0), b"not an image", b""])
+def test_header_within_the_limit_or_unreadable_passes(data):
+    assert MAX_PIXELS == 12_000_000
+    check_pixels(data)
+
+
+def test_failure_memory_is_bounded_and_forgets_the_oldest():
+    failed = FailedThumbnails(size=3)
+    for file_id in ("df-a", "df-b", "df-c", "df-a", "df-d"):
+        failed.add(file_id)
+    assert [f in failed for f in ("df-a", "df-b", "df-c", "df-d")] == [True, False, True, True]
+
+
+# --- through Datasette and moto ---------------------------------------------------
+
+
+async def test_bomb_gets_the_icon_and_is_never_decoded(ds, bomb, caplog):
+    with caplog.at_level("WARNING", logger="datasette_files_s3"):
+        response = await thumbnail_after_upload(ds, bomb, "bomb.png")
+    await assert_icon_and_none_cached(ds, response)
+    assert f"{BOMB_SIDE}x{BOMB_SIDE} is {BOMB_SIDE**2} pixels, over the" in caplog.text
+
+
+async def test_failed_thumbnail_is_not_tried_again(ds, bucket, caplog):
+    """moto's request log (werkzeug) shows one GET of the object: complete's attempt, never the icon requests'."""
+    if bucket.target.real:
+        pytest.skip("counts requests in moto's log")
+    with caplog.at_level("INFO", logger="werkzeug"):
+        file = (
+            await upload(ds, actor_cookies(ds), broken_png(), filename="broken.png", content_type="image/png")
+        )["file"]
+        responses = [await ds.client.get(file["thumbnail_url"]) for _ in range(3)]
+    assert [r.headers["content-type"] for r in responses] == ["image/svg+xml"] * 3
+    gets = [m for m in caplog.messages if "/broken.png" in m and "GET /" in m]
+    assert len(gets) == 1, gets
+
+
+async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasette, bucket, caplog):
+    """datasette-files' own complete would read the whole object and decode it on the
+    event loop; the thumbnail is made on its first request instead, bounded and off the loop."""
+    if bucket.target.real:
+        pytest.skip("counts requests in moto's log")
+    ds = await make_datasette(
+        {"proxied": {"storage": "s3", "config": bucket.source_config(direct_uploads=False)}}
+    )
+    cookies = actor_cookies(ds)
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(image, format="PNG")
+    plan = (
+        await ds.client.post(
+            "/-/files/upload/proxied/-/prepare",
+            json={"filename": "green.png", "content_type": "image/png", "size": len(image.getvalue())},
+            cookies=cookies,
+        )
+    ).json()
+    sent = await ds.client.post(
+        plan["upload_url"],
+        data=plan["upload_fields"],
+        files={"file": ("green.png", image.getvalue(), "image/png")},
+        cookies=cookies,
+    )
+    assert sent.status_code == 200, sent.text
+    with caplog.at_level("INFO", logger="werkzeug"):
+        done = await ds.client.post(
+            "/-/files/upload/proxied/-/complete", json={"upload_token": plan["upload_token"]}, cookies=cookies
+        )
+    assert done.status_code == 201, done.text
+    assert not [m for m in caplog.messages if "/green.png" in m and "GET /" in m]
+    thumbnail = await ds.client.get(done.json()["file"]["thumbnail_url"])
+    assert thumbnail.headers["content-type"] in ("image/png", "image/jpeg")
+    assert Image.open(io.BytesIO(thumbnail.content)).size == (64, 48)
+
+
+# --- a live server stays responsive ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(moto, tmp_path_factory):
+    bucket = f"bombs-{uuid.uuid4().hex[:12]}"
+    moto.create_bucket(bucket)
+    config = live_config(moto.source_config(bucket))
+    config["plugins"]["datasette-files"]["sources"]["s3proxy"] = {
+        "storage": "s3",
+        "config": moto.source_config(bucket, prefix="proxy", direct_uploads=False),
+    }
+    server = DatasetteProcess(config, internal=str(tmp_path_factory.mktemp("bombs") / "internal.db")).start()
+    yield server
+    server.stop()
+
+
+def proxy_upload(client: httpx.Client, content: bytes, filename: str) -> dict:
+    """datasette-files' own flow through Datasette: prepare, upload, complete."""
+    plan = prepare(client, "s3proxy", filename, len(content), "image/png")
+    sent = client.post(
+        plan["upload_url"], data=plan["upload_fields"], files={"file": (filename, content, "image/png")}
+    )
+    expect(sent, "upload", 200)
+    return expect(complete(client, "s3proxy", plan["upload_token"]), "complete", 201).json()["file"]
+
+
+@pytest.mark.parametrize("route", ["direct", "proxy"])
+def test_bomb_thumbnails_never_hold_up_other_requests(live, truncated_bomb, route):
+    """Four requests for a bomb's thumbnail at once; meanwhile /-/versions.json answers in under 200 ms.
+
+    The bomb is cut short, so decoding it would fail after most of a second
+    and leave nothing cached: each request would decode it again, on the event
+    loop. Direct: complete already refused it by its header and remembered
+    that. Proxy mode: nothing was tried yet, so the first request reads the
+    header and refuses it. Either way nothing is decoded: no luck involved.
+    """
+    with signed_in(live.url, live.cookie_for("alice")) as alice, httpx.Client(timeout=60) as http:
+        if route == "direct":
+            file = direct_upload(alice, http, "s3files", truncated_bomb, "bomb.png", "image/png")
+        else:
+            file = proxy_upload(alice, truncated_bomb, "bomb.png")
+        with httpx.Client(base_url=live.url, timeout=60) as other, ThreadPoolExecutor(4) as pool:
+            other.get("/-/versions.json")  # the connection is open before timing starts
+            thumbnails = [pool.submit(alice.get, file["thumbnail_url"]) for _ in range(4)]
+            waits = []
+            while not waits or not all(t.done() for t in thumbnails):
+                started = time.perf_counter()
+                assert other.get("/-/versions.json").status_code == 200
+                waits.append(time.perf_counter() - started)
+            served = [t.result().headers["content-type"] for t in thumbnails]
+    assert max(waits) < 0.2, [round(w, 3) for w in waits]
+    assert served == ["image/svg+xml"] * 4
