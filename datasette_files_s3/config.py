@@ -57,6 +57,11 @@ class S3SourceConfig:
     # False: datasette-files' own prepare/upload endpoints carry the bytes
     # through Datasette (streamed to S3) - for buckets browsers cannot reach.
     direct_uploads: bool = True
+    # Per actor: direct uploads prepared but not completed, and multipart
+    # uploads open, that have not yet expired. Far above what a person's
+    # uploader ever holds (datasette-files' sends one file at a time, ours three).
+    max_pending_uploads: int = 100
+    max_open_multipart_uploads: int = 20
 
     @property
     def credentials_origin(self) -> str:
@@ -81,6 +86,7 @@ STRING_OPTIONS = (
     "credentials_url",
     "credentials_url_secret",
 )
+LIMIT_OPTIONS = ("max_pending_uploads", "max_open_multipart_uploads")
 OPTIONS = {
     *STRING_OPTIONS,
     "max_file_size",
@@ -91,6 +97,7 @@ OPTIONS = {
     "multipart_expires",
     "thumbnail_max_size",
     "direct_uploads",
+    *LIMIT_OPTIONS,
 }
 
 
@@ -188,6 +195,15 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
                 fail(name, "must be a whole number of seconds")
             if not 1 <= value <= 7 * 24 * 3600:
                 fail(name, "must be between 1 second and 7 days (S3's presign limit)")
+            values[name] = value
+
+    for name in LIMIT_OPTIONS:
+        if raw.get(name) is not None:
+            value = raw[name]
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(name, "must be a whole number, at least 1")
             values[name] = value
 
     direct = raw.get("direct_uploads")

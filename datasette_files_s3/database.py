@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
 );
+-- What the per-actor limits count: one actor's unexpired uploads of a kind on a source.
+CREATE INDEX IF NOT EXISTS {PENDING_TABLE}_by_actor
+    ON {PENDING_TABLE} (source, actor_id, kind, expires_at);
 """
 
 
@@ -48,13 +51,51 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-async def record_pending(datasette, ticket) -> None:
-    """Remember a signed upload until it is confirmed or cleaned up.
+class PendingLimitReached(Exception):
+    """The actor already holds `limit` unexpired pending uploads of this kind
+    on this source; the oldest of them expires at `frees_at`."""
 
-    Returns once the row is committed, so a token is never handed out for an
-    upload cleanup could not find.
+    def __init__(self, limit: int, frees_at: float):
+        super().__init__(f"{limit} pending uploads")
+        self.limit = limit
+        self.frees_at = frees_at
+
+
+HELD_SQL = f"""
+SELECT COUNT(*), MIN(expires_at) FROM {PENDING_TABLE}
+WHERE source = ? AND actor_id IS ? AND kind = ? AND expires_at > ?
+"""
+
+
+def limit_reached(conn, ticket_row: list, limit: int | None) -> PendingLimitReached | None:
+    """Whether one more pending row like this one would exceed the actor's limit.
+
+    Counts only rows that have not expired: an expired upload can no longer
+    be sent (cleanup removes its row later), so it holds no place.
     """
-    row = [
+    if limit is None:
+        return None
+    source, kind, actor_id = ticket_row[1], ticket_row[3], ticket_row[9]
+    held, soonest = conn.execute(HELD_SQL, [source, actor_id, kind, time.time()]).fetchone()
+    return PendingLimitReached(limit, soonest) if held >= limit else None
+
+
+async def check_pending_limit(datasette, ticket, limit: int | None) -> None:
+    """PendingLimitReached if the actor is already at the limit, read without writing.
+
+    A cheap early answer for callers that would otherwise do work first (a
+    multipart create asks S3); record_pending decides for good.
+    """
+    reached = await datasette.get_internal_database().execute_fn(
+        partial(limit_reached, ticket_row=pending_row(ticket), limit=limit)
+    )
+    if reached is not None:
+        raise reached
+
+
+def pending_row(ticket) -> list:
+    """The ticket as a row of the pending table, in INSERT_PENDING_SQL's order."""
+    return [
         ticket.file_id,
         ticket.source,
         ticket.path,
@@ -68,10 +109,21 @@ async def record_pending(datasette, ticket) -> None:
         time.time(),
         ticket.expires_at,
     ]
+
+
+async def record_pending(datasette, ticket, limit: int | None = None) -> None:
+    """Remember a signed upload until it is confirmed or cleaned up.
+
+    Returns once the row is committed, so a token is never handed out for an
+    upload cleanup could not find. With a `limit`, raises PendingLimitReached
+    instead of writing when the actor already holds that many unexpired
+    uploads of this kind on this source; the count and the write are one
+    transaction, so concurrent requests cannot overshoot it.
+    """
     recorder = _recorders.get(datasette)
     if recorder is None:
         recorder = _recorders[datasette] = PendingRecorder(datasette)
-    await recorder.record(row)
+    await recorder.record(pending_row(ticket), limit)
 
 
 class PendingRecorder:
@@ -86,13 +138,13 @@ class PendingRecorder:
     def __init__(self, datasette):
         # Weak: this recorder is the value of a WeakKeyDictionary keyed by datasette.
         self.datasette = weakref.ref(datasette)
-        self.waiting: list[tuple[list, asyncio.Future]] = []
+        self.waiting: list[tuple[tuple[list, int | None], asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
 
-    async def record(self, row: list) -> None:
+    async def record(self, row: list, limit: int | None) -> None:
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
-        self.waiting.append((row, committed))
+        self.waiting.append(((row, limit), committed))
         if self.writer is None or self.writer.done() or self.writer.get_loop() is not loop:
             # A task of its own, so a caller that gives up (client gone) never
             # strands the rows queued behind its own; a fresh context, so it
@@ -101,32 +153,35 @@ class PendingRecorder:
         await committed
 
     async def write_while_waiting(self) -> None:
-        batch: list[tuple[list, asyncio.Future]] = []
+        batch: list = []
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
                 try:
-                    await self.write([row for row, _ in batch])
+                    refusals = await self.write([entry for entry, _ in batch])
                 except Exception as ex:  # every caller in the batch hears of it
-                    settle(batch, ex)
+                    settle(batch, [ex] * len(batch))
                 else:
-                    settle(batch, None)
+                    settle(batch, refusals)
         finally:
             # Cancelled (the loop is shutting down): nobody may be left waiting.
             interrupted = RuntimeError("the pending-upload write was interrupted")
-            settle(batch + self.waiting, interrupted)
+            unsettled = batch + self.waiting
+            settle(unsettled, [interrupted] * len(unsettled))
             self.waiting = []
 
-    async def write(self, rows: list[list]) -> None:
+    async def write(self, entries: list[tuple[list, int | None]]) -> list:
         datasette = self.datasette()
         if datasette is None:
             raise RuntimeError("Datasette has gone")
-        await datasette.get_internal_database().execute_write_fn(partial(insert_pending_rows, rows=rows))
+        return await datasette.get_internal_database().execute_write_fn(
+            partial(insert_pending_rows, entries=entries)
+        )
 
 
-def settle(batch: list[tuple[list, asyncio.Future]], error: BaseException | None) -> None:
-    """Wake every caller in the batch that is still waiting: done, or with the error."""
-    for _, committed in batch:
+def settle(batch: list[tuple[object, asyncio.Future]], outcomes: list[BaseException | None]) -> None:
+    """Wake every caller in the batch that is still waiting: done, or with its error."""
+    for (_, committed), error in zip(batch, outcomes, strict=True):
         if committed.done() or committed.get_loop().is_closed():
             continue
         if error is None:
@@ -135,8 +190,16 @@ def settle(batch: list[tuple[list, asyncio.Future]], error: BaseException | None
             committed.set_exception(error)
 
 
-def insert_pending_rows(conn, rows: list[list]) -> None:
-    conn.executemany(INSERT_PENDING_SQL, rows)
+def insert_pending_rows(conn, entries: list[tuple[list, int | None]]) -> list:
+    """Insert each (row, limit) the actor's limit allows; returns, per entry,
+    None when written or the PendingLimitReached that kept it out."""
+    refusals = []
+    for row, limit in entries:
+        reached = limit_reached(conn, row, limit)
+        if reached is None:
+            conn.execute(INSERT_PENDING_SQL, row)
+        refusals.append(reached)
+    return refusals
 
 
 _recorders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

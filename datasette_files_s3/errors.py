@@ -18,6 +18,11 @@ class FilesS3Error(Exception):
         first = self.args[0] if self.args else ""
         return [str(m) for m in first] if isinstance(first, list) else [str(first)]
 
+    @property
+    def headers(self) -> dict:
+        """HTTP headers the error's answer carries besides its JSON body."""
+        return {}
+
     def __str__(self) -> str:
         return "; ".join(self.messages)
 
@@ -48,6 +53,24 @@ class AlreadyCompleted(UploadRejected):
     def __init__(self, file_id: str):
         super().__init__("This upload has already been completed")
         self.file_id = file_id
+
+
+class TooManyUploads(FilesS3Error):
+    """The actor already holds as many unfinished uploads as the source allows (429).
+
+    `retry_after` is the number of seconds until the oldest of them expires
+    and frees a place without the actor doing anything.
+    """
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UploadForbidden(FilesS3Error):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from . import database, uploads
 from .config import S3_MAX_OBJECT_SIZE
-from .errors import AlreadyCompleted, StorageUnavailable, UploadForbidden, UploadRejected
+from .errors import AlreadyCompleted, StorageUnavailable, TooManyUploads, UploadForbidden, UploadRejected
 
 logger = logging.getLogger("datasette_files_s3")
 
@@ -185,13 +185,18 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
         kind="multipart",
         part_size=plan.part_size,
     )
+    limit = config.max_open_multipart_uploads
+    with uploads.limit_as_429(ticket):
+        # Early, so an actor at the limit costs S3 nothing; recording decides for good.
+        await database.check_pending_limit(datasette, ticket, limit)
     created = await storage.call("create_multipart_upload", Path=ticket.path, ContentType=upload.content_type)
     ticket = replace(ticket, upload_id=created["UploadId"])
     try:
-        await database.record_pending(datasette, ticket)
-    except sqlite3.Error:
+        with uploads.limit_as_429(ticket):
+            await database.record_pending(datasette, ticket, limit)
+    except (sqlite3.Error, TooManyUploads):
         # Unrecorded, the upload would be found only by age: abort it now.
-        # The database's failure is what the client hears, whatever the abort does.
+        # The refusal is what the client hears, whatever the abort does.
         try:
             await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
         except StorageUnavailable as ex:

@@ -8,15 +8,17 @@ shares the secret can confirm it; nothing lives only in one process's memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, replace
 
 from . import database, files_bridge
 from .config import S3_MAX_SINGLE_UPLOAD, content_type_allowed
-from .errors import AlreadyCompleted, UploadForbidden, UploadRejected
+from .errors import AlreadyCompleted, TooManyUploads, UploadForbidden, UploadRejected
 from .keys import check_content_type, check_filename, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -192,8 +194,33 @@ async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id
         ticket.path, upload.content_type, upload.size, storage.config.upload_expires
     )
     ticket = replace(ticket, expires_at=expires_at)
-    await database.record_pending(datasette, ticket)
+    with limit_as_429(ticket):
+        await database.record_pending(datasette, ticket, storage.config.max_pending_uploads)
     return sign_ticket(datasette, ticket), instructions
+
+
+@contextlib.contextmanager
+def limit_as_429(ticket: UploadTicket):
+    """Within this block, the actor's limit being reached is a TooManyUploads (429)
+    that says what to finish or cancel, and when a place frees itself."""
+    try:
+        yield
+    except database.PendingLimitReached as reached:
+        wait = max(1, math.ceil(reached.frees_at - time.time()))
+        where = f"source '{ticket.source}', the most it allows"
+        if ticket.kind == "multipart":
+            message = (
+                f"You already have {reached.limit} multipart uploads open on {where}: finish or "
+                "cancel some of them (the uploader's Cancel button, or POST .../multipart/abort "
+                f"with their upload_token), or wait {wait} seconds until the oldest expires"
+            )
+        else:
+            message = (
+                f"You already have {reached.limit} uploads prepared but not completed on {where}: "
+                "finish them (send each file, then call complete) or wait "
+                f"{wait} seconds until the oldest expires"
+            )
+        raise TooManyUploads(message, retry_after=wait) from None
 
 
 async def confirm_upload(datasette, storage, ticket: UploadTicket):

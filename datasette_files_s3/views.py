@@ -90,7 +90,7 @@ def json_api(view):
         except FilesS3Error as ex:
             if ex.status >= 500:
                 logger.warning("%s", ex)
-            return Response.error(ex.messages, ex.status)
+            return Response.error(ex.messages, ex.status, headers=ex.headers)
         except INTERNAL_DATABASE_ERRORS as ex:
             return internal_database_failed(ex)
 
