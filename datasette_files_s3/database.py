@@ -47,7 +47,8 @@ INSERT_PENDING_SQL = f"""
 INSERT OR REPLACE INTO {PENDING_TABLE}
     (file_id, source, path, kind, upload_id, filename, content_type,
      size, part_size, actor_id, created_at, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (:file_id, :source, :path, :kind, :upload_id, :filename, :content_type,
+     :size, :part_size, :actor_id, :created_at, :expires_at)
 """
 
 
@@ -67,7 +68,7 @@ WHERE source = ? AND actor_id IS ? AND kind = ? AND expires_at > ?
 """
 
 
-def limit_reached(conn, ticket_row: list, limit: int | None) -> PendingLimitReached | None:
+def limit_reached(conn, row: dict, limit: int | None) -> PendingLimitReached | None:
     """Whether one more pending row like this one would exceed the actor's limit.
 
     Counts only rows that have not expired: an expired upload can no longer
@@ -75,8 +76,9 @@ def limit_reached(conn, ticket_row: list, limit: int | None) -> PendingLimitReac
     """
     if limit is None:
         return None
-    source, kind, actor_id = ticket_row[1], ticket_row[3], ticket_row[9]
-    held, soonest = conn.execute(HELD_SQL, [source, actor_id, kind, time.time()]).fetchone()
+    held, soonest = conn.execute(
+        HELD_SQL, [row["source"], row["actor_id"], row["kind"], time.time()]
+    ).fetchone()
     return PendingLimitReached(limit, soonest) if held >= limit else None
 
 
@@ -87,28 +89,28 @@ async def check_pending_limit(datasette, ticket, limit: int | None) -> None:
     multipart create asks S3); record_pending decides for good.
     """
     reached = await datasette.get_internal_database().execute_fn(
-        partial(limit_reached, ticket_row=pending_row(ticket), limit=limit)
+        partial(limit_reached, row=pending_row(ticket), limit=limit)
     )
     if reached is not None:
         raise reached
 
 
-def pending_row(ticket) -> list:
-    """The ticket as a row of the pending table, in INSERT_PENDING_SQL's order."""
-    return [
-        ticket.file_id,
-        ticket.source,
-        ticket.path,
-        ticket.kind,
-        ticket.upload_id,
-        ticket.filename,
-        ticket.content_type,
-        ticket.size,
-        ticket.part_size,
-        ticket.actor_id,
-        time.time(),
-        ticket.expires_at,
-    ]
+def pending_row(ticket) -> dict:
+    """The ticket as a row of the pending table."""
+    return {
+        "file_id": ticket.file_id,
+        "source": ticket.source,
+        "path": ticket.path,
+        "kind": ticket.kind,
+        "upload_id": ticket.upload_id,
+        "filename": ticket.filename,
+        "content_type": ticket.content_type,
+        "size": ticket.size,
+        "part_size": ticket.part_size,
+        "actor_id": ticket.actor_id,
+        "created_at": time.time(),
+        "expires_at": ticket.expires_at,
+    }
 
 
 async def record_pending(datasette, ticket, limit: int | None = None) -> None:
@@ -138,10 +140,10 @@ class PendingRecorder:
     def __init__(self, datasette):
         # Weak: this recorder is the value of a WeakKeyDictionary keyed by datasette.
         self.datasette = weakref.ref(datasette)
-        self.waiting: list[tuple[tuple[list, int | None], asyncio.Future]] = []
+        self.waiting: list[tuple[tuple[dict, int | None], asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
 
-    async def record(self, row: list, limit: int | None) -> None:
+    async def record(self, row: dict, limit: int | None) -> None:
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
         self.waiting.append(((row, limit), committed))
@@ -170,7 +172,7 @@ class PendingRecorder:
             settle(unsettled, [interrupted] * len(unsettled))
             self.waiting = []
 
-    async def write(self, entries: list[tuple[list, int | None]]) -> list:
+    async def write(self, entries: list[tuple[dict, int | None]]) -> list:
         datasette = self.datasette()
         if datasette is None:
             raise RuntimeError("Datasette has gone")
@@ -190,7 +192,7 @@ def settle(batch: list[tuple[object, asyncio.Future]], outcomes: list[BaseExcept
             committed.set_exception(error)
 
 
-def insert_pending_rows(conn, entries: list[tuple[list, int | None]]) -> list:
+def insert_pending_rows(conn, entries: list[tuple[dict, int | None]]) -> list:
     """Insert each (row, limit) the actor's limit allows; returns, per entry,
     None when written or the PendingLimitReached that kept it out."""
     refusals = []
