@@ -181,18 +181,10 @@ class _BrokerHandler(BaseHTTPRequestHandler):
         elif form.get("secret") != [broker.secret]:
             status, payload = 403, {"error": "wrong secret"}
         else:
-            expires = datetime.now(timezone.utc) + timedelta(seconds=broker.lifetime)
-            status, payload = (
-                200,
-                broker.answer
-                or {
-                    "AccessKeyId": broker.access_key_id,
-                    "SecretAccessKey": broker.secret_access_key,
-                    "SessionToken": broker.session_token,
-                    "Expiration": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "S3Folder": broker.s3_folder,
-                },
-            )
+            try:
+                status, payload = 200, broker.answer or broker.issue()
+            except Exception as ex:  # a subclass's issuer failed (its STS is down, say)
+                status, payload = 502, {"error": f"could not issue credentials ({type(ex).__name__})"}
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -234,6 +226,18 @@ class Broker:
         self.server.daemon_threads = True
         self.server.broker = self
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/credentials"
+
+    def issue(self) -> dict:
+        """The JSON answer to a good request: the fixed keys, lasting `lifetime` seconds.
+        Subclasses issue other keys (tests/tenancy.py: scoped STS credentials)."""
+        expires = datetime.now(timezone.utc) + timedelta(seconds=self.lifetime)
+        return {
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "SessionToken": self.session_token,
+            "Expiration": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "S3Folder": self.s3_folder,
+        }
 
     def start(self) -> Broker:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
