@@ -1,6 +1,8 @@
 """The wheel a user installs: it carries the browser code and registers `storage: s3`."""
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,9 +29,17 @@ def test_wheel_ships_static_and_templates(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     static = sorted(n for n in names if n.startswith("datasette_files_s3/static/"))
     expected = sorted(
-        f"datasette_files_s3/static/{p.name}" for p in (ROOT / "static").iterdir() if p.is_file()
+        f"datasette_files_s3/static/{p.relative_to(ROOT / 'static').as_posix()}"
+        for p in (ROOT / "static").rglob("*")
+        if p.is_file()
     )
-    assert static == expected and static
+    assert static == expected
+    # Subfolders too: the vendored hash-wasm goes with its licence.
+    assert {
+        "datasette_files_s3/static/sha256-worker.js",
+        "datasette_files_s3/static/vendor/hash-wasm/sha256.umd.min.js",
+        "datasette_files_s3/static/vendor/hash-wasm/LICENSE",
+    } <= set(static)
     assert any(n.startswith("datasette_files_s3/templates/") for n in names)
     entry_points = (
         zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
@@ -81,3 +91,11 @@ def test_installed_wheel_registers_s3_storage(wheel, tmp_path, bucket):
         [str(venv / "bin" / "datasette"), "plugins"], capture_output=True, text=True, check=True
     )
     assert "datasette-files-s3" in plugins.stdout
+
+
+def test_vendored_hash_wasm_is_the_file_its_readme_pins():
+    """An edit to the vendored build, or an upgrade without updating the README, fails here."""
+    vendor = ROOT / "static" / "vendor" / "hash-wasm"
+    pinned = re.search(r"`sha256.umd.min.js` SHA-256: `([0-9a-f]{64})`", (vendor / "README.md").read_text())
+    assert pinned, "static/vendor/hash-wasm/README.md must name the build's SHA-256"
+    assert hashlib.sha256((vendor / "sha256.umd.min.js").read_bytes()).hexdigest() == pinned[1]
