@@ -69,3 +69,13 @@ class PeakRSS:
     def growth_mib(self) -> float:
         """Peak above the resident size just before the block, in MiB."""
         return (self.peak - self.idle) / MiB
+
+
+def chromium_renderer_pids(browser) -> list[int]:
+    """Process ids of a Playwright Chromium's renderers (pages and their workers run there)."""
+    session = browser.new_browser_cdp_session()
+    try:
+        processes = session.send("SystemInfo.getProcessInfo")["processInfo"]
+    finally:
+        session.detach()
+    return [p["id"] for p in processes if p["type"] == "renderer"]

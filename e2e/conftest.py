@@ -31,8 +31,11 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """A Playwright Chromium browser, shared by the session."""
+def launch_chromium():
+    """A function that launches Chromium, with extra command-line switches if given.
+
+    The caller closes what it launches; `chromium` is the shared browser.
+    """
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         message = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
         if os.environ.get("CI"):
@@ -41,9 +44,17 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield lambda extra_args=(): playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args]
+        )
+
+
+@pytest.fixture(scope="session")
+def chromium(launch_chromium):
+    """A Playwright Chromium browser, shared by the session."""
+    browser = launch_chromium()
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,340 @@
+"""The browser's SHA-256 (static/checksums.js, static/sha256-worker.js) in real
+Chromium, checked against hashlib on random files, served by a real Datasette.
+
+The files reach the page through a file input, as a user's do: Chromium reads
+them from disk, so a whole file is in the page's memory only if our code puts
+it there (the memory test relies on that).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from live_servers import DatasetteProcess
+
+# The benchmarks' peak-memory probe, so the test and benchmarks/browser_hashing.py measure alike.
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from memory import PeakRSS, chromium_renderer_pids  # noqa: E402
+
+MIB = 1024 * 1024
+SIZES = [0, 1, 5 * MIB - 1, 8 * MIB + 3, 40 * MIB + 5]
+STATIC = "/-/static-plugins/datasette_files_s3"
+# A name Chromium resolves to 127.0.0.1 without treating it as loopback: a
+# plain-http page from there is not a secure context, so it has no crypto.subtle.
+INSECURE_HOST = "files-s3-insecure.test"
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A Datasette with the plugin and no sources: it serves static/ as the plugin ships it."""
+    datasette = DatasetteProcess({}).start()
+    yield datasette
+    datasette.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(launch_chromium):
+    """Our own Chromium: one that knows INSECURE_HOST, and whose processes are only ours."""
+    browser = launch_chromium([f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"])
+    yield browser
+    browser.close()
+
+
+def random_file(directory: Path, size: int) -> Path:
+    path = directory / f"random-{size}.bin"
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            f.write(os.urandom(min(left, 4 * MIB)))
+            left -= min(left, 4 * MIB)
+    return path
+
+
+def sha256_of(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * MIB), b""):
+            digest.update(chunk)
+    return digest
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """{size: path} of random files, one per size in SIZES."""
+    directory = tmp_path_factory.mktemp("hashing")
+    return {size: random_file(directory, size) for size in SIZES}
+
+
+def open_page(browser, origin: str, paths):
+    """A page at `origin` with `paths` chosen in a file input (window.files by name) and checksums.js loaded."""
+    page = browser.new_page()
+    page.goto(origin + "/")
+    page.evaluate(
+        """() => {
+            const input = Object.assign(document.createElement("input"), {type: "file", multiple: true, id: "files"});
+            document.body.append(input);
+        }"""
+    )
+    page.set_input_files("#files", [str(p) for p in paths])
+    page.evaluate(
+        """async (url) => {
+            window.files = Object.fromEntries([...document.getElementById("files").files].map((f) => [f.name, f]));
+            window.checksums = await import(url);
+        }""",
+        origin + STATIC + "/checksums.js",
+    )
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, server, files):
+    page = open_page(browser, server.url, files.values())
+    yield page
+    page.close()
+
+
+def whole_file_sha256(page, path: Path, part_size: int) -> dict:
+    """{"hex": digest, "progress": [loaded, ...]} from wholeFileSha256 on the chosen file."""
+    return page.evaluate(
+        """async ([name, partSize]) => {
+            const progress = [];
+            const hex = await checksums.wholeFileSha256(files[name], {
+                partSize, onProgress: (loaded, total) => progress.push([loaded, total]),
+            });
+            return {hex, progress};
+        }""",
+        [path.name, part_size],
+    )
+
+
+def assert_workers_all_gone(page, timeout: float = 10) -> None:
+    """Every worker the page started has been terminated (Playwright drops one once Chromium reports it gone)."""
+    deadline = time.monotonic() + timeout
+    while page.workers and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert page.workers == []
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sha256_base64_matches_hashlib(page, files, size):
+    """The per-part value for x-amz-checksum-sha256: base64 of the raw digest, by WebCrypto."""
+    expected = base64.b64encode(sha256_of(files[size]).digest()).decode()
+    assert page.evaluate("(name) => checksums.sha256Base64(files[name])", files[size].name) == expected
+
+
+def test_sha256_base64_of_parts_hashed_at_once_match_hashlib(page, files):
+    """Parts hashed concurrently, twice, so reused read buffers cross between calls."""
+    path, part_size = files[40 * MIB + 5], 5 * MIB - 1
+    data = path.read_bytes()
+    expected = [
+        base64.b64encode(hashlib.sha256(data[start : start + part_size]).digest()).decode()
+        for start in range(0, len(data), part_size)
+    ]
+    digests = page.evaluate(
+        """async ([name, partSize]) => {
+            const file = files[name];
+            const parts = [];
+            for (let start = 0; start < file.size; start += partSize) parts.push(file.slice(start, start + partSize));
+            const once = () => Promise.all(parts.map((part) => checksums.sha256Base64(part)));
+            return [await once(), await once()];
+        }""",
+        [path.name, part_size],
+    )
+    assert digests == [expected, expected]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_worker_whole_file_sha256_matches_hashlib_slice_by_slice(page, files, size):
+    result = whole_file_sha256(page, files[size], part_size=MIB)
+    assert result["hex"] == sha256_of(files[size]).hexdigest()
+    slices = math.ceil(size / MIB)
+    assert result["progress"] == [[min((n + 1) * MIB, size), size] for n in range(slices)]
+
+
+def test_hex_and_base64_convert_both_ways(page):
+    empty_hex = hashlib.sha256(b"").hexdigest()
+    empty_base64 = base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    digest = hashlib.sha256(b"datasette").digest()
+    result = page.evaluate(
+        """([emptyHex, emptyBase64, upperHex]) => ({
+            toBase64: checksums.hexToBase64(emptyHex),
+            toHex: checksums.base64ToHex(emptyBase64),
+            upper: checksums.hexToBase64(upperHex),
+        })""",
+        [empty_hex, empty_base64, digest.hex().upper()],
+    )
+    assert result == {
+        "toBase64": empty_base64,
+        "toHex": empty_hex,
+        "upper": base64.b64encode(digest).decode(),
+    }
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "checksums.hexToBase64('abc')",
+        "checksums.hexToBase64('zz')",
+        "checksums.hexToBase64(null)",
+        "checksums.base64ToHex('not base64!')",
+    ],
+)
+def test_conversions_refuse_malformed_input(page, call):
+    assert (
+        page.evaluate(f"() => {{ try {{ {call}; return null; }} catch (e) {{ return e.name; }} }}")
+        == "TypeError"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ("sha256Base64('not a file')", "TypeError: sha256Base64 needs a File or Blob"),
+        ("wholeFileSha256('not a file')", "TypeError: wholeFileSha256 needs a File or Blob"),
+        (
+            "wholeFileSha256(() => 1)",
+            "DataCloneError: Failed to execute 'postMessage' on 'Worker': () => 1 could not be cloned.",
+        ),
+        (
+            "wholeFileSha256(new Blob(['x']), {partSize: 0})",
+            "RangeError: partSize must be a positive whole number of bytes, not 0",
+        ),
+        (
+            "wholeFileSha256(new Blob(['x']), {partSize: 1.5})",
+            "RangeError: partSize must be a positive whole number of bytes, not 1.5",
+        ),
+    ],
+)
+def test_bad_arguments_reject_with_the_reason_and_leave_no_worker(page, call, error):
+    outcome = page.evaluate(
+        f"() => checksums.{call}.then((hex) => hex, (e) => `${{e.name}}: ${{e.message}}`)"
+    )
+    assert outcome == error
+    assert_workers_all_gone(page)
+
+
+def test_abort_rejects_and_terminates_the_worker(page, files):
+    outcome = page.evaluate(
+        """async (name) => {
+            const controller = new AbortController();
+            window.progressAfterAbort = [];
+            try {
+                await checksums.wholeFileSha256(files[name], {
+                    partSize: 1024 * 1024, signal: controller.signal,
+                    onProgress: (loaded) => { progressAfterAbort.push(loaded); controller.abort(); },
+                });
+                return "resolved";
+            } catch (error) {
+                return error.name;
+            }
+        }""",
+        files[40 * MIB + 5].name,
+    )
+    assert outcome == "AbortError"
+    assert_workers_all_gone(page)
+    # A worker left running would have gone on reporting progress to the end.
+    assert page.evaluate("() => progressAfterAbort") == [MIB]
+
+
+def test_an_aborted_signal_rejects_before_any_work(page, files):
+    outcome = page.evaluate(
+        """(name) => {
+            const signal = AbortSignal.abort();
+            return Promise.allSettled([
+                checksums.sha256Base64(files[name], {signal}),
+                checksums.wholeFileSha256(files[name], {signal}),
+            ]).then((results) => results.map((r) => r.reason?.name));
+        }""",
+        files[1].name,
+    )
+    assert outcome == ["AbortError", "AbortError"]
+
+
+def test_worker_without_byte_streams_still_matches_hashlib(page, server, files):
+    """Browsers whose Blob.stream() is not a byte stream get the stream's own chunks.
+
+    Chromium's is a byte stream, so this test takes that away: a wrapper worker
+    makes getReader({mode: "byob"}) throw as it does there, then loads ours.
+    """
+    path = files[8 * MIB + 3]
+    outcome = page.evaluate(
+        """async ([workerUrl, name]) => {
+            const source = `
+                const getReader = ReadableStream.prototype.getReader;
+                ReadableStream.prototype.getReader = function (options) {
+                    if (options?.mode !== "byob") return getReader.call(this, options);
+                    postMessage({type: "byob-refused"});
+                    throw new TypeError("Cannot use a BYOB reader with a non-byte stream");
+                };
+                await import(${JSON.stringify(workerUrl)});
+                postMessage({type: "ready"});`;
+            const url = URL.createObjectURL(new Blob([source], {type: "text/javascript"}));
+            const worker = new Worker(url, {type: "module"});
+            let refused = 0;
+            const hex = await new Promise((resolve, reject) => {
+                worker.onerror = (e) => reject(new Error(e.message));
+                worker.onmessage = ({data}) => {
+                    if (data.type === "byob-refused") refused++;
+                    else if (data.type === "ready") worker.postMessage({blob: files[name], partSize: 1024 * 1024});
+                    else if (data.type === "done") resolve(data.hex);
+                    else if (data.type === "error") reject(new Error(data.message));
+                };
+            });
+            worker.terminate();
+            return {hex, refused};
+        }""",
+        [server.url + STATIC + "/sha256-worker.js", path.name],
+    )
+    assert outcome == {"hex": sha256_of(path).hexdigest(), "refused": 9}
+
+
+def test_page_without_webcrypto_hashes_parts_in_the_worker(browser, server, files):
+    """Plain http from a host other than localhost: no crypto.subtle, the same digests."""
+    sizes = [0, 8 * MIB + 3]
+    origin = f"http://{INSECURE_HOST}:{server.port}"
+    page = open_page(browser, origin, [files[size] for size in sizes])
+    try:
+        assert page.evaluate("() => [isSecureContext, typeof crypto.subtle]") == [False, "undefined"]
+        for size in sizes:
+            expected = sha256_of(files[size])
+            name = files[size].name
+            assert page.evaluate("(name) => checksums.sha256Base64(files[name])", name) == (
+                base64.b64encode(expected.digest()).decode()
+            )
+            assert whole_file_sha256(page, files[size], part_size=MIB)["hex"] == expected.hexdigest()
+    finally:
+        page.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset needs Linux /proc")
+def test_worker_memory_stays_flat_while_hashing_a_large_file(browser, server, tmp_path):
+    """Peak RSS of Chromium's renderers grows by a small constant, not by the file.
+
+    PeakRSS resets each process's peak (VmHWM) first, so the peak it reads
+    afterwards is the true peak during the hash, not a sample.
+    Measured: about +20 MiB for 256 MiB and for 1 GiB; reading the whole file
+    adds 256 MiB or more, reading slices with slice().arrayBuffer() 60-100 MiB.
+    """
+    size = 256 * MIB
+    path = random_file(tmp_path, size)
+    page = open_page(browser, server.url, [path])
+    try:
+        with contextlib.ExitStack() as stack:
+            peaks = [stack.enter_context(PeakRSS(pid)) for pid in chromium_renderer_pids(browser)]
+            result = whole_file_sha256(page, path, part_size=8 * MIB)
+        growth_mib = max(peak.growth_mib for peak in peaks)
+        assert result["hex"] == sha256_of(path).hexdigest()
+        assert growth_mib < 64, (
+            f"a renderer's peak RSS grew by {growth_mib:.0f} MiB hashing {size // MIB} MiB"
+        )
+    finally:
+        page.close()
+        path.unlink()
