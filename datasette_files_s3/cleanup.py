@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import bucket_admin, database
+from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error
 from .keys import file_id_created_at, file_id_for_path
-from .uploads import CLOCK_SKEW_SECONDS, CONFIRM_GRACE_SECONDS
+from .uploads import CONFIRM_GRACE_SECONDS
 
 LIFECYCLE_RULE_ID = "datasette-files-s3-abort-multipart"
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")

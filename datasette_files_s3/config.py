@@ -14,6 +14,8 @@ from .errors import ConfigError
 # S3's own limits: one PUT/POST holds at most 5 GiB, an object at most 5 TiB.
 S3_MAX_SINGLE_UPLOAD = 5 * 1024**3
 S3_MAX_OBJECT_SIZE = 5 * 1024**4
+# Tolerated difference between our clock and the S3 server's (or the broker's).
+CLOCK_SKEW_SECONDS = 60
 
 _UNITS = {
     "": 1,
@@ -62,6 +64,11 @@ class S3SourceConfig:
     # uploader ever holds (datasette-files' sends one file at a time, ours three).
     max_pending_uploads: int = 100
     max_open_multipart_uploads: int = 20
+
+    @property
+    def longest_url_seconds(self) -> int:
+        """The longest a URL we sign for this source may live: upload, part or download."""
+        return max(self.upload_expires, self.download_expires)
 
     @property
     def credentials_origin(self) -> str:

@@ -4,7 +4,9 @@ boto3's default chain, in that priority.
 A broker is asked with `POST secret=...` (form-encoded) and answers JSON with
 `AccessKeyId`, `SecretAccessKey`, `SessionToken`, `Expiration` and `S3Folder`
 (`s3://bucket/prefix/`). Credentials are fetched again a margin *before* they
-expire, one refresh at a time however many requests are waiting.
+expire, one refresh at a time however many requests are waiting. The margin is
+at least the longest URL the source signs, so a URL signed just before a
+refresh still lives as long as its config says.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import httpx
 
-from .config import S3SourceConfig, normalize_prefix
+from .config import CLOCK_SKEW_SECONDS, S3SourceConfig, normalize_prefix
 from .errors import CredentialsUnavailable
 
 logger = logging.getLogger("datasette_files_s3")
 
-# Refresh this long before expiry, or a quarter of the lifetime when that is shorter.
+# Refresh at least this long before expiry (or a quarter of the lifetime when
+# that is shorter), and earlier still when a signed URL must outlive it.
 REFRESH_MARGIN_SECONDS = 300
 BROKER_TIMEOUT_SECONDS = 10
 
@@ -75,14 +79,20 @@ def parse_s3_folder(value: str) -> tuple[str, str]:
     return parsed.netloc, normalize_prefix(parsed.path)
 
 
-def refresh_time(fetched_at: float, expires_at: float) -> float:
-    """When to fetch again: a margin before expiry, never at the instant."""
+def refresh_time(fetched_at: float, expires_at: float, longest_url: float = 0) -> float:
+    """When to fetch again: early enough that a URL signed just before still
+    lives `longest_url` seconds (plus clock skew) on these keys.
+
+    Keys too short-lived for that are still used for half their lifetime, so
+    the broker is asked at most twice per lifetime; URLs signed in the second
+    half are then shortened to what the keys have left (see presign_seconds).
+    """
     lifetime = max(expires_at - fetched_at, 0)
-    margin = min(REFRESH_MARGIN_SECONDS, lifetime / 4)
-    return expires_at - margin
+    margin = max(min(REFRESH_MARGIN_SECONDS, lifetime / 4), longest_url + CLOCK_SKEW_SECONDS)
+    return expires_at - min(margin, lifetime / 2)
 
 
-def credentials_from_broker_json(payload, fetched_at: float) -> Credentials:
+def credentials_from_broker_json(payload, fetched_at: float, longest_url: float = 0) -> Credentials:
     """Validate a broker's JSON answer; ValueError says which field is wrong."""
     if not isinstance(payload, dict):
         raise ValueError("the answer is not a JSON object")
@@ -103,7 +113,7 @@ def credentials_from_broker_json(payload, fetched_at: float) -> Credentials:
         expires_at=expires_at,
         bucket=bucket,
         prefix=prefix,
-        refresh_at=refresh_time(fetched_at, expires_at),
+        refresh_at=refresh_time(fetched_at, expires_at, longest_url),
     )
 
 
@@ -139,8 +149,15 @@ class BrokerCredentialsProvider(CredentialsProvider):
 
     description = "credentials broker"
 
-    def __init__(self, config: S3SourceConfig, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config: S3SourceConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self._source = config.source
+        self._longest_url = config.longest_url_seconds
+        self._clock = clock  # injectable so tests can move time without sleeping
         self._url = config.credentials_url
         self._secret = config.credentials_url_secret
         self._fallback_bucket = config.bucket
@@ -156,19 +173,19 @@ class BrokerCredentialsProvider(CredentialsProvider):
 
     async def get(self) -> Credentials:
         current = self._current
-        if current is not None and not current.needs_refresh():
+        if current is not None and not current.needs_refresh(self._clock()):
             return current
         async with self._lock:
             # Another request may have refreshed while we waited for the lock.
             current = self._current
-            if current is not None and not current.needs_refresh():
+            if current is not None and not current.needs_refresh(self._clock()):
                 return current
             try:
                 self._current = await self._fetch()
             except CredentialsUnavailable:
                 # Keys that are merely inside the refresh margin still work:
                 # keep serving them while the broker is down.
-                if current is not None and (current.seconds_left() or 0) > 0:
+                if current is not None and (current.seconds_left(self._clock()) or 0) > 0:
                     logger.warning(
                         "datasette-files source '%s': credentials refresh failed, "
                         "using current credentials until they expire",
@@ -179,7 +196,7 @@ class BrokerCredentialsProvider(CredentialsProvider):
             return self._current
 
     async def _fetch(self) -> Credentials:
-        fetched_at = time.time()
+        fetched_at = self._clock()
         failure = f"datasette-files source '{self._source}': credentials broker at {self.broker_host}"
         try:
             async with httpx.AsyncClient(timeout=BROKER_TIMEOUT_SECONDS, transport=self._transport) as client:
@@ -189,7 +206,7 @@ class BrokerCredentialsProvider(CredentialsProvider):
         if response.status_code != 200:
             raise CredentialsUnavailable(f"{failure} answered HTTP {response.status_code}")
         try:
-            credentials = credentials_from_broker_json(response.json(), fetched_at)
+            credentials = credentials_from_broker_json(response.json(), fetched_at, self._longest_url)
         except ValueError as ex:
             raise CredentialsUnavailable(f"{failure} gave unusable credentials: {ex}") from None
         if credentials.bucket is None:

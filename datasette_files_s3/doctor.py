@@ -20,8 +20,8 @@ import httpx
 from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
 
 from . import bucket_admin, cors
+from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error
-from .uploads import CLOCK_SKEW_SECONDS
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 PROBE_DIR = ".datasette-files-s3-doctor"

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from . import database, files_bridge
-from .config import S3_MAX_SINGLE_UPLOAD, content_type_allowed
+from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
 from .errors import AlreadyCompleted, TooManyUploads, UploadForbidden, UploadRejected
 from .keys import check_content_type, check_filename, new_file_id, path_for
 
@@ -28,8 +28,6 @@ TOKEN_VERSION = 1
 # A token may still be confirmed this long after its upload permission expired
 # (the object must have been written before expiry); cleanup waits as long.
 CONFIRM_GRACE_SECONDS = 3600
-# Tolerated difference between our clock and the S3 server's.
-CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from fault_injection import Broker
 from helpers import actor_cookies, prepare, upload
 
-from datasette_files_s3.config import parse_source_config
+from datasette_files_s3.config import CLOCK_SKEW_SECONDS, parse_source_config
 from datasette_files_s3.credentials import BrokerCredentialsProvider, refresh_time
 from datasette_files_s3.errors import CredentialsUnavailable
 
@@ -40,8 +40,20 @@ def broker(bucket):
     server.stop()
 
 
-def provider(broker, bucket):
-    return BrokerCredentialsProvider(parse_source_config("brokered", source_config(broker, bucket)))
+class Clock:
+    """A clock the test moves by hand: the provider reads it instead of time.time()."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def provider(broker, bucket, clock=time.time, **config):
+    return BrokerCredentialsProvider(
+        parse_source_config("brokered", source_config(broker, bucket, **config)), clock=clock
+    )
 
 
 async def test_broker_is_asked_with_form_encoded_secret(broker, bucket):
@@ -62,13 +74,28 @@ async def test_s3folder_sets_bucket_and_prefix_of_uploads(broker, bucket, make_d
 
 
 async def test_refreshes_before_expiry_not_at_it(broker, bucket):
-    broker.lifetime = 2  # refresh margin is a quarter of the lifetime: 0.5 s
-    credentials_provider = provider(broker, bucket)
+    clock = Clock()
+    credentials_provider = provider(broker, bucket, clock)
     first = await credentials_provider.get()
+    clock.now = first.refresh_at - 1
     assert await credentials_provider.get() is first
     assert broker.requests == 1
-    await asyncio.sleep(1.6)  # inside the margin, before expiry
-    assert first.seconds_left() > 0
+    clock.now = first.refresh_at  # inside the margin, well before expiry
+    assert first.seconds_left(clock.now) > 0
+    second = await credentials_provider.get()
+    assert second is not first
+    assert broker.requests == 2
+
+
+@pytest.mark.parametrize("longest", ["upload_expires", "download_expires"])
+async def test_keys_are_refreshed_while_they_still_outlive_the_longest_url(broker, bucket, longest):
+    """Keys lasting an hour, URLs lasting 20 minutes: a URL signed on the old keys
+    just before the refresh must still get its 20 minutes (plus clock skew)."""
+    clock = Clock()
+    credentials_provider = provider(broker, bucket, clock, **{longest: 1200})
+    first = await credentials_provider.get()
+    assert first.seconds_left(first.refresh_at) >= 1200 + CLOCK_SKEW_SECONDS
+    clock.now = first.expires_at - 1200  # 20 minutes left: not enough for a new URL
     second = await credentials_provider.get()
     assert second is not first
     assert broker.requests == 2
@@ -76,7 +103,11 @@ async def test_refreshes_before_expiry_not_at_it(broker, bucket):
 
 def test_refresh_margin():
     assert refresh_time(0, 3600) == 3600 - 300
-    assert refresh_time(0, 100) == 75
+    # 15-minute URLs on hour-long keys: refreshed 16 minutes (with skew) before expiry.
+    assert refresh_time(0, 3600, longest_url=900) == 3600 - 900 - CLOCK_SKEW_SECONDS
+    # Keys that cannot cover a whole URL are used for half their life, not refetched per request.
+    assert refresh_time(0, 600, longest_url=900) == 300
+    assert refresh_time(0, 100) == 50
 
 
 async def test_one_refresh_at_a_time_under_concurrency(broker, bucket):
