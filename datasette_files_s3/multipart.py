@@ -233,11 +233,14 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
 
 
 async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[int]):
-    """Presigned PUT URLs for the given parts; returns ({"n": url}, expires_in)."""
+    """Presigned PUT URLs for the given parts, each bound to its planned length;
+    returns ({"n": url}, expires_in)."""
     connection = await storage.connection()
     expires_in = storage.presign_seconds(connection, storage.config.upload_expires)
+    plan = plan_for(ticket)
     urls = {
-        str(n): await storage.presign_part(ticket.path, ticket.upload_id, n, expires_in) for n in part_numbers
+        str(n): await storage.presign_part(ticket.path, ticket.upload_id, n, plan.part_length(n), expires_in)
+        for n in part_numbers
     }
     return urls, expires_in
 

@@ -393,8 +393,15 @@ class S3Storage(Storage):
         instructions, _ = await self.presigned_post(path, content_type, size, self.config.upload_expires)
         return instructions
 
-    async def presign_part(self, path: str, upload_id: str, part_number: int, expires_in: int) -> str:
-        """A presigned URL for PUTting one part of a multipart upload."""
+    async def presign_part(
+        self, path: str, upload_id: str, part_number: int, length: int, expires_in: int
+    ) -> str:
+        """A presigned URL for PUTting one part of a multipart upload, of exactly `length` bytes.
+
+        Content-Length is among the signed headers, so a store that checks
+        signatures refuses a PUT of any other size (the browser sets the header
+        from the Blob it sends).
+        """
         connection = await self.connection()
         return connection.presign_client.generate_presigned_url(
             "upload_part",
@@ -403,6 +410,7 @@ class S3Storage(Storage):
                 "Key": connection.prefix + path,
                 "UploadId": upload_id,
                 "PartNumber": part_number,
+                "ContentLength": length,
             },
             ExpiresIn=self.presign_seconds(connection, expires_in),
         )

@@ -1,8 +1,11 @@
 """Multipart endpoints against a moto server over HTTP, driven as the browser drives them:
 create, sign in batches, PUT parts straight to the bucket, complete (or abort, or resume)."""
 
+import hashlib
+import hmac
 import os
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
@@ -100,6 +103,55 @@ async def test_multipart_upload_as_browser_drives_it(mds, bucket):
     again = await api(mds, "complete", cookies, upload_token=token)
     assert again.status_code == 409 and again.json()["ok"] is False
     assert again.json()["file"] == file
+
+
+def signature_accepts(url: str, secret: str, content_length: int) -> bool:
+    """Check a presigned PUT as a store that verifies SigV4 would, for a body of
+    `content_length` bytes. moto checks no signatures, so the test does it here."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    signature = query.pop("X-Amz-Signature")
+    headers = {"content-length": str(content_length), "host": parts.netloc}
+    signed = query["X-Amz-SignedHeaders"].split(";")
+    canonical_request = "\n".join(
+        [
+            "PUT",
+            parts.path,
+            "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())),
+            "".join(f"{name}:{headers[name]}\n" for name in signed),
+            ";".join(signed),
+            "UNSIGNED-PAYLOAD",
+        ]
+    )
+    scope = query["X-Amz-Credential"].split("/", 1)[1]
+    date, region, service, _ = scope.split("/")
+    string_to_sign = "\n".join(
+        [
+            "AWS4-HMAC-SHA256",
+            query["X-Amz-Date"],
+            scope,
+            hashlib.sha256(canonical_request.encode()).hexdigest(),
+        ]
+    )
+    key = ("AWS4" + secret).encode()
+    for step in (date, region, service, "aws4_request"):
+        key = hmac.new(key, step.encode(), hashlib.sha256).digest()
+    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+async def test_part_urls_are_signed_for_each_parts_planned_length(mds, bucket):
+    cookies = actor_cookies(mds)
+    token = (await create(mds, cookies))["upload_token"]
+    urls = await sign(mds, cookies, token, [1, 2, 3])
+    secret = bucket.target.secret_access_key
+    for number, length in ((1, PART), (2, PART), (3, 1234)):
+        url = urls[str(number)]
+        query = dict(parse_qsl(urlsplit(url).query))
+        assert query["X-Amz-SignedHeaders"].split(";") == ["content-length", "host"]
+        assert signature_accepts(url, secret, length)
+        assert not signature_accepts(url, secret, length + 1)
+        assert not signature_accepts(url, secret, 20 * MIB)
 
 
 async def assert_rejected_and_cleaned(ds, bucket, cookies, token, message):
