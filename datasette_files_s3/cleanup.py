@@ -1,7 +1,9 @@
 """`files-s3 cleanup`: what abandoned uploads leave in the bucket, found and removed.
 
-Two kinds of leftovers: incomplete multipart uploads (S3 lists them, with when
-they started) and objects that were uploaded but never confirmed. Our
+Three kinds of leftovers: incomplete multipart uploads (S3 lists them, with
+when they started), objects sent again to the key of a file that was deleted
+(our completed-uploads table names those keys), and objects that were
+uploaded but never confirmed. Our
 pending-uploads table in the internal database names most of the latter, and
 those whose token has expired are deleted. A crash, or a database that lived
 in memory, can lose a row; so objects are also recognised by key alone: every
@@ -186,6 +188,26 @@ async def clean_pending(storage, datasette, result: CleanupResult, now: float) -
     return in_use, expired_upload_ids
 
 
+async def clean_completed(storage, datasette, result: CleanupResult, now: float) -> None:
+    """Delete what sits at the key of a file that was completed and then deleted
+    (its uploader may have sent it again with the same policy, which can never
+    be registered), and forget completed rows whose token can no longer be used."""
+    for row in await database.completed_uploads(datasette, storage.source):
+        key = safe_key(result.prefix, row["path"])
+        expired = row["forget_after"] < now
+        if key is None or await is_registered(datasette, storage.source, row["file_id"], row["path"]):
+            if expired and not result.dry_run:
+                await database.forget_completed(datasette, row["file_id"])
+            continue
+        size = await object_size(storage, row["path"])
+        if size is not None:
+            if not result.dry_run:
+                await storage.delete_file(row["path"])
+            result.actions.append(Action("delete", key, size, "sent again after its file was deleted"))
+        if expired and not result.dry_run:
+            await database.forget_completed(datasette, row["file_id"])
+
+
 def unrecorded_min_age(config, older_than: int) -> int:
     """How old an object no table records must be before cleanup deletes it.
 
@@ -357,6 +379,7 @@ async def run_cleanup(
         )
     else:
         in_use, expired_ids = await clean_pending(storage, datasette, result, now)
+        await clean_completed(storage, datasette, result, now)
         await clean_unrecorded(storage, datasette, result, older_than, now, in_use, unrecorded)
     await clean_multipart(storage, result, older_than, now, in_use, expired_ids)
     return result

@@ -1,10 +1,13 @@
-"""This plugin's own table in Datasette's internal database: uploads that
-were prepared but not yet confirmed.
+"""This plugin's own tables in Datasette's internal database.
 
-A row is written when an upload is signed and removed when it is confirmed or
-rejected, so `datasette files-s3 cleanup` can find what abandoned uploads left
-in the bucket. Confirmation itself never depends on a row being here: the
-signed token carries everything, so any process sharing the secret can confirm.
+- Pending uploads: prepared but not yet confirmed. A row is written when an
+  upload is signed and removed when it is confirmed or rejected, so
+  `datasette files-s3 cleanup` can find what abandoned uploads left in the
+  bucket. Confirmation never depends on a row being here: the signed token
+  carries everything, so any process sharing the secret can confirm.
+- Completed uploads: every file id a token has registered, kept until that
+  token can no longer be used, so a token confirms once even after its file
+  is deleted (a deleted file's key could be filled again with the same policy).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import weakref
 from functools import partial
 
 PENDING_TABLE = "datasette_files_s3_pending"
+COMPLETED_TABLE = "datasette_files_s3_completed"
 
 CREATE_SQL = f"""
 CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (
@@ -35,11 +39,19 @@ CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (
 -- What the per-actor limits count: one actor's unexpired uploads of a kind on a source.
 CREATE INDEX IF NOT EXISTS {PENDING_TABLE}_by_actor
     ON {PENDING_TABLE} (source, actor_id, kind, expires_at);
+CREATE TABLE IF NOT EXISTS {COMPLETED_TABLE} (
+    file_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    -- after this (epoch seconds) the token is refused as expired anyway
+    forget_after REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {COMPLETED_TABLE}_forget_after ON {COMPLETED_TABLE} (forget_after);
 """
 
 
 async def create_tables(datasette) -> None:
-    """Create the pending-uploads table if it is not there yet."""
+    """Create our tables if they are not there yet."""
     await datasette.get_internal_database().execute_write_script(CREATE_SQL)
 
 
@@ -214,15 +226,63 @@ async def forget_pending(datasette, file_id: str) -> None:
     )
 
 
-async def register_and_forget(datasette, file_insert: tuple[str, dict], file_id: str) -> None:
-    """Insert the file's datasette-files row and drop its pending row, in one
-    write transaction. Raises sqlite3.IntegrityError if it is already registered."""
+async def register_and_forget(datasette, file_insert: tuple[str, dict], ticket, forget_after: float) -> None:
+    """In one write transaction: insert the file's datasette-files row, remember
+    its id as completed until `forget_after`, and drop its pending row.
+
+    Raises sqlite3.IntegrityError if the id is already registered or was ever
+    completed. Completed rows whose token has expired are forgotten on the way,
+    but only while their file is still registered: a deleted file's row stays
+    until cleanup has checked its key (see cleanup.clean_completed).
+    """
 
     def write(conn):
         conn.execute(*file_insert)
-        conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE file_id = ?", [file_id])
+        conn.execute(
+            f"INSERT INTO {COMPLETED_TABLE} (file_id, source, path, forget_after) VALUES (?, ?, ?, ?)",
+            [ticket.file_id, ticket.source, ticket.path, forget_after],
+        )
+        conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE file_id = ?", [ticket.file_id])
+        conn.execute(
+            f"""DELETE FROM {COMPLETED_TABLE} WHERE forget_after < ?
+            AND file_id IN (SELECT id FROM datasette_files)""",
+            [time.time()],
+        )
 
     await datasette.get_internal_database().execute_write_fn(write)
+
+
+async def completion_state(datasette, file_id: str) -> str | None:
+    """Where a file id stands: "registered" while datasette-files has the file,
+    "deleted" when a token completed it and the file was deleted since, else None."""
+    row = (
+        await datasette.get_internal_database().execute(
+            f"""SELECT EXISTS(SELECT 1 FROM datasette_files WHERE id = :id) AS registered,
+            EXISTS(SELECT 1 FROM {COMPLETED_TABLE} WHERE file_id = :id) AS completed""",
+            {"id": file_id},
+        )
+    ).first()
+    if row["registered"]:
+        return "registered"
+    return "deleted" if row["completed"] else None
+
+
+async def completed_uploads(datasette, source: str) -> list[dict]:
+    """Completed rows of one source (cleanup checks those whose file was deleted)."""
+    db = datasette.get_internal_database()
+    if COMPLETED_TABLE not in await db.table_names():
+        return []  # a database last served by a version without the table
+    rows = await db.execute(
+        f"SELECT * FROM {COMPLETED_TABLE} WHERE source = ? ORDER BY forget_after", [source]
+    )
+    return [dict(row) for row in rows.rows]
+
+
+async def forget_completed(datasette, file_id: str) -> None:
+    """Drop a completed row once its token can no longer be used and its key is clean."""
+    await datasette.get_internal_database().execute_write(
+        f"DELETE FROM {COMPLETED_TABLE} WHERE file_id = ?", [file_id]
+    )
 
 
 async def pending_uploads(

@@ -50,8 +50,8 @@ class AlreadyCompleted(UploadRejected):
 
     status = 409
 
-    def __init__(self, file_id: str):
-        super().__init__("This upload has already been completed")
+    def __init__(self, file_id: str, message: str = "This upload has already been completed"):
+        super().__init__(message)
         self.file_id = file_id
 
 
@@ -71,6 +71,18 @@ class TooManyUploads(FilesS3Error):
     @property
     def headers(self) -> dict:
         return {"Retry-After": str(self.retry_after)}
+
+
+class CompletedThenDeleted(AlreadyCompleted):
+    """The token's file was registered once and deleted since (409): a token
+    confirms once, ever, so the file is not registered again."""
+
+    def __init__(self, file_id: str):
+        super().__init__(
+            file_id,
+            "This upload was completed once and its file has since been deleted; "
+            "an upload token confirms only once: upload the file again to add it back",
+        )
 
 
 class UploadForbidden(FilesS3Error):

@@ -265,8 +265,7 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
 
     Any mismatch aborts the upload, deletes what exists and registers nothing.
     """
-    if await database.is_registered(datasette, ticket.file_id):
-        raise AlreadyCompleted(ticket.file_id)
+    await uploads.refuse_if_completed(datasette, storage, ticket)
     parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
     if parts is None:
         # S3 has no such upload any more. If an earlier complete assembled it

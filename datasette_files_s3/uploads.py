@@ -18,7 +18,14 @@ from dataclasses import asdict, dataclass, replace
 
 from . import database, files_bridge
 from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
-from .errors import AlreadyCompleted, TooManyUploads, UploadForbidden, UploadRejected
+from .errors import (
+    AlreadyCompleted,
+    CompletedThenDeleted,
+    StorageUnavailable,
+    TooManyUploads,
+    UploadForbidden,
+    UploadRejected,
+)
 from .keys import check_content_type, check_filename, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -226,8 +233,7 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
 
     A mismatching object is deleted and nothing is registered.
     """
-    if await database.is_registered(datasette, ticket.file_id):
-        raise AlreadyCompleted(ticket.file_id)
+    await refuse_if_completed(datasette, storage, ticket)
     head = await storage.head(ticket.path)
     if head is None:
         if time.time() > ticket.expires_at + CLOCK_SKEW_SECONDS:
@@ -236,6 +242,30 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
             )
         raise UploadRejected("No file has been uploaded for this token yet: upload it to upload_url first")
     return await register_if_matching(datasette, storage, ticket, head, "prepare the upload again")
+
+
+async def refuse_if_completed(datasette, storage, ticket: UploadTicket) -> None:
+    """AlreadyCompleted if this token has registered its file before, even if that
+    file has been deleted since.
+
+    After a delete, the key may hold a fresh copy sent again with the same
+    still-valid policy: it can never be registered, so it is deleted here (and,
+    should S3 fail now or a copy arrive later, by cleanup).
+    """
+    state = await database.completion_state(datasette, ticket.file_id)
+    if state == "registered":
+        raise AlreadyCompleted(ticket.file_id)
+    if state == "deleted":
+        try:
+            await storage.delete_file(ticket.path)
+        except StorageUnavailable as ex:
+            logger.warning("a deleted file's key could not be cleared now, cleanup will: %s", ex)
+        raise CompletedThenDeleted(ticket.file_id)
+
+
+def forget_after(ticket: UploadTicket) -> float:
+    """When the ticket's token can no longer confirm, on any of our clocks."""
+    return ticket.expires_at + CONFIRM_GRACE_SECONDS + CLOCK_SKEW_SECONDS
 
 
 async def register_if_matching(datasette, storage, ticket: UploadTicket, head: dict, start_again: str):
@@ -273,6 +303,6 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict) -> None
         },
     )
     try:
-        await database.register_and_forget(datasette, file_insert, ticket.file_id)
+        await database.register_and_forget(datasette, file_insert, ticket, forget_after(ticket))
     except sqlite3.IntegrityError:
         raise AlreadyCompleted(ticket.file_id) from None

@@ -5,9 +5,9 @@ import time
 
 import httpx
 import pytest
-from helpers import actor_cookies, complete, post_to_bucket, prepare
+from helpers import actor_cookies, complete, post_to_bucket, prepare, upload
 
-from datasette_files_s3 import uploads
+from datasette_files_s3 import cleanup, files_bridge, uploads
 
 
 async def registered_ids(ds) -> list[str]:
@@ -72,17 +72,75 @@ async def test_complete_twice_is_refused_naming_the_file(ds, bucket):
     assert len(await registered_ids(ds)) == 1
 
 
-async def test_complete_again_after_the_file_was_deleted_registers_nothing(ds, bucket):
-    cookies = actor_cookies(ds)
+async def uploaded_and_deleted(ds, cookies) -> tuple[dict, str]:
+    """Prepare, upload and complete a file, then delete it through datasette-files'
+    delete endpoint: returns (the prepare answer, the file id)."""
     data = await prepared(ds, cookies, size=3)
     post_to_bucket(data, b"abc")
     file_id = (await complete(ds, cookies, data["upload_token"])).json()["file"]["id"]
     deleted = await ds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
     assert deleted.status_code == 200, deleted.text
+    return data, file_id
+
+
+async def test_complete_again_after_the_file_was_deleted_registers_nothing(ds, bucket):
+    cookies = actor_cookies(ds)
+    data, _ = await uploaded_and_deleted(ds, cookies)
     again = await complete(ds, cookies, data["upload_token"])
-    assert again.status_code == 400
+    assert again.status_code == 409
+    assert "its file has since been deleted" in again.json()["errors"][0]
     assert "file" not in again.json()
     assert await registered_ids(ds) == []
+
+
+async def test_deleted_file_cannot_come_back_with_the_same_policy_and_token(ds, bucket):
+    """The uploader POSTs the still-valid policy again after a moderator deleted
+    the file: the token has confirmed once and is refused, and the copy is deleted."""
+    cookies = actor_cookies(ds)
+    data, _ = await uploaded_and_deleted(ds, cookies)
+    key = data["upload_fields"]["key"]
+    post_to_bucket(data, b"abc")
+    assert key in bucket.keys(bucket.prefix)
+    again = await complete(ds, cookies, data["upload_token"])
+    assert again.status_code == 409, again.text
+    assert again.json()["ok"] is False
+    assert await registered_ids(ds) == []
+    assert key not in bucket.keys(bucket.prefix)
+
+
+async def test_cleanup_deletes_a_copy_sent_again_after_the_refusal(ds, bucket):
+    cookies = actor_cookies(ds)
+    data, _ = await uploaded_and_deleted(ds, cookies)
+    post_to_bucket(data, b"abc")  # and never completed
+    result = await cleanup.run_cleanup(files_bridge.storage_for("s3files"), ds, 0, False, time.time())
+    key = data["upload_fields"]["key"]
+    assert [(a.kind, a.key, a.reason) for a in result.actions] == [
+        ("delete", key, "sent again after its file was deleted")
+    ]
+    assert bucket.keys(bucket.prefix) == []
+    # The token still cannot confirm: its completed row outlives the token.
+    assert (await complete(ds, cookies, data["upload_token"])).status_code == 409
+
+
+async def completed_rows(ds) -> list[str]:
+    rows = await ds.get_internal_database().execute("select file_id from datasette_files_s3_completed")
+    return [row["file_id"] for row in rows.rows]
+
+
+async def test_completed_rows_are_forgotten_once_their_token_has_expired(ds, bucket):
+    cookies = actor_cookies(ds)
+    kept = (await upload(ds, cookies, b"abc"))["file"]["id"]
+    deleted_data, deleted = await uploaded_and_deleted(ds, cookies)
+    await ds.get_internal_database().execute_write(
+        "update datasette_files_s3_completed set forget_after = ?", [time.time() - 1]
+    )
+    newest = (await upload(ds, cookies, b"def"))["file"]["id"]
+    # A registered file's row goes with the next registration; a deleted file's
+    # row waits for cleanup, which checks its key first.
+    assert sorted(await completed_rows(ds)) == sorted([deleted, newest])
+    assert kept not in await completed_rows(ds)
+    await cleanup.run_cleanup(files_bridge.storage_for("s3files"), ds, 0, False, time.time())
+    assert await completed_rows(ds) == [newest]
 
 
 async def test_another_actor_cannot_complete(ds, bucket):

@@ -256,6 +256,22 @@ async def test_resume_token_after_abort_starts_a_new_upload(mds, bucket):
     assert again["resumed"] is False and again["upload_token"] != token
 
 
+async def test_completed_multipart_token_is_refused_after_its_file_is_deleted(mds, bucket):
+    cookies = actor_cookies(mds)
+    token = (await create(mds, cookies))["upload_token"]
+    put_parts(await sign(mds, cookies, token, [1, 2, 3]), CONTENT, PART)
+    file_id = (await api(mds, "complete", cookies, upload_token=token)).json()["file"]["id"]
+    deleted = await mds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
+    assert deleted.status_code == 200, deleted.text
+    again = await api(mds, "complete", cookies, upload_token=token)
+    assert again.status_code == 409, again.text
+    assert "its file has since been deleted" in again.json()["errors"][0]
+    assert bucket.keys(bucket.prefix) == []
+    # Choosing the same file again is a new upload, not a resume of the old one.
+    fresh = await create(mds, cookies, resume_token=token)
+    assert fresh["resumed"] is False and fresh["upload_token"] != token
+
+
 @pytest.mark.asyncio
 async def test_resume_token_of_a_completed_upload_names_the_file_instead_of_uploading_again(mds, bucket):
     cookies = actor_cookies(mds)
