@@ -18,7 +18,7 @@ from datasette.app import Datasette
 from datasette.utils import deep_dict_update, pairs_to_nested_config, parse_metadata
 
 from . import bucket_admin, cleanup, cors, doctor
-from .config import S3SourceConfig, parse_source_config
+from .config import S3SourceConfig, parse_source_config, safe_url
 from .errors import FilesS3Error
 from .storage import S3Storage
 
@@ -85,16 +85,6 @@ async def open_storage(datasette, raw: dict) -> S3Storage:
 def config_hint(config) -> str:
     """` -c FILE` for fixes that repeat the command (never `-s` values: they may be secrets)."""
     return f" -c {config.name}" if config is not None and getattr(config, "name", None) else ""
-
-
-def safe_url(url: str | None) -> str:
-    """A URL without user info, query or fragment (those may carry secrets)."""
-    if not url:
-        return ""
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{host}{port}{parsed.path}"
 
 
 def describe_credentials(config: S3SourceConfig) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from .errors import ConfigError
 
@@ -106,6 +107,20 @@ OPTIONS = {
     "direct_uploads",
     *LIMIT_OPTIONS,
 }
+
+
+# Options whose values are secrets: never printed, never stored (see files_bridge).
+SECRET_OPTIONS = ("secret_access_key", "session_token", "credentials_url_secret")
+
+
+def safe_url(url: str | None) -> str:
+    """A URL without user info, query or fragment (those may carry secrets)."""
+    if not url:
+        return ""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{host}{port}{parsed.path}"
 
 
 def normalize_prefix(prefix: str) -> str:

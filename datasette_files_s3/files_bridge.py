@@ -14,6 +14,8 @@ import datasette_files
 from datasette import Response
 from datasette_files import FileSourceResource
 
+from .config import SECRET_OPTIONS, safe_url
+
 # datasette-files' own views, used for sources that are not ours.
 stock_upload_prepare = datasette_files.upload_prepare
 stock_upload_complete = datasette_files.upload_complete
@@ -21,6 +23,22 @@ stock_file_thumbnail = datasette_files.file_thumbnail
 stock_file_delete = datasette_files.file_delete
 stock_file_update = datasette_files.file_update
 stock_file_download = datasette_files.file_download
+
+
+def keep_secrets_out_of_stored_config(config: dict) -> None:
+    """Remove the secrets from a source's config dict before datasette-files stores it.
+
+    datasette-files 0.1a3's startup calls `Storage.configure(source_config)`
+    and then writes `json.dumps(source_config)`, the very same dict (a fresh
+    copy from `plugin_config`, `$env` values resolved), into
+    `datasette_files_sources.config`. Called from configure once the config is
+    parsed, this leaves no secret (nor a URL's query or user info) in that row.
+    The access key id goes too: only presigned URLs, where S3 needs it, show it.
+    """
+    for name in (*SECRET_OPTIONS, "access_key_id"):
+        config.pop(name, None)
+    if isinstance(config.get("credentials_url"), str):
+        config["credentials_url"] = safe_url(config["credentials_url"])
 
 
 def storage_for(source: str):

@@ -39,6 +39,7 @@ from datasette_files.base import (
     UploadInstructions,
 )
 
+from . import files_bridge
 from .config import S3SourceConfig, parse_source_config
 from .credentials import Credentials, CredentialsProvider, provider_for
 from .errors import CredentialsUnavailable, S3Unreachable, StorageUnavailable
@@ -146,11 +147,16 @@ class S3Storage(Storage):
         return self.config.source if self.config else "s3"
 
     async def configure(self, config: dict, get_secret=None) -> None:
-        """Validate the config (raising ConfigError) and prepare credentials."""
+        """Validate the config (raising ConfigError) and prepare credentials.
+
+        The secrets are then removed from `config` itself: datasette-files
+        stores that dict in its internal table once this returns.
+        """
         name = find_source_name(self.datasette, config, self.sources_named)
         if isinstance(self.sources_named, set):
             self.sources_named.add(name)
         self.config = parse_source_config(name, config)
+        files_bridge.keep_secrets_out_of_stored_config(config)
         self.credentials = provider_for(self.config)
         self._capabilities = s3_capabilities(self.config.max_file_size)
         if self.config.credentials_url:

@@ -5,9 +5,12 @@ and says which.
 """
 
 import inspect
+import json
 
 import datasette_files
-from datasette_files.base import Storage
+from datasette import hookimpl
+from datasette.plugins import pm
+from datasette_files.base import Storage, StorageCapabilities
 
 from datasette_files_s3 import files_bridge
 from datasette_files_s3.storage import S3Storage
@@ -119,3 +122,39 @@ async def test_our_routes_answer_first_and_other_sources_keep_stock_behaviour(
     )
     assert done.status_code == 201
     assert (tmp_path / done.json()["file"]["id"][3:] / "a.txt").read_bytes() == b"abc"
+
+
+class ConfigProbe:
+    """A storage type that changes its config dict in configure, as S3Storage
+    does to remove secrets, so the test sees what datasette-files then stores."""
+
+    storage_type = "config-probe"
+    capabilities = StorageCapabilities()
+
+    async def configure(self, config, get_secret=None):
+        config.pop("secret", None)
+        config["configured"] = True
+
+
+class ConfigProbePlugin:
+    @hookimpl
+    def register_files_storage_types(self, datasette):
+        return [ConfigProbe]
+
+
+async def test_startup_stores_the_config_dict_after_configure_returns(make_datasette):
+    """files_bridge.keep_secrets_out_of_stored_config relies on this: datasette-files
+    json.dumps the very dict it passed to Storage.configure, after configure."""
+    pm.register(ConfigProbePlugin(), name="config-probe")
+    try:
+        ds = await make_datasette(
+            {"probe": {"storage": "config-probe", "config": {"secret": "x", "keep": 1}}}
+        )
+    finally:
+        pm.unregister(name="config-probe")
+    stored = (
+        await ds.get_internal_database().execute(
+            "SELECT config FROM datasette_files_sources WHERE slug = 'probe'"
+        )
+    ).single_value()
+    assert json.loads(stored) == {"keep": 1, "configured": True}

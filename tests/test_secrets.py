@@ -21,12 +21,15 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import subprocess
 import uuid
 
 import httpx
 import pytest
+from datasette.app import Datasette
 from fault_injection import Broker, TcpSwitch
+from helpers import actor_cookies, datasette_config, upload
 from live_clients import direct_upload, multipart_upload, signed_in
 from live_servers import BIN, DatasetteProcess, MotoProcess, live_config
 
@@ -276,6 +279,7 @@ def test_no_secret_in_pages_errors_logs_or_cli(world):
         assert "Traceback" not in result.stderr, result.stderr
 
     evidence.add("datasette serve log", server.log())
+    evidence.add("datasette_files_sources.config", json.dumps(stored_configs(server.internal)))
     leaks = evidence.leaks(moto.endpoint_url, switch.url)
     print(
         f"\nsecrets: {pages} page fetches, {errors} error-path requests, {len(commands)} CLI runs, "
@@ -284,3 +288,92 @@ def test_no_secret_in_pages_errors_logs_or_cli(world):
     assert leaks == []
     # The search itself works: the keys really are in what S3 is sent.
     assert SESSION_TOKEN in json.dumps(plan) or any(SESSION_TOKEN in text for _, text in evidence.items)
+
+
+STORED_SECRETS = {
+    "FS3_TEST_SECRET_ACCESS_KEY": None,  # the bucket's real secret: uploads must still work
+    "FS3_TEST_SESSION_TOKEN": f"stored-session-token-{TAG}",
+    "FS3_TEST_BROKER_SECRET": BROKER_SECRET,
+}
+URL_TOKEN = f"url-token-{TAG}"
+
+
+def stored_configs(internal) -> dict[str, str]:
+    with sqlite3.connect(internal) as db:
+        return dict(db.execute("SELECT slug, config FROM datasette_files_sources"))
+
+
+async def upload_and_download(ds, source: str, content: bytes) -> None:
+    cookies = actor_cookies(ds)
+    file = (await upload(ds, cookies, content, source=source))["file"]
+    redirect = await ds.client.get(file["download_url"], cookies=cookies)
+    assert redirect.status_code == 302, redirect.text
+    assert httpx.get(redirect.headers["location"]).content == content
+
+
+async def test_no_secret_is_stored_in_datasette_files_sources(bucket, tmp_path, monkeypatch):
+    """datasette-files writes each source's config into its internal table at
+    startup, again at every restart; with `$env` secrets resolved, the table
+    would hold them. Both sources must still upload and download."""
+    if bucket.target.real:
+        pytest.skip("the broker hands out the test keys; not meaningful against a real bucket")
+    secrets = {**STORED_SECRETS, "FS3_TEST_SECRET_ACCESS_KEY": bucket.target.secret_access_key}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    broker = Broker(
+        BROKER_SECRET,
+        f"s3://{bucket.name}/brokered/",
+        bucket.target.access_key_id,
+        bucket.target.secret_access_key,
+        secrets["FS3_TEST_SESSION_TOKEN"],
+    ).start()
+    sources = {
+        "s3keys": {
+            "storage": "s3",
+            "config": bucket.source_config(
+                secret_access_key={"$env": "FS3_TEST_SECRET_ACCESS_KEY"},
+                session_token={"$env": "FS3_TEST_SESSION_TOKEN"},
+            ),
+        },
+        "s3broker": {
+            "storage": "s3",
+            "config": {
+                "credentials_url": f"{broker.url}?token={URL_TOKEN}",
+                "credentials_url_secret": {"$env": "FS3_TEST_BROKER_SECRET"},
+                "endpoint_url": bucket.target.endpoint_url,
+            },
+        },
+    }
+    internal = tmp_path / "internal.db"
+
+    async def serve() -> Datasette:
+        ds = Datasette(internal=str(internal), config=datasette_config(sources), secret="s")
+        await ds.invoke_startup()
+        return ds
+
+    def assert_no_secret_stored():
+        stored = stored_configs(internal)
+        assert set(stored) == {"s3keys", "s3broker"}
+        for text in stored.values():
+            for secret in [*secrets.values(), URL_TOKEN, bucket.target.access_key_id]:
+                assert secret not in text
+        assert json.loads(stored["s3keys"])["bucket"] == bucket.name  # the rest is kept
+        assert json.loads(stored["s3broker"])["credentials_url"] == broker.url
+
+    try:
+        first = await serve()
+        assert_no_secret_stored()
+        for source in ("s3keys", "s3broker"):
+            await upload_and_download(first, source, b"before restart")
+        # A row written by an earlier version, with its secrets: the restart rewrites it.
+        with sqlite3.connect(internal) as db:
+            db.execute(
+                "UPDATE datasette_files_sources SET config = ? WHERE slug = 's3keys'",
+                [json.dumps({"secret_access_key": secrets["FS3_TEST_SECRET_ACCESS_KEY"]})],
+            )
+        restarted = await serve()
+        assert_no_secret_stored()
+        for source in ("s3keys", "s3broker"):
+            await upload_and_download(restarted, source, b"after restart")
+    finally:
+        broker.stop()
