@@ -199,7 +199,7 @@ async def test_unreachable_endpoint_names_source_and_endpoint(bucket):
         await storage.get_file_metadata("x")
     message = str(info.value)
     assert "cannot reach the S3 endpoint 127.0.0.1" in message
-    assert config["secret_access_key"] not in message
+    assert bucket.target.secret_access_key not in message
 
 
 async def test_missing_bucket_is_named(bucket):
