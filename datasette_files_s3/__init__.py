@@ -48,12 +48,6 @@ def extra_body_script(datasette, request):
 
 
 @hookimpl
-def skip_csrf(datasette, scope):
-    """Our JSON endpoints accept only application/json, which a cross-site form cannot send."""
-    return scope["type"] == "http" and scope["path"].startswith("/-/files-s3/")
-
-
-@hookimpl
 def register_commands(cli):
     """Add `datasette files-s3`: sources, cors, doctor and cleanup."""
     from .cli import files_s3

@@ -201,3 +201,48 @@ async def test_file_update_still_works(two_modes):
 def test_filename_with_a_lone_surrogate_is_refused():
     with pytest.raises(UploadRejected, match="surrogate"):
         check_filename("\ud800.txt")
+
+
+CROSS_SITE_POSTS = [
+    "/-/files/upload/s3files/-/prepare",
+    "/-/files/upload/s3files/-/complete",
+    "/-/files-s3/upload/s3files/-/multipart/create",
+    "/-/files-s3/upload/s3files/-/multipart/sign",
+    "/-/files-s3/upload/s3files/-/multipart/parts",
+    "/-/files-s3/upload/s3files/-/multipart/complete",
+    "/-/files-s3/upload/s3files/-/multipart/abort",
+    "/-/files/df-01jdaaaaaaaaaaaaaaaaaaaaaa/-/delete",
+]
+# What a browser sends with a form another site submits: Sec-Fetch-Site, or
+# (older browsers) only an Origin that is not ours.
+CROSS_SITE_HEADERS = {
+    "sec-fetch-site": {"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
+    "origin-only": {"origin": "https://evil.example"},
+}
+
+
+@pytest.mark.parametrize("browser", CROSS_SITE_HEADERS)
+@pytest.mark.parametrize("path", CROSS_SITE_POSTS)
+async def test_cross_site_form_post_is_refused(ds, path, browser):
+    """Datasette core's cross-origin protection (Sec-Fetch-Site / Origin) refuses
+    the request before our view runs, whatever the body: 403, nothing signed."""
+    response = await ds.client.post(
+        path,
+        content=b'{"filename": "a.txt", "size": 3, "x": "="}',
+        headers={"content-type": "text/plain", **CROSS_SITE_HEADERS[browser]},
+        cookies=actor_cookies(ds),
+    )
+    assert response.status_code == 403, response.text
+    pending = await ds.get_internal_database().execute("select count(*) from datasette_files_s3_pending")
+    assert pending.single_value() == 0
+
+
+async def test_same_origin_post_from_the_browser_is_allowed(ds):
+    """The control for the test above: the same browser headers from our own origin pass."""
+    response = await ds.client.post(
+        "/-/files/upload/s3files/-/prepare",
+        json={"filename": "a.txt", "size": 3},
+        headers={"sec-fetch-site": "same-origin", "origin": "http://localhost"},
+        cookies=actor_cookies(ds),
+    )
+    assert response.status_code == 200, response.text
