@@ -175,6 +175,12 @@ async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
 async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str | None):
     """Create a multipart upload in S3 for a new key; returns (token, ticket)."""
     config = storage.config
+    if upload.size == 0:
+        # One POST is all an empty file needs; parts would be three S3 calls for nothing.
+        raise UploadRejected(
+            "Empty files are sent in one request, not in parts: "
+            f"prepare them at /-/files/upload/{storage.source}/-/prepare"
+        )
     uploads.check_request_allowed(config, upload, single_request=False)
     plan = plan_parts(upload.size, preferred_part_size(config.multipart_threshold))
     ticket = uploads.new_ticket(

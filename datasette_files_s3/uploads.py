@@ -101,8 +101,8 @@ def parse_upload_request(data: dict) -> UploadRequest:
     size = data.get("size")
     if isinstance(size, bool) or not isinstance(size, int):
         raise UploadRejected("size is required: the file's size in bytes, as a whole number")
-    if size <= 0:
-        raise UploadRejected("size must be greater than zero: empty files cannot be uploaded")
+    if size < 0:
+        raise UploadRejected("size cannot be negative: send the file's size in bytes (0 for an empty file)")
     return UploadRequest(filename=filename, content_type=content_type, size=size)
 
 

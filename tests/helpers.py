@@ -28,6 +28,19 @@ def post_to_bucket(prepared: dict, content: bytes, filename="hello.txt", content
     return response
 
 
+async def send_through_datasette(ds, cookies, prepared: dict, content: bytes, filename: str, source: str):
+    """datasette-files' own flow after prepare: POST the bytes to Datasette's upload_url,
+    then complete; returns the complete response."""
+    sent = await ds.client.post(
+        prepared["upload_url"],
+        data=prepared["upload_fields"],
+        files={"file": (filename, content, "text/plain")},
+        cookies=cookies,
+    )
+    assert sent.status_code == 200, sent.text
+    return await complete(ds, cookies, prepared["upload_token"], source=source)
+
+
 async def complete(ds, cookies, token, source="s3files"):
     """POST complete with the upload token; returns the httpx response."""
     return await ds.client.post(

@@ -11,6 +11,7 @@ import datasette_files
 from datasette import hookimpl
 from datasette.plugins import pm
 from datasette_files.base import Storage, StorageCapabilities
+from helpers import send_through_datasette
 
 from datasette_files_s3 import files_bridge
 from datasette_files_s3.storage import S3Storage
@@ -110,16 +111,7 @@ async def test_our_routes_answer_first_and_other_sources_keep_stock_behaviour(
     assert "policy" in ours["upload_fields"]
     assert stock["upload_url"] == "/-/files/upload/disk/-/upload"
     assert stock["upload_token"].startswith("tok_")
-    uploaded = await ds.client.post(
-        stock["upload_url"],
-        data=stock["upload_fields"],
-        files={"file": ("a.txt", b"abc", "text/plain")},
-        cookies=cookies,
-    )
-    assert uploaded.status_code == 200, uploaded.text
-    done = await ds.client.post(
-        "/-/files/upload/disk/-/complete", json={"upload_token": stock["upload_token"]}, cookies=cookies
-    )
+    done = await send_through_datasette(ds, cookies, stock, b"abc", filename="a.txt", source="disk")
     assert done.status_code == 201
     assert (tmp_path / done.json()["file"]["id"][3:] / "a.txt").read_bytes() == b"abc"
 

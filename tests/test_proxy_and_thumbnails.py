@@ -4,7 +4,13 @@ large objects through Datasette."""
 import io
 
 import httpx
-from helpers import actor_cookies, assert_icon_and_none_cached, thumbnail_after_upload, upload
+from helpers import (
+    actor_cookies,
+    assert_icon_and_none_cached,
+    send_through_datasette,
+    thumbnail_after_upload,
+    upload,
+)
 from PIL import Image
 
 
@@ -28,16 +34,7 @@ async def test_proxy_fallback_streams_through_datasette_into_bucket(make_dataset
         )
     ).json()
     assert prepared["upload_url"] == "/-/files/upload/proxied/-/upload"
-    sent = await ds.client.post(
-        prepared["upload_url"],
-        data=prepared["upload_fields"],
-        files={"file": ("p.txt", content, "text/plain")},
-        cookies=cookies,
-    )
-    assert sent.status_code == 200, sent.text
-    done = await ds.client.post(
-        "/-/files/upload/proxied/-/complete", json={"upload_token": prepared["upload_token"]}, cookies=cookies
-    )
+    done = await send_through_datasette(ds, cookies, prepared, content, filename="p.txt", source="proxied")
     assert done.status_code == 201
     file = done.json()["file"]
     assert file["size"] == len(content)

@@ -1,0 +1,39 @@
+"""An empty file uploads through both pages and is registered with size 0."""
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+
+def registered_size(live, file_id: str) -> int:
+    return httpx.get(f"{live.url}/-/files/{file_id}.json").json()["size"]
+
+
+def stored_objects(moto, live) -> list[int]:
+    return [o["Size"] for o in moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])]
+
+
+@pytest.fixture
+def empty_file(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    return str(path)
+
+
+def test_bundled_uploader_uploads_an_empty_file(page, live, moto, empty_file):
+    page.goto("/-/files-s3/upload/s3files")
+    page.set_input_files("datasette-files-s3-upload input[type=file]", empty_file)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    assert registered_size(live, row.get_attribute("data-file-id")) == 0
+    assert stored_objects(moto, live) == [0]
+
+
+def test_stock_uploader_uploads_an_empty_file(page, live, moto, empty_file):
+    page.goto("/-/files/upload/s3files")
+    page.set_input_files("datasette-file-upload input[type=file]", empty_file)
+    with page.expect_response(lambda r: r.url.endswith("/-/complete")) as completed:
+        page.click("datasette-file-upload .dsf-upload-btn")
+    assert completed.value.status == 201, completed.value.text()
+    assert registered_size(live, completed.value.json()["file"]["id"]) == 0
+    assert stored_objects(moto, live) == [0]
