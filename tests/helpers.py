@@ -98,3 +98,12 @@ async def assert_icon_and_none_cached(ds, response) -> None:
     assert response.headers["content-type"] == "image/svg+xml"
     cached = await ds.get_internal_database().execute("select count(*) from datasette_files_thumbnails")
     assert cached.single_value() == 0
+
+
+async def async_chunks(total: int, chunk: int = 64 * 1024):
+    """`total` bytes in 64 KiB pieces, as a client's request body reaches Datasette."""
+    sent = 0
+    while sent < total:
+        size = min(chunk, total - sent)
+        yield bytes([sent % 251]) * size
+        sent += size
