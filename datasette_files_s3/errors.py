@@ -23,6 +23,12 @@ class FilesS3Error(Exception):
         """HTTP headers the error's answer carries besides its JSON body."""
         return {}
 
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later: a failure on our side or
+        S3's may heal, a refusal of the request itself will not."""
+        return self.status >= 500
+
     def __str__(self) -> str:
         return "; ".join(self.messages)
 
@@ -68,6 +74,8 @@ class TooManyUploads(FilesS3Error):
         super().__init__(message)
         self.retry_after = retry_after
 
+    retryable = True  # after Retry-After seconds
+
     @property
     def headers(self) -> dict:
         return {"Retry-After": str(self.retry_after)}
@@ -101,6 +109,16 @@ class StorageUnavailable(FilesS3Error):
     """S3 failed or could not be reached: not the client's fault (502)."""
 
     status = 502
+
+
+class BucketUnusable(StorageUnavailable):
+    """S3 answered that the bucket does not exist or refuses our keys (502).
+
+    Still 502, like every error S3 answers with, but not `retryable`: only a
+    change to the source's settings, the bucket or its policy helps.
+    """
+
+    retryable = False
 
 
 class S3Unreachable(StorageUnavailable):

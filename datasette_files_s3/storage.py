@@ -40,9 +40,10 @@ from datasette_files.base import (
 )
 
 from . import files_bridge
+from .bucket_check import BucketCheck
 from .config import S3SourceConfig, parse_source_config
 from .credentials import Credentials, CredentialsProvider, provider_for
-from .errors import CredentialsUnavailable, S3Unreachable, StorageUnavailable
+from .errors import BucketUnusable, CredentialsUnavailable, S3Unreachable, StorageUnavailable
 from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -136,6 +137,7 @@ class S3Storage(Storage):
         self.credentials: CredentialsProvider | None = None
         self._connection: Connection | None = None
         self._capabilities = s3_capabilities(None)
+        self.bucket_check = BucketCheck()
 
     @property
     def capabilities(self) -> StorageCapabilities:
@@ -226,23 +228,47 @@ class S3Storage(Storage):
         try:
             return await asyncio.get_running_loop().run_in_executor(_executor, partial(method, **params))
         except Exception as ex:  # translated into our own types below
-            raise self.translate_error(ex, operation, params.get("Key")) from None
+            error = self.translate_error(ex, operation, params.get("Key"), params["Bucket"])
+            if isinstance(error, BucketUnusable):
+                self.bucket_check.forget()
+            raise error from None
 
-    def translate_error(self, ex: Exception, operation: str, key: str | None) -> Exception:
+    async def check_bucket(self) -> None:
+        """BucketUnusable (or StorageUnavailable) unless the bucket exists and lets
+        these keys list the source's prefix; a success is remembered (bucket_check.py).
+
+        ListObjectsV2 for one key under the prefix, not HeadBucket: keys scoped to
+        a prefix, as a credentials broker hands out, may list their prefix while
+        HeadBucket (which has no prefix to match a policy against) is refused.
+        The source needs that listing anyway, for datasette-files and cleanup.
+        """
+        connection = await self.connection()
+        await self.bucket_check.ensure(
+            connection.credentials,
+            partial(self.call, "list_objects_v2", Prefix=connection.prefix, MaxKeys=1),
+        )
+
+    def translate_error(
+        self, ex: Exception, operation: str, key: str | None, bucket: str | None = None
+    ) -> Exception:
         """Map a boto3 error to FileNotFoundError or a StorageUnavailable naming the source."""
         where = f"datasette-files source '{self.source}'"
-        bucket = self.config.bucket or "(from broker)"
+        bucket = bucket or self.config.bucket or "(from broker)"
         if isinstance(ex, ClientError):
             code = str(ex.response.get("Error", {}).get("Code", ""))
             if code in _MISSING_CODES:
                 return FileNotFoundError(f"{where}: no object at {key}")
             if code == "NoSuchBucket":
-                return StorageUnavailable(f"{where}: bucket '{bucket}' does not exist ({operation})")
+                return BucketUnusable(
+                    f"{where}: bucket '{bucket}' does not exist "
+                    "(check the source's bucket setting, or create the bucket)"
+                )
             if code in _EXPIRED_CODES:
                 return CredentialsUnavailable(f"{where}: S3 credentials have expired ({operation}: {code})")
             if code in _DENIED_CODES:
-                return StorageUnavailable(
-                    f"{where}: S3 denied access ({operation}: {code}); check the keys and bucket policy"
+                return BucketUnusable(
+                    f"{where}: S3 denied access to bucket '{bucket}' ({operation}: {code}); "
+                    "check the source's credentials and the bucket's policy"
                 )
             return StorageUnavailable(f"{where}: S3 {operation} failed ({code or 'unknown error'})")
         if isinstance(ex, (NoCredentialsError, PartialCredentialsError)):
@@ -375,7 +401,13 @@ class S3Storage(Storage):
     async def presigned_post(
         self, path: str, content_type: str, size: int, expires_in: int
     ) -> tuple[UploadInstructions, float]:
-        """A POST policy for exactly this key, size and type; returns it and its expiry."""
+        """A POST policy for exactly this key, size and type; returns it and its expiry.
+
+        Signing never contacts S3, so the bucket is checked first (once in a
+        while): a missing bucket is then an answer here, not a failed POST in
+        the browser.
+        """
+        await self.check_bucket()
         connection = await self.connection()
         seconds = self.presign_seconds(connection, expires_in)
         post = connection.presign_client.generate_presigned_post(

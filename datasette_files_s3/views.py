@@ -90,11 +90,20 @@ def json_api(view):
         except FilesS3Error as ex:
             if ex.status >= 500:
                 logger.warning("%s", ex)
-            return Response.error(ex.messages, ex.status, headers=ex.headers)
+            return error_response(ex)
         except INTERNAL_DATABASE_ERRORS as ex:
             return internal_database_failed(ex)
 
     return wrapper
+
+
+def error_response(ex: FilesS3Error) -> Response:
+    """Datasette's JSON error body for one of our errors, plus `retryable`:
+    whether sending the same request again may succeed (a missing bucket is a
+    502 that will not heal; an unreachable endpoint is a 503 that may)."""
+    body = error_body(ex.messages, ex.status)
+    body["retryable"] = ex.retryable
+    return Response.json(body, status=ex.status, headers=ex.headers)
 
 
 async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
@@ -121,12 +130,18 @@ def internal_database_failed(ex: Exception, outcome: str = "nothing was changed;
     # SQLite's own words ("database is locked") help; QueryInterrupted's text
     # would add the query and its parameters, which have no place in a log.
     logger.warning("%s: %s", message, ex if isinstance(ex, sqlite3.Error) else "interrupted")
-    return Response.error([message], 503)
+    return Response.json({**error_body([message], 503), "retryable": True}, status=503)
 
 
-def s3_sources_only(stock_view):
+def s3_sources_only(stock_view, check_bucket: bool = False):
     """Route s3 sources to our view; other sources, and s3 sources with
-    direct_uploads: false (the proxy fallback), to datasette-files' own."""
+    direct_uploads: false (the proxy fallback), to datasette-files' own.
+
+    With `check_bucket`, a proxy-fallback request is answered with the bucket's
+    problem, if it has one, before datasette-files' view takes it: its prepare
+    never contacts S3, so the upload would otherwise fail only once the bytes
+    had been sent.
+    """
 
     def decorate(view):
         @functools.wraps(view)
@@ -138,8 +153,14 @@ def s3_sources_only(stock_view):
             if isinstance(storage, S3Storage) and not storage.config.direct_uploads:
                 try:
                     request = await checked_for_stock(request)
+                    if check_bucket:
+                        # Only someone who may upload learns about the bucket.
+                        await require_upload_permission(datasette, request, storage.source)
+                        await storage.check_bucket()
                 except FilesS3Error as ex:
-                    return Response.error(ex.messages, ex.status)
+                    return error_response(ex)
+                except INTERNAL_DATABASE_ERRORS as ex:
+                    return internal_database_failed(ex)
                 # Its complete would read the whole object for a thumbnail and
                 # decode it on the event loop; thumbnails.py makes it instead.
                 with whole_reads_refused():
@@ -218,7 +239,7 @@ async def authorized_storage(request, datasette) -> S3Storage:
     return storage
 
 
-@s3_sources_only(files_bridge.stock_upload_prepare)
+@s3_sources_only(files_bridge.stock_upload_prepare, check_bucket=True)
 @json_api
 async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
@@ -298,7 +319,7 @@ def storage_errors_as_json(stock_view):
             return await stock_view(request, datasette)
         except FilesS3Error as ex:
             logger.warning("%s", ex)
-            return Response.error(ex.messages, ex.status)
+            return error_response(ex)
         except INTERNAL_DATABASE_ERRORS as ex:
             # datasette-files' own views may have changed something already
             # (delete removes the object before its rows), so promise nothing.

@@ -5,7 +5,8 @@
   reset) while moto keeps its in-memory state; stopping moto itself would lose
   every bucket and object.
 - `FlakyS3Proxy`: an HTTP forwarder that answers 503 to the first N PUTs of a
-  chosen multipart part, as a flaky network or an S3 hiccup would.
+  chosen multipart part, as a flaky network or an S3 hiccup would, and logs
+  every request it forwards (so a test can count what reached S3).
 - `Broker`: a credentials broker (`POST secret=...` -> JSON keys) with a switch
   to make it fail.
 """
@@ -106,6 +107,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         query = parse_qs(urlparse(self.path).query)
+        with proxy.lock:
+            proxy.requests.append((self.command, self.path))
         part = query.get("partNumber", [None])[0]
         if self.command == "PUT" and part is not None:
             with proxy.lock:
@@ -139,13 +142,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 class FlakyS3Proxy:
-    """HTTP forwarder to moto; `fail_part(n, times)` makes part n's next PUTs answer 503."""
+    """HTTP forwarder to moto; `fail_part(n, times)` makes part n's next PUTs answer 503.
+
+    `requests` lists every request received, as (method, path with query).
+    """
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.lock = threading.Lock()
         self.failures_left: dict[int, int] = {}
         self.part_attempts: dict[int, int] = {}
+        self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.daemon_threads = True
         self.server.proxy = self

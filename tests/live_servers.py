@@ -51,6 +51,10 @@ def wait_for_http(url: str, timeout: float = 30, process: subprocess.Popen | Non
 class MotoProcess:
     """`moto_server` in its own process on a free loopback port.
 
+    With `enforce_iam`, moto checks every request's keys against its IAM users
+    and their policies: `client()` then uses an admin user made at start, and
+    `iam_user_keys` makes users with narrower policies.
+
     By default only bucket CORS rules apply (MOTO_DISABLE_GLOBAL_CORS), as on
     real S3, so a missing rule really blocks the browser. But moto 5.2 sends
     no CORS headers at all on POST-object responses under that setting, so a
@@ -59,16 +63,21 @@ class MotoProcess:
     bucket rule exposes (ETag).
     """
 
-    def __init__(self, port: int | None = None, global_cors: bool = False):
+    def __init__(self, port: int | None = None, global_cors: bool = False, enforce_iam: bool = False):
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.global_cors = global_cors
+        self.enforce_iam = enforce_iam
+        self.keys = {"aws_access_key_id": MOTO_KEY_ID, "aws_secret_access_key": MOTO_SECRET}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> MotoProcess:
         env = dict(os.environ)
         if not self.global_cors:
             env["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+        if self.enforce_iam:
+            # moto lets this many requests through unchecked: the three that make the admin.
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
         self.process = subprocess.Popen(
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
@@ -76,7 +85,20 @@ class MotoProcess:
             env=env,
         )
         wait_for_http(self.endpoint_url + "/moto-api/", process=self.process)
+        if self.enforce_iam:
+            self.keys = self.iam_user_keys("admin", {"Effect": "Allow", "Action": "*", "Resource": "*"})
         return self
+
+    def iam_user_keys(self, name: str, *statements: dict) -> dict:
+        """An IAM user allowed what `statements` allow (nothing when none are given);
+        returns its keys as boto3 arguments."""
+        iam = self.client("iam")
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        if statements:
+            policy = {"Version": "2012-10-17", "Statement": list(statements)}
+            iam.put_user_policy(UserName=name, PolicyName="test", PolicyDocument=json.dumps(policy))
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -86,14 +108,14 @@ class MotoProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def client(self, **config):
-        """A boto3 client for this server; `config` adds botocore Config options."""
+    def client(self, service: str = "s3", keys: dict | None = None, **config):
+        """A boto3 client for this server (admin keys unless `keys` are given);
+        `config` adds botocore Config options."""
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
-            aws_access_key_id=MOTO_KEY_ID,
-            aws_secret_access_key=MOTO_SECRET,
+            **(keys or self.keys),
             config=Config(s3={"addressing_style": "path"}, **config),
         )
 
@@ -120,8 +142,8 @@ class MotoProcess:
             "region": "us-east-1",
             "prefix": "uploads",
             "endpoint_url": self.endpoint_url,
-            "access_key_id": MOTO_KEY_ID,
-            "secret_access_key": MOTO_SECRET,
+            "access_key_id": self.keys["aws_access_key_id"],
+            "secret_access_key": self.keys["aws_secret_access_key"],
             **overrides,
         }
 

@@ -45,6 +45,28 @@ async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make
         moto.stop()
 
 
+async def test_prepare_while_s3_is_down_is_503_naming_the_endpoint(make_datasette):
+    """Signing a POST needs no S3, but the bucket check before it does."""
+    moto = MotoProcess().start()
+    try:
+        moto.create_bucket("down-at-prepare")
+        ds = await make_datasette(
+            {"s3files": {"storage": "s3", "config": moto.source_config("down-at-prepare")}}
+        )
+        moto.stop()
+        response = await prepare(ds, actor_cookies(ds), size=3)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["errors"] == [
+            f"datasette-files source 's3files': cannot reach the S3 endpoint 127.0.0.1:{moto.port} "
+            "(list_objects_v2: EndpointConnectionError)"
+        ]
+        assert body["retryable"] is True
+        assert "testing-secret-key" not in response.text
+    finally:
+        moto.stop()
+
+
 async def test_delete_during_outage_is_503_and_keeps_the_file(make_datasette):
     moto = MotoProcess().start()
     try:
@@ -76,11 +98,9 @@ async def test_other_sources_work_while_one_s3_endpoint_is_down(make_datasette, 
         }
     )
     cookies = actor_cookies(ds)
-    prepared = (await prepare(ds, cookies, source="down", size=3)).json()
-    response = await ds.client.post(
-        "/-/files/upload/down/-/complete", json={"upload_token": prepared["upload_token"]}, cookies=cookies
-    )
+    response = await prepare(ds, cookies, source="down", size=3)
     assert response.status_code == 503
+    assert "cannot reach the S3 endpoint 127.0.0.1" in response.json()["errors"][0]
     await upload(ds, cookies, b"fine", source="up")
     assert (await ds.client.get("/-/files")).status_code == 200
     assert (await ds.client.get("/-/files/source/disk")).status_code == 200

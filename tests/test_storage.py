@@ -10,7 +10,7 @@ import pytest
 from helpers import async_chunks
 from live_servers import MotoProcess, free_port
 
-from datasette_files_s3.errors import CredentialsUnavailable, StorageUnavailable
+from datasette_files_s3.errors import BucketUnusable, CredentialsUnavailable, StorageUnavailable
 from datasette_files_s3.storage import S3Storage
 
 MIB = 1024**2
@@ -221,10 +221,10 @@ async def test_client_is_reused_across_calls(storage, bucket):
 @pytest.mark.parametrize(
     "code, kind, fragment",
     [
-        ("AccessDenied", StorageUnavailable, "S3 denied access (get_object: AccessDenied)"),
-        ("InvalidAccessKeyId", StorageUnavailable, "S3 denied access"),
+        ("AccessDenied", BucketUnusable, "S3 denied access to bucket 'b' (get_object: AccessDenied)"),
+        ("InvalidAccessKeyId", BucketUnusable, "S3 denied access to bucket 'b'"),
         ("ExpiredToken", CredentialsUnavailable, "S3 credentials have expired"),
-        ("NoSuchBucket", StorageUnavailable, "bucket 'b' does not exist"),
+        ("NoSuchBucket", BucketUnusable, "bucket 'b' does not exist"),
         ("NoSuchKey", FileNotFoundError, "no object at uploads/x"),
         ("SlowDown", StorageUnavailable, "S3 get_object failed (SlowDown)"),
     ],
