@@ -3,6 +3,8 @@
 import os
 
 import httpx
+from live_servers import DatasetteProcess, live_config
+from playwright.sync_api import expect
 
 
 def test_stock_upload_page_sends_bytes_to_bucket_not_datasette(page, live, moto, tmp_path):
@@ -36,3 +38,23 @@ def test_stock_upload_page_sends_bytes_to_bucket_not_datasette(page, live, moto,
 
     listing = httpx.get(f"{live.url}/-/files/source/s3files")
     assert "straight-to-s3.bin" in listing.text
+
+
+def test_stock_upload_page_names_a_missing_bucket(chromium, moto, tmp_path):
+    """Before, prepare answered 200 and the page said only "Network error"."""
+    datasette = DatasetteProcess(live_config(moto.source_config("no-such-bucket-xyz"))).start()
+    context = chromium.new_context(base_url=datasette.url)
+    try:
+        context.add_cookies([{"name": "ds_actor", "value": datasette.cookie_for(), "url": datasette.url}])
+        page = context.new_page()
+        path = tmp_path / "nowhere.txt"
+        path.write_bytes(b"abc")
+        page.goto("/-/files/upload/s3files")
+        page.set_input_files("datasette-file-upload input[type=file]", str(path))
+        page.click("datasette-file-upload .dsf-upload-btn")
+        status = page.locator("datasette-file-upload .dsf-file-status.error")
+        expect(status).to_contain_text("bucket 'no-such-bucket-xyz' does not exist", timeout=30_000)
+        expect(status).to_contain_text("check the source's bucket setting, or create the bucket")
+    finally:
+        context.close()
+        datasette.stop()
