@@ -42,7 +42,6 @@ async def upload_page(request, datasette):
             {
                 "source": source,
                 "multipart_threshold": storage.config.multipart_threshold,
-                "max_file_size": storage.config.max_file_size,
                 "source_url": datasette.urls.path(f"/-/files/source/{source}"),
             },
             request=request,

@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 from live_servers import DatasetteProcess, live_config
+from page_helpers import MIB, PAGE, Network, choose, make_file, wait_until
 from playwright.sync_api import expect
 
-MIB = 1024**2
-PAGE = "/-/files-s3/upload/s3files"
 PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
 
 
@@ -30,15 +29,6 @@ def live(request, moto):
     datasette.bucket = bucket
     yield datasette
     datasette.stop()
-
-
-def make_file(directory, name, size) -> str:
-    path = directory / name
-    with open(path, "wb") as f:
-        for _ in range(size // MIB):
-            f.write(os.urandom(MIB))
-        f.write(os.urandom(size % MIB))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +67,6 @@ def assert_object_is(moto, live, row, path, parts):
     assert sha256_object(moto, live.bucket, key) == sha256_file(path)
 
 
-class Network:
-    """Chromium's own network emulation for one page: throttle uploads or go offline."""
-
-    def __init__(self, page):
-        self.cdp = page.context.new_cdp_session(page)
-        self.cdp.send("Network.enable")
-
-    def set(self, offline=False, upload=-1):
-        self.cdp.send(
-            "Network.emulateNetworkConditions",
-            {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload},
-        )
-
-
 class PartLog:
     """Part PUTs seen by the page: in flight now, the most at once, and finished ones."""
 
@@ -124,19 +100,6 @@ class PartLog:
         if self.number(request):
             self.in_flight -= 1
             self.failures += 1
-
-
-def wait_until(page, condition, timeout=30):
-    """Let the page run (and its events arrive) until condition() holds."""
-    for _ in range(int(timeout * 20)):
-        if condition():
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError("condition not met in time")
-
-
-def choose(page, path):
-    page.set_input_files("datasette-files-s3-upload input[type=file]", path)
 
 
 def test_large_file_uploads_in_parallel_parts(page, live, moto, big_file):

@@ -1,31 +1,14 @@
 // <datasette-files-s3-upload source="..."> : the bundled uploader's rendering.
-// Choosing files, drawing rows, progress, cancel buttons and the summary; the
-// upload itself is upload-machine.js (what to send) over upload-queue.js (how).
+// Choosing files, drawing rows, progress, cancel buttons and the summary. What
+// to send is upload-machine.js, which file starts when is upload-scheduler.js,
+// and how requests go out is upload-queue.js.
 
+import { formatBytes, formatDuration, SpeedMeter } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
-import { RequestQueue, SpeedMeter } from "./upload-queue.js";
+import { RequestQueue } from "./upload-queue.js";
+import { UploadScheduler } from "./upload-scheduler.js";
 
 const MIB = 1024 * 1024;
-
-export function formatBytes(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
-  const units = ["kB", "MB", "GB", "TB"];
-  let value = bytes / 1000;
-  let i = 0;
-  while (value >= 1000 && i < units.length - 1) {
-    value /= 1000;
-    i++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[i]}`;
-}
-
-export function formatDuration(seconds) {
-  if (!isFinite(seconds)) return "";
-  seconds = Math.ceil(seconds);
-  if (seconds < 60) return `${seconds} s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
-}
 
 const STYLE = `
 datasette-files-s3-upload { display: block; font-size: 0.95em; }
@@ -43,6 +26,8 @@ datasette-files-s3-upload { display: block; font-size: 0.95em; }
 .dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
 `;
 
+const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", error: "Failed", cancelled: "Cancelled" };
+
 /**
  * Attributes: source (required), base-url (default "/"), multipart-threshold
  * (bytes, default 64 MiB), concurrency (parts in flight, default 4),
@@ -53,20 +38,35 @@ datasette-files-s3-upload { display: block; font-size: 0.95em; }
  */
 export class DatasetteFilesS3Upload extends HTMLElement {
   connectedCallback() {
-    if (this.uploads) return;
-    this.uploads = [];
-    const source = this.getAttribute("source") || "";
-    this.api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
-    this.queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
-    this.resume = new ResumeStore(source);
-    this.parallelFiles = Number(this.getAttribute("parallel-files")) || 3;
-    this.threshold = Number(this.getAttribute("multipart-threshold")) || 64 * MIB;
+    if (this.scheduler) return;
+    const source = this.source;
+    const api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
+    const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
+    const resume = new ResumeStore(source);
+    const threshold = Number(this.getAttribute("multipart-threshold")) || 64 * MIB;
+    const retries = Number(this.getAttribute("retries")) || 6;
+    const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
+    this.scheduler = new UploadScheduler({
+      parallel: Number(this.getAttribute("parallel-files")) || 3,
+      createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, corsHelp }),
+    });
+    this.scheduler.addEventListener("start", ({ detail: { upload } }) =>
+      this.emit("files-s3-upload-start", { name: upload.file.name, size: upload.file.size }),
+    );
+    this.scheduler.addEventListener("settled", ({ detail: { upload } }) => this.settled(upload));
+    this.scheduler.addEventListener("finished", () => this.summarize());
+    // What the page draws for each upload: its row, its speed, and whether it needs a redraw.
+    this.views = new Map();
     this.meter = new SpeedMeter();
     this.render();
   }
 
   get source() {
     return this.getAttribute("source") || "";
+  }
+
+  get uploads() {
+    return this.scheduler.uploads;
   }
 
   render() {
@@ -103,60 +103,41 @@ export class DatasetteFilesS3Upload extends HTMLElement {
 
   /** Queue files for upload (also callable by embedding pages). */
   add(files) {
-    for (const file of files) {
-      const upload = new FileUpload(file, {
-        api: this.api,
-        queue: this.queue,
-        resume: this.resume,
-        threshold: this.threshold,
-        retries: Number(this.getAttribute("retries")) || 6,
-        corsHelp: (origin) => `datasette files-s3 cors ${this.source} --origin ${origin} --apply`,
-      });
-      upload.row = this.renderRow(upload);
-      upload.addEventListener("change", () => this.scheduleUpdate(upload));
-      this.uploads.push(upload);
-    }
+    if (!files.length) return;
     this.querySelector(".dfs3-summary").hidden = true;
     this.querySelector(".dfs3-total").hidden = false;
-    this.pump();
+    // Rows first: the scheduler starts uploads (and their "start" events) as it adds them.
+    const rows = files.map((file) => this.renderRow(file));
+    const added = this.scheduler.add(files);
+    added.forEach((upload, i) => {
+      this.views.set(upload, { row: rows[i], meter: new SpeedMeter(), dirty: false });
+      rows[i].querySelector(".dfs3-cancel").addEventListener("click", () => this.scheduler.cancel(upload));
+      upload.addEventListener("change", () => this.scheduleUpdate(upload));
+      this.update(upload);
+    });
     this.updateTotal();
   }
 
-  /** Start pending files while fewer than parallel-files are uploading. */
-  pump() {
-    const active = this.uploads.filter((u) => u.status === "uploading").length;
-    const pending = this.uploads.filter((u) => u.status === "pending");
-    for (const upload of pending.slice(0, Math.max(0, this.parallelFiles - active))) {
-      this.emit("files-s3-upload-start", { name: upload.file.name, size: upload.file.size });
-      upload.start().then(() => this.finished(upload));
-    }
+  /** Cancel every file not yet finished (also callable by embedding pages). */
+  cancelAll() {
+    this.scheduler.cancelAll();
   }
 
-  finished(upload) {
+  settled(upload) {
     if (upload.status === "done") this.emit("files-s3-upload-done", { file: upload.result });
     if (upload.status === "error") this.emit("files-s3-upload-error", { name: upload.file.name, error: upload.error });
     if (upload.status === "cancelled") this.emit("files-s3-upload-cancelled", { name: upload.file.name });
     this.update(upload);
-    this.pump();
-    if (this.uploads.every((u) => ["done", "error", "cancelled"].includes(u.status))) this.summarize();
-  }
-
-  cancelAll() {
-    for (const upload of this.uploads) this.cancel(upload);
-  }
-
-  cancel(upload) {
-    upload.cancel().then((wasPending) => wasPending && this.finished(upload));
+    this.updateTotal();
   }
 
   emit(name, detail) {
     this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true }));
   }
 
-  renderRow(upload) {
+  renderRow(file) {
     const row = document.createElement("li");
     row.className = "dfs3-file";
-    row.dataset.status = upload.status;
     row.innerHTML = `
       <div class="dfs3-file-head">
         <span class="dfs3-name"></span>
@@ -166,38 +147,38 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <progress max="1" value="0"></progress>
       <div class="dfs3-detail"></div>
       <div class="dfs3-error" hidden></div>`;
-    row.querySelector(".dfs3-name").textContent = upload.file.name;
-    row.querySelector(".dfs3-cancel").addEventListener("click", () => this.cancel(upload));
+    row.querySelector(".dfs3-name").textContent = file.name;
     this.list.append(row);
     return row;
   }
 
   // Progress events arrive many times a second; draw at most once per frame.
   scheduleUpdate(upload) {
-    upload.dirty = true;
+    const view = this.views.get(upload);
+    if (!view) return; // still being added: add() draws it
+    view.dirty = true;
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = null;
-      for (const u of this.uploads) if (u.dirty) this.update(u);
+      for (const [u, v] of this.views) if (v.dirty) this.update(u);
       this.updateTotal();
     });
   }
 
   update(upload) {
-    upload.dirty = false;
-    const row = upload.row;
+    const view = this.views.get(upload);
+    view.dirty = false;
+    const { row, meter } = view;
     const { file, status } = upload;
     row.dataset.status = status;
-    if (!upload.meter) upload.meter = new SpeedMeter();
-    upload.meter.add(upload.loaded);
+    meter.add(upload.loaded);
     const fraction = file.size ? upload.loaded / file.size : status === "done" ? 1 : 0;
     row.querySelector("progress").value = fraction;
-    const labels = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", error: "Failed", cancelled: "Cancelled" };
-    row.querySelector(".dfs3-state").textContent = labels[status];
-    row.querySelector(".dfs3-cancel").hidden = status !== "pending" && status !== "uploading";
+    row.querySelector(".dfs3-state").textContent = LABELS[status];
+    row.querySelector(".dfs3-cancel").hidden = upload.settled;
     const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`, `${Math.floor(fraction * 100)}%`];
     if (status === "uploading") {
-      const rate = upload.meter.rate();
+      const rate = meter.rate();
       if (rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((file.size - upload.loaded) / rate)} left`);
       if (upload.resumedBytes) parts.push(`resumed from ${formatBytes(upload.resumedBytes)}`);
       if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
@@ -234,7 +215,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.meter.add(loaded);
     const box = this.querySelector(".dfs3-total");
     box.querySelector("progress").value = total ? loaded / total : 0;
-    const busy = this.uploads.some((u) => u.status === "uploading" || u.status === "pending");
+    const busy = this.uploads.some((u) => !u.settled);
     const parts = [`Total: ${formatBytes(loaded)} of ${formatBytes(total)}`, `${total ? Math.floor((loaded / total) * 100) : 0}%`];
     const rate = this.meter.rate();
     if (busy && rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((total - loaded) / rate)} left`);

@@ -1,9 +1,10 @@
-// What to upload next: one `FileUpload` per file walks pending -> uploading ->
+// What to upload: one `FileUpload` per file walks pending -> uploading ->
 // done | error | cancelled, choosing the direct POST or the multipart flow,
 // remembering multipart tokens for resume, and deciding which parts are left.
-// Sending, retrying and progress live in upload-queue.js; drawing in the element.
+// Which file starts when is upload-scheduler.js; sending, retrying and reading
+// errors is upload-queue.js; drawing is the element.
 
-import { UploadError, cancelledError, isRetryableStatus, postJSON, withRetries, xhrSend } from "./upload-queue.js";
+import { UploadError, cancelledError, postJSON, sendToBucket, withRetries } from "./upload-queue.js";
 
 const SIGN_BATCH = 20;
 // Re-sign a part URL this long before it expires.
@@ -17,14 +18,32 @@ export class DatasetteApi {
     this.direct = `${base}-/files/upload/${slug}/-/`;
     this.multipart = `${base}-/files-s3/upload/${slug}/-/multipart/`;
   }
+  /** A multipart step; create and complete may answer with the file already registered. */
   call(step, body, signal) {
-    return postJSON(this.multipart + step, body, signal);
+    const request = postJSON(this.multipart + step, body, signal);
+    return step === "create" || step === "complete" ? alreadyCompletedIsAnswer(request) : request;
   }
   prepare(body, signal) {
     return postJSON(this.direct + "prepare", body, signal);
   }
   complete(body, signal) {
-    return postJSON(this.direct + "complete", body, signal);
+    return alreadyCompletedIsAnswer(postJSON(this.direct + "complete", body, signal));
+  }
+}
+
+/**
+ * A retried complete whose first attempt registered the file, or a resume of
+ * such an upload, is refused with 409 and that file: its answer was lost on
+ * the way, and the upload is done. Resolves with {ok, file, already_completed}.
+ */
+async function alreadyCompletedIsAnswer(request) {
+  try {
+    return await request;
+  } catch (error) {
+    if (error instanceof UploadError && error.status === 409 && error.body?.file) {
+      return { ok: true, file: error.body.file, already_completed: true };
+    }
+    throw error;
   }
 }
 
@@ -79,26 +98,6 @@ function untilAborted(promise, signal) {
   });
 }
 
-/**
- * The registered file from a complete request. A retried complete whose first
- * attempt registered the file but lost its answer on the way is refused with
- * 409 and that file: that is success, not an error.
- */
-export async function completedFile(request) {
-  try {
-    return (await request()).file;
-  } catch (error) {
-    const file = alreadyCompletedFile(error);
-    if (file) return file;
-    throw error;
-  }
-}
-
-/** The file named by a 409 "already completed" answer, else null. */
-function alreadyCompletedFile(error) {
-  return error instanceof UploadError && error.status === 409 && error.body?.file ? error.body.file : null;
-}
-
 /** The exact length of part `n` (1-based) in a plan. */
 export function partLength(size, partSize, n) {
   const count = Math.max(1, Math.ceil(size / partSize));
@@ -118,7 +117,8 @@ export class FileUpload extends EventTarget {
   /**
    * @param {File} file
    * @param {{api: DatasetteApi, queue: import("./upload-queue.js").RequestQueue,
-   *          resume: ResumeStore, threshold: number, corsHelp: (origin: string) => string}} options
+   *          resume: ResumeStore, threshold: number, retries?: number,
+   *          corsHelp: (origin: string) => string}} options
    */
   constructor(file, { api, queue, resume, threshold, retries = 6, corsHelp }) {
     super();
@@ -144,10 +144,15 @@ export class FileUpload extends EventTarget {
     return this.file.size > this.threshold;
   }
 
+  /** Bytes sent so far. */
   get loaded() {
     let bytes = this.sentBytes;
     for (const b of this.inFlight.values()) bytes += b;
     return Math.min(bytes, this.file.size);
+  }
+
+  get settled() {
+    return this.status === "done" || this.status === "error" || this.status === "cancelled";
   }
 
   changed() {
@@ -180,10 +185,12 @@ export class FileUpload extends EventTarget {
     }
   }
 
-  /** Stop now; a multipart upload is aborted in S3 so no parts are left behind. */
-  /** Resolves true when the file had not started (so start() will never settle it). */
+  /**
+   * Stop now; a multipart upload is aborted in S3 so no parts are left behind.
+   * Resolves true when the file had not started (so start() will never settle it).
+   */
   async cancel() {
-    if (this.status === "done" || this.status === "error" || this.status === "cancelled") return false;
+    if (this.settled) return false;
     const wasPending = this.status === "pending";
     this.controller.abort();
     this.setStatus("cancelled");
@@ -229,6 +236,14 @@ export class FileUpload extends EventTarget {
     };
   }
 
+  /**
+   * One request to the bucket when the shared queue has a slot; `makeRequest`
+   * runs then, so a part URL is signed no earlier than it is needed.
+   */
+  toBucket(makeRequest, signal) {
+    return this.queue.run(async () => sendToBucket({ ...(await makeRequest()), signal }), signal);
+  }
+
   // --- one presigned POST --------------------------------------------------
 
   async uploadDirect() {
@@ -236,26 +251,23 @@ export class FileUpload extends EventTarget {
     const prepared = await this.withRetries(() => this.api.prepare(this.describeBody(), signal));
     this.token = null; // direct tokens have nothing to abort
     await this.withRetries(() =>
-      this.queue.run(async () => {
+      this.toBucket(() => {
         const form = new FormData();
         for (const [name, value] of Object.entries(prepared.upload_fields || {})) form.append(name, value);
         form.append("file", this.file);
-        const response = await xhrSend({
+        return {
           method: prepared.upload_method || "POST",
           url: prepared.upload_url,
           body: form,
           headers: prepared.upload_headers || {},
-          signal,
           onProgress: (bytes) => this.progress(1, bytes),
-        });
-        checkBucketStatus(response);
+        };
       }, signal),
     );
     this.inFlight.delete(1);
     this.sentBytes = this.file.size;
-    return completedFile(() =>
-      this.withRetries(() => this.api.complete({ upload_token: prepared.upload_token }, signal)),
-    );
+    const completed = await this.withRetries(() => this.api.complete({ upload_token: prepared.upload_token }, signal));
+    return completed.file;
   }
 
   // --- S3 multipart --------------------------------------------------------
@@ -269,19 +281,13 @@ export class FileUpload extends EventTarget {
     // already, and only create's answer holds the token that can abort it.
     // The upload still ends "cancelled" at once; the abort follows the answer.
     const creating = this.withRetries(() => this.api.call("create", body));
-    let created;
-    try {
-      created = await untilAborted(creating, signal);
-    } catch (error) {
-      // The remembered upload was completed, its answer lost: that file is this one.
-      const file = alreadyCompletedFile(error);
-      if (file) return file;
-      throw error;
-    }
+    const created = await untilAborted(creating, signal);
     if (!created) {
-      creating.then((late) => this.abortQuietly(late.upload_token)).catch(() => {});
+      creating.then((late) => late.upload_token && this.abortQuietly(late.upload_token)).catch(() => {});
       throw cancelledError();
     }
+    // The remembered upload was completed, its answer lost: that file is this one.
+    if (created.already_completed) return created.file;
     this.token = created.upload_token;
     this.resume.set(this.file, this.token);
     this.partSize = created.part_size;
@@ -309,9 +315,8 @@ export class FileUpload extends EventTarget {
     } finally {
       signal.removeEventListener("abort", stop);
     }
-    return completedFile(() =>
-      this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal)),
-    );
+    const completed = await this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal));
+    return completed.file;
   }
 
   /** A fresh-enough URL for part n, signing it with the next parts in one batch. */
@@ -331,29 +336,30 @@ export class FileUpload extends EventTarget {
   async sendPart(n, left, signal) {
     const start = (n - 1) * this.partSize;
     const blob = this.file.slice(start, start + partLength(this.file.size, this.partSize, n));
-    await this.withRetries(
-      () =>
-        this.queue.run(async () => {
-          const url = await this.partUrl(n, left, signal);
-          const response = await xhrSend({
+    await this.withRetries(async () => {
+      let response;
+      try {
+        response = await this.toBucket(
+          async () => ({
             method: "PUT",
-            url,
+            url: await this.partUrl(n, left, signal),
             body: blob,
-            signal,
             onProgress: (bytes) => this.progress(n, bytes),
-          });
-          if (response.status === 403) this.urls.delete(n); // maybe expired: sign again
-          checkBucketStatus(response);
-          if (!response.etag) {
-            throw new UploadError(
-              "The bucket accepted the part but did not let this page read its ETag header. " +
-                "The bucket's CORS rule must expose ETag (ExposeHeaders: ETag).",
-              { kind: "etag" },
-            );
-          }
-        }, signal),
-      signal,
-    );
+          }),
+          signal,
+        );
+      } catch (error) {
+        if (error.status === 403) this.urls.delete(n); // maybe expired: sign again
+        throw error;
+      }
+      if (!response.etag) {
+        throw new UploadError(
+          "The bucket accepted the part but did not let this page read its ETag header. " +
+            "The bucket's CORS rule must expose ETag (ExposeHeaders: ETag).",
+          { kind: "etag" },
+        );
+      }
+    }, signal);
     this.inFlight.delete(n);
     this.sentBytes += blob.size;
     this.changed();
@@ -364,16 +370,3 @@ export class FileUpload extends EventTarget {
     this.changed();
   }
 }
-
-/** Turn a bucket's non-2xx answer into an UploadError (403 is retried: the URL may have expired). */
-function checkBucketStatus(response) {
-  if (response.status >= 200 && response.status < 300) return;
-  const code = /<Code>([^<]+)<\/Code>/.exec(response.text || "")?.[1];
-  throw new UploadError(`The bucket refused the upload (${response.status}${code ? " " + code : ""})`, {
-    kind: "bucket",
-    status: response.status,
-    retryable: response.status === 403 || isRetryableStatus(response.status),
-  });
-}
-
-export { cancelledError };

@@ -1,6 +1,7 @@
 // The network side of the uploader: send a request, limit how many run at once,
-// retry with exponential backoff and jitter, report progress, tell a network
-// drop from a CORS block. It knows nothing about files, parts or the page.
+// retry with exponential backoff and jitter, report progress, read S3's XML
+// errors, and tell a network drop from a CORS block. It knows nothing about
+// files, parts or the page.
 
 /** An upload failure with a message written for the person uploading. */
 export class UploadError extends Error {
@@ -105,6 +106,69 @@ export class RequestQueue {
   }
 }
 
+/** Statuses worth retrying: throttling, timeouts and server-side failures. */
+export function isRetryableStatus(status) {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** S3's error code from its XML error body ("" when absent). */
+export function parseS3ErrorCode(text) {
+  return /<Code>([^<]+)<\/Code>/.exec(text || "")?.[1] || "";
+}
+
+/** A bucket's non-2xx answer as an UploadError (403 is retried: the URL may have expired). */
+export function bucketError(response) {
+  const { status } = response;
+  const code = parseS3ErrorCode(response.text);
+  return new UploadError(`The bucket refused the upload (${status}${code ? " " + code : ""})`, {
+    kind: "bucket",
+    status,
+    retryable: status === 403 || isRetryableStatus(status),
+  });
+}
+
+// --- talking to Datasette ----------------------------------------------------
+
+/**
+ * POST JSON to a Datasette endpoint; resolves with the parsed answer, rejects
+ * with an UploadError carrying the server's own error messages.
+ */
+export async function postJSON(url, body, signal) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+      signal,
+    });
+  } catch {
+    if (signal?.aborted) throw cancelledError();
+    throw new UploadError("Could not reach Datasette: the connection was lost", {
+      kind: "network",
+      retryable: true,
+    });
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok || !data || data.ok === false) {
+    const messages = data?.errors?.length ? data.errors.join("; ") : `Datasette answered ${response.status}`;
+    throw new UploadError(messages, {
+      status: response.status,
+      retryable: isRetryableStatus(response.status),
+      body: data,
+    });
+  }
+  return data;
+}
+
+// --- talking to the bucket -------------------------------------------------
+
 // Origins that have answered a cross-origin upload request in this page: a later
 // failure without a response there is a network problem, not a CORS rule.
 const reachedOrigins = new Set();
@@ -129,10 +193,12 @@ export async function classifyNoResponse(url) {
 }
 
 /**
- * Send one request with XMLHttpRequest (fetch cannot report upload progress).
- * Resolves with {status, etag, text}; rejects with an UploadError.
+ * Send one request to the bucket with XMLHttpRequest (fetch cannot report
+ * upload progress). Resolves with {status, etag}; rejects with an UploadError.
+ * @param {{method: string, url: string, body: any, headers?: object, signal?: AbortSignal,
+ *          onProgress?: (bytes: number) => void}} request
  */
-export function xhrSend({ method, url, body, headers = {}, signal, onProgress }) {
+export function sendToBucket({ method, url, body, headers = {}, signal, onProgress }) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelledError());
     const xhr = new XMLHttpRequest();
@@ -145,7 +211,11 @@ export function xhrSend({ method, url, body, headers = {}, signal, onProgress })
     xhr.onload = () => {
       finish();
       reachedOrigins.add(new URL(url, location.href).origin);
-      resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag"), text: xhr.responseText });
+      if (xhr.status < 200 || xhr.status >= 300) {
+        reject(bucketError({ status: xhr.status, text: xhr.responseText }));
+        return;
+      }
+      resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag") });
     };
     xhr.onerror = xhr.ontimeout = () => {
       finish();
@@ -159,71 +229,4 @@ export function xhrSend({ method, url, body, headers = {}, signal, onProgress })
     };
     xhr.send(body);
   });
-}
-
-/** Statuses worth retrying: throttling, timeouts and server-side failures. */
-export function isRetryableStatus(status) {
-  return status === 408 || status === 429 || status >= 500;
-}
-
-/**
- * POST JSON to a Datasette endpoint; resolves with the parsed answer, rejects
- * with an UploadError carrying the server's own error messages.
- */
-export async function postJSON(url, body, signal) {
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-      credentials: "same-origin",
-      signal,
-    });
-  } catch (error) {
-    if (signal?.aborted) throw cancelledError();
-    throw new UploadError("Could not reach Datasette: the connection was lost", {
-      kind: "network",
-      retryable: true,
-    });
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok || !data || data.ok === false) {
-    const messages = data?.errors?.length ? data.errors.join("; ") : `Datasette answered ${response.status}`;
-    throw new UploadError(messages, {
-      status: response.status,
-      retryable: isRetryableStatus(response.status),
-      body: data,
-    });
-  }
-  return data;
-}
-
-/** Bytes per second over a sliding window, for speed and time left. */
-export class SpeedMeter {
-  constructor(windowMs = 5000, now = () => performance.now()) {
-    this.windowMs = windowMs;
-    this.now = now;
-    this.samples = [];
-  }
-
-  /** Record the total bytes sent so far. */
-  add(totalBytes) {
-    const t = this.now();
-    this.samples.push([t, totalBytes]);
-    while (this.samples.length > 2 && t - this.samples[0][0] > this.windowMs) this.samples.shift();
-  }
-
-  /** Bytes per second, or 0 until there are two samples. */
-  rate() {
-    if (this.samples.length < 2) return 0;
-    const [t0, b0] = this.samples[0];
-    const [t1, b1] = this.samples[this.samples.length - 1];
-    return t1 > t0 ? Math.max(0, ((b1 - b0) * 1000) / (t1 - t0)) : 0;
-  }
 }

@@ -1,0 +1,61 @@
+// Which file starts next. Files start in the order
+// they were chosen, at most `parallel` at once; each file that settles (done,
+// failed or cancelled) lets the next one start. Nothing is drawn here: the
+// element listens for "start", "settled" and "finished" events.
+
+const SETTLED = new Set(["done", "error", "cancelled"]);
+
+/** Is this upload over, one way or another? */
+export function isSettled(upload) {
+  return SETTLED.has(upload.status);
+}
+
+/** Starts uploads as slots free up; events carry `detail.upload`. */
+export class UploadScheduler extends EventTarget {
+  /**
+   * @param {{parallel?: number, createUpload: (file: File) => import("./upload-machine.js").FileUpload}} options
+   */
+  constructor({ parallel = 3, createUpload }) {
+    super();
+    this.parallel = parallel;
+    this.createUpload = createUpload;
+    this.uploads = [];
+  }
+
+  /** Queue files; returns their uploads, which start as slots allow. */
+  add(files) {
+    const added = files.map((file) => this.createUpload(file));
+    this.uploads.push(...added);
+    this.pump();
+    return added;
+  }
+
+  /** Start waiting files while fewer than `parallel` are uploading. */
+  pump() {
+    const active = this.uploads.filter((u) => u.status === "uploading").length;
+    const pending = this.uploads.filter((u) => u.status === "pending");
+    for (const upload of pending.slice(0, Math.max(0, this.parallel - active))) {
+      this.emit("start", upload);
+      upload.start().then(() => this.settled(upload));
+    }
+  }
+
+  /** Cancel one upload; one that had not started settles here, as start() never will. */
+  cancel(upload) {
+    upload.cancel().then((wasPending) => wasPending && this.settled(upload));
+  }
+
+  cancelAll() {
+    for (const upload of this.uploads) this.cancel(upload);
+  }
+
+  settled(upload) {
+    this.emit("settled", upload);
+    this.pump();
+    if (this.uploads.every(isSettled)) this.emit("finished", null);
+  }
+
+  emit(name, upload) {
+    this.dispatchEvent(new CustomEvent(name, { detail: { upload } }));
+  }
+}
