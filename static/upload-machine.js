@@ -345,6 +345,7 @@ export class FileUpload extends EventTarget {
             url: await this.partUrl(n, left, signal),
             body: blob,
             onProgress: (bytes) => this.progress(n, bytes),
+            readHeaders: ["ETag"],
           }),
           signal,
         );
@@ -352,7 +353,7 @@ export class FileUpload extends EventTarget {
         if (error.status === 403) this.urls.delete(n); // maybe expired: sign again
         throw error;
       }
-      if (!response.etag) {
+      if (!response.headers.ETag) {
         throw new UploadError(
           "The bucket accepted the part but did not let this page read its ETag header. " +
             "The bucket's CORS rule must expose ETag (ExposeHeaders: ETag).",

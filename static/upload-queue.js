@@ -194,11 +194,21 @@ export async function classifyNoResponse(url) {
 
 /**
  * Send one request to the bucket with XMLHttpRequest (fetch cannot report
- * upload progress). Resolves with {status, etag}; rejects with an UploadError.
+ * upload progress). Resolves with {status, headers} (only the `readHeaders`
+ * asked for: reading one the bucket does not expose logs a console error);
+ * rejects with an UploadError.
  * @param {{method: string, url: string, body: any, headers?: object, signal?: AbortSignal,
- *          onProgress?: (bytes: number) => void}} request
+ *          onProgress?: (bytes: number) => void, readHeaders?: string[]}} request
  */
-export function sendToBucket({ method, url, body, headers = {}, signal, onProgress }) {
+export function sendToBucket({
+  method,
+  url,
+  body,
+  headers = {},
+  signal,
+  onProgress,
+  readHeaders = [],
+}) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelledError());
     const xhr = new XMLHttpRequest();
@@ -215,7 +225,8 @@ export function sendToBucket({ method, url, body, headers = {}, signal, onProgre
         reject(bucketError({ status: xhr.status, text: xhr.responseText }));
         return;
       }
-      resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag") });
+      const read = Object.fromEntries(readHeaders.map((name) => [name, xhr.getResponseHeader(name)]));
+      resolve({ status: xhr.status, headers: read });
     };
     xhr.onerror = xhr.ontimeout = () => {
       finish();
