@@ -1,5 +1,5 @@
 """The bundled uploader as a user meets it, in real Chromium against `datasette serve`
-and `moto_server`: a quiet console."""
+and `moto_server`: what a fresh page shows, a quiet console."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def live(request, moto):
     datasette.bucket = bucket
     yield datasette
     datasette.stop()
+
+
+# --- a fresh page ------------------------------------------------------------
+
+
+def test_fresh_page_shows_only_the_file_chooser(page):
+    page.goto(PAGE)
+    expect(page.locator("datasette-files-s3-upload input[type=file]")).to_be_visible()
+    expect(page.locator(".dfs3-drop")).to_be_visible()
+    for nothing_yet in [".dfs3-total", ".dfs3-total progress", ".dfs3-cancel-all", ".dfs3-summary"]:
+        expect(page.locator(nothing_yet)).to_be_hidden()
+    expect(page.locator(".dfs3-file")).to_have_count(0)
 
 
 # --- the console -------------------------------------------------------------

@@ -12,6 +12,7 @@ const MIB = 1024 * 1024;
 
 const STYLE = `
 datasette-files-s3-upload { display: block; font-size: 0.95em; }
+datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center; }
 .dfs3-drop.dfs3-over { border-color: #2563eb; background: #eff6ff; }
 .dfs3-files { list-style: none; padding: 0; margin: 1em 0; }
