@@ -184,6 +184,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       if (upload.resumedBytes) parts.push(`resumed from ${formatBytes(upload.resumedBytes)}`);
       if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
     }
+    if (status === "cancelled" || status === "error") parts[0] += " sent";
     row.querySelector(".dfs3-detail").textContent = parts.join(" · ");
     if (status === "done" && upload.result) {
       row.dataset.fileId = upload.result.id;
@@ -210,18 +211,21 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     }
   }
 
+  /** The total line: see totals() in upload-scheduler.js for what it counts. */
   updateTotal() {
-    const total = this.uploads.reduce((sum, u) => sum + (u.status === "cancelled" ? 0 : u.file.size), 0);
-    const loaded = this.uploads.reduce((sum, u) => sum + (u.status === "cancelled" ? 0 : u.loaded), 0);
-    this.meter.add(loaded);
+    const total = this.scheduler.totals();
+    this.meter.add(total.sent);
     const box = this.querySelector(".dfs3-total");
-    box.querySelector("progress").value = total ? loaded / total : 0;
-    const busy = this.uploads.some((u) => !u.settled);
-    const parts = [`Total: ${formatBytes(loaded)} of ${formatBytes(total)}`, `${total ? Math.floor((loaded / total) * 100) : 0}%`];
+    box.querySelector("progress").value = total.fraction;
+    const parts = total.files
+      ? [`Total: ${formatBytes(total.loaded)} of ${formatBytes(total.size)}`, `${Math.floor(total.fraction * 100)}%`]
+      : ["Total: nothing left to upload"];
     const rate = this.meter.rate();
-    if (busy && rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((total - loaded) / rate)} left`);
+    if (total.busy && rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((total.size - total.loaded) / rate)} left`);
+    const dropped = [total.failed && `${total.failed} failed`, total.cancelled && `${total.cancelled} cancelled`];
+    if (total.failed || total.cancelled) parts.push(`not counted: ${dropped.filter(Boolean).join(", ")}`);
     box.querySelector(".dfs3-total-detail").textContent = parts.join(" · ");
-    box.querySelector(".dfs3-cancel-all").hidden = !busy;
+    box.querySelector(".dfs3-cancel-all").hidden = !total.busy;
   }
 
   summarize() {

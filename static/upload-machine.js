@@ -144,7 +144,7 @@ export class FileUpload extends EventTarget {
     return this.file.size > this.threshold;
   }
 
-  /** Bytes sent so far. */
+  /** Bytes sent so far; once the upload failed or was cancelled, what it had sent by then. */
   get loaded() {
     let bytes = this.sentBytes;
     for (const b of this.inFlight.values()) bytes += b;
@@ -175,7 +175,6 @@ export class FileUpload extends EventTarget {
       this.sentBytes = this.file.size;
       this.setStatus("done");
     } catch (error) {
-      this.inFlight.clear();
       if (this.controller.signal.aborted || error.kind === "cancelled") {
         this.setStatus("cancelled");
         return;
@@ -192,8 +191,10 @@ export class FileUpload extends EventTarget {
   async cancel() {
     if (this.settled) return false;
     const wasPending = this.status === "pending";
-    this.controller.abort();
+    // Settle first: the aborted requests' last progress (0) is then ignored,
+    // and the row keeps what had been sent when the user cancelled.
     this.setStatus("cancelled");
+    this.controller.abort();
     this.resume.forget(this.file);
     if (this.token) await this.abortQuietly(this.token);
     return wasPending;
@@ -367,6 +368,7 @@ export class FileUpload extends EventTarget {
   }
 
   progress(n, bytes) {
+    if (this.settled) return; // a failed or cancelled upload keeps what it had sent
     this.inFlight.set(n, bytes);
     this.changed();
   }

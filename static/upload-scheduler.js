@@ -1,4 +1,4 @@
-// Which file starts next. Files start in the order
+// Which file starts next, and what the total means. Files start in the order
 // they were chosen, at most `parallel` at once; each file that settles (done,
 // failed or cancelled) lets the next one start. Nothing is drawn here: the
 // element listens for "start", "settled" and "finished" events.
@@ -8,6 +8,31 @@ const SETTLED = new Set(["done", "error", "cancelled"]);
 /** Is this upload over, one way or another? */
 export function isSettled(upload) {
   return SETTLED.has(upload.status);
+}
+
+/**
+ * The total is over the files still meant to upload: waiting, uploading and
+ * uploaded. A failed or cancelled file drops out of both sides, so two files
+ * uploaded and two failed read 100%. `sent` counts every byte sent, dropped
+ * files too, so the speed does not dip when one drops out.
+ * @param {import("./upload-machine.js").FileUpload[]} uploads
+ */
+export function totals(uploads) {
+  const meant = uploads.filter((u) => u.status !== "error" && u.status !== "cancelled");
+  const loaded = meant.reduce((sum, u) => sum + u.loaded, 0);
+  const size = meant.reduce((sum, u) => sum + u.file.size, 0);
+  const allDone = meant.length > 0 && meant.every((u) => u.status === "done");
+  return {
+    loaded,
+    size,
+    // Zero-byte files have nothing to count: done is 100%.
+    fraction: size ? loaded / size : allDone ? 1 : 0,
+    sent: uploads.reduce((sum, u) => sum + u.loaded, 0),
+    busy: uploads.some((u) => !isSettled(u)),
+    files: meant.length,
+    failed: uploads.filter((u) => u.status === "error").length,
+    cancelled: uploads.filter((u) => u.status === "cancelled").length,
+  };
 }
 
 /** Starts uploads as slots free up; events carry `detail.upload`. */
@@ -53,6 +78,10 @@ export class UploadScheduler extends EventTarget {
     this.emit("settled", upload);
     this.pump();
     if (this.uploads.every(isSettled)) this.emit("finished", null);
+  }
+
+  totals() {
+    return totals(this.uploads);
   }
 
   emit(name, upload) {
