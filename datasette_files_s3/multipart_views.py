@@ -128,8 +128,24 @@ async def multipart_abort(request, datasette):
     return Response.json({"ok": True})
 
 
+@json_api
+async def bucket_status(request, datasette):
+    """POST .../-/bucket: is the bucket there and open to this source, right now?
+
+    The uploader asks when a request to the bucket got no answer at all: a page
+    cannot tell a CORS block from a missing bucket (S3's error answer for one
+    carries no CORS headers), but Datasette can. Asked then, S3 is asked again:
+    a remembered success may be older than the bucket's removal.
+    """
+    storage = await authorized_storage(request, datasette)
+    await read_json_body(request)
+    await storage.check_bucket(fresh=True)
+    return Response.json({"ok": True})
+
+
 ROUTES = [
     (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)$", upload_page),
+    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/bucket$", bucket_status),
     (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/create$", multipart_create),
     (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/sign$", multipart_sign),
     (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/parts$", multipart_parts),

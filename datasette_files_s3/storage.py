@@ -233,15 +233,18 @@ class S3Storage(Storage):
                 self.bucket_check.forget()
             raise error from None
 
-    async def check_bucket(self) -> None:
+    async def check_bucket(self, fresh: bool = False) -> None:
         """BucketUnusable (or StorageUnavailable) unless the bucket exists and lets
-        these keys list the source's prefix; a success is remembered (bucket_check.py).
+        these keys list the source's prefix; a success is remembered (bucket_check.py),
+        unless `fresh` asks S3 again now.
 
         ListObjectsV2 for one key under the prefix, not HeadBucket: keys scoped to
         a prefix, as a credentials broker hands out, may list their prefix while
         HeadBucket (which has no prefix to match a policy against) is refused.
         The source needs that listing anyway, for datasette-files and cleanup.
         """
+        if fresh:
+            self.bucket_check.forget()
         connection = await self.connection()
         await self.bucket_check.ensure(
             connection.credentials,

@@ -1,5 +1,6 @@
 """The bundled uploader as a user meets it, in real Chromium against `datasette serve`
-and `moto_server`: what a fresh page shows, what the total means, a quiet console."""
+and `moto_server`: what a fresh page shows, what the total means, a quiet console,
+and errors that name their real cause (a missing bucket is not a CORS problem)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,42 @@ from live_servers import DatasetteProcess, live_config
 from page_helpers import MIB, PAGE, Network, choose, make_file
 from playwright.sync_api import expect
 
+CORS_ADVICE = re.compile(r"CORS|files-s3 cors", re.IGNORECASE)
+
 
 @pytest.fixture
 def live(request, moto):
-    """A Datasette on a fresh bucket, multipart above 5 MiB; an `indirect` param's
-    `config` adds source options."""
+    """A Datasette on a fresh bucket, multipart above 5 MiB. `indirect` params:
+    `config` (more source options), `bucket_exists` (False: the source names a
+    bucket nobody created), `strict_cors` (moto without its global CORS rule)."""
     options = getattr(request, "param", {})
+    server = request.getfixturevalue("moto_strict_cors") if options.get("strict_cors") else moto
     bucket = f"e2e-ui-{uuid.uuid4().hex[:12]}"
-    config = moto.source_config(bucket, multipart_threshold="5MiB", **options.get("config", {}))
+    config = server.source_config(bucket, multipart_threshold="5MiB", **options.get("config", {}))
     datasette = DatasetteProcess(live_config(config))
-    moto.create_bucket(bucket, cors_origins=[datasette.url])
+    if options.get("bucket_exists", True):
+        server.create_bucket(bucket, cors_origins=[datasette.url])
     datasette.start()
     datasette.bucket = bucket
+    datasette.s3 = server
     yield datasette
     datasette.stop()
+
+
+class Requests:
+    """Every request the page sends, as (method, url)."""
+
+    def __init__(self, page):
+        self.seen: list[tuple[str, str]] = []
+        page.on("request", lambda request: self.seen.append((request.method, request.url)))
+
+    def count(self, method: str, pattern: str) -> int:
+        return sum(1 for m, url in self.seen if m == method and re.search(pattern, url))
+
+
+def error_of(row) -> str:
+    expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+    return row.locator(".dfs3-error").text_content()
 
 
 # --- a fresh page ------------------------------------------------------------
@@ -86,3 +109,109 @@ def test_cancelled_file_leaves_the_total_and_its_row_keeps_what_it_sent(page, tm
     sent = rows.nth(1).locator(".dfs3-detail").text_content()
     match = re.fullmatch(r"([\d.]+) MB of 42 MB sent · (\d+)%", sent)
     assert match and float(match.group(1)) > 4 and int(match.group(2)) >= 10, sent
+
+
+# --- errors that cannot heal -------------------------------------------------
+
+
+@pytest.mark.parametrize("live", [{"bucket_exists": False}], indirect=True)
+def test_missing_bucket_at_create_is_told_once_without_cors_advice(page, live, tmp_path):
+    requests = Requests(page)
+    page.goto(PAGE)
+    choose(page, make_file(tmp_path, "big.bin", 6 * MIB))
+    error = error_of(page.locator(".dfs3-file"))
+    assert f"bucket '{live.bucket}' does not exist" in error
+    assert not CORS_ADVICE.search(error), error
+    assert requests.count("POST", r"/multipart/create$") == 1
+
+
+@pytest.mark.parametrize("live", [{"bucket_exists": False}], indirect=True)
+def test_missing_bucket_on_direct_upload_is_told_once_without_cors_advice(page, live, tmp_path):
+    requests = Requests(page)
+    page.goto(PAGE)
+    choose(page, make_file(tmp_path, "small.bin", 1000))
+    error = error_of(page.locator(".dfs3-file"))
+    assert "does not exist" in error
+    assert not CORS_ADVICE.search(error), error
+    assert requests.count("POST", r"/-/prepare$") == 1
+    assert requests.count("POST", "^" + re.escape(live.s3.endpoint_url)) <= 1
+
+
+# moto without its global CORS rule answers POST uploads with no CORS headers at
+# all, as S3 answers for a bucket that is not there: the page sees no response.
+@pytest.mark.parametrize("live", [{"strict_cors": True}], indirect=True)
+def test_no_answer_from_a_bucket_that_is_gone_names_the_bucket_not_cors(page, live, tmp_path):
+    """The bucket is deleted after prepare answered (so the page goes on to send),
+    and Datasette, asked same-origin, finds it missing."""
+
+    def delete_bucket_then_answer(route):
+        answer = route.fetch()
+        live.s3.client().delete_bucket(Bucket=live.bucket)
+        route.fulfill(response=answer)
+
+    page.route(re.compile(r"/-/prepare$"), delete_bucket_then_answer)
+    requests = Requests(page)
+    page.goto(PAGE)
+    choose(page, make_file(tmp_path, "small.bin", 1000))
+    error = error_of(page.locator(".dfs3-file"))
+    assert f"bucket '{live.bucket}' does not exist" in error
+    assert not CORS_ADVICE.search(error), error
+    assert requests.count("POST", "^" + re.escape(live.s3.endpoint_url)) == 1
+    assert requests.count("POST", r"/-/bucket$") == 1
+
+
+def test_refused_request_is_shown_as_datasette_said_and_not_sent_again(page, live, tmp_path):
+    """A 4xx from our endpoints needs someone to change something: here the
+    actor's sign-in is gone, and create answers 403."""
+    requests = Requests(page)
+    page.goto(PAGE)
+    page.context.clear_cookies()
+    choose(page, make_file(tmp_path, "big.bin", 6 * MIB))
+    error = error_of(page.locator(".dfs3-file"))
+    assert "Permission denied: you need files-upload on source 's3files'" in error
+    assert requests.count("POST", r"/multipart/create$") == 1
+
+
+# --- which answers the uploader retries --------------------------------------
+
+HEAL = """async () => {
+  const q = await import("/-/static-plugins/datasette_files_s3/upload-queue.js");
+  const ours = [408, 429, 500, 502, 503, 504, 400, 403, 404, 409, 413]
+    .filter((s) => q.datasetteAnswerCanHeal(s, true));
+  const proxy = [500, 502].filter((s) => q.datasetteAnswerCanHeal(s, false));
+  const xml = (code, message) => `<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+  const bucket = (status, code, message, resignable) =>
+    q.bucketError({ status, text: xml(code, message) }, { resignable }).retryable;
+  return {
+    ours, proxy,
+    s3: {
+      slowDown: bucket(503, "SlowDown", "Please reduce your request rate.", false),
+      internal: bucket(500, "InternalError", "We encountered an internal error.", false),
+      noSuchBucket: bucket(404, "NoSuchBucket", "The specified bucket does not exist", true),
+      denied: bucket(403, "AccessDenied", "Access Denied", true),
+      expiredResigned: bucket(403, "AccessDenied", "Request has expired", true),
+      expiredSameUrl: bucket(403, "AccessDenied", "Request has expired", false),
+      tooLarge: bucket(400, "EntityTooLarge", "Your proposed upload exceeds the maximum", true),
+    },
+    message: q.bucketError({ status: 404, text: xml("NoSuchBucket", "The specified bucket does not exist") }).message,
+  };
+}"""
+
+
+def test_only_answers_that_can_heal_are_retried(page):
+    page.goto(PAGE)
+    decided = page.evaluate(HEAL)
+    assert decided["ours"] == [408, 429, 503, 504]
+    assert decided["proxy"] == [500, 502]
+    assert decided["s3"] == {
+        "slowDown": True,
+        "internal": True,
+        "noSuchBucket": False,
+        "denied": False,
+        "expiredResigned": True,
+        "expiredSameUrl": False,
+        "tooLarge": False,
+    }
+    assert decided["message"] == (
+        "The bucket refused the upload (404 NoSuchBucket): The specified bucket does not exist"
+    )

@@ -16,6 +16,7 @@ export class DatasetteApi {
     const base = (baseUrl || "/").replace(/\/?$/, "/");
     const slug = encodeURIComponent(source);
     this.direct = `${base}-/files/upload/${slug}/-/`;
+    this.bucketUrl = `${base}-/files-s3/upload/${slug}/-/bucket`;
     this.multipart = `${base}-/files-s3/upload/${slug}/-/multipart/`;
   }
   /** A multipart step; create and complete may answer with the file already registered. */
@@ -28,6 +29,10 @@ export class DatasetteApi {
   }
   complete(body, signal) {
     return alreadyCompletedIsAnswer(postJSON(this.direct + "complete", body, signal));
+  }
+  /** Resolves when Datasette finds the bucket there and open to it; rejects with its answer if not. */
+  checkBucket(signal) {
+    return postJSON(this.bucketUrl, {}, signal);
   }
 }
 
@@ -239,10 +244,12 @@ export class FileUpload extends EventTarget {
 
   /**
    * One request to the bucket when the shared queue has a slot; `makeRequest`
-   * runs then, so a part URL is signed no earlier than it is needed.
+   * runs then, so a part URL is signed no earlier than it is needed. A request
+   * that gets no answer at all asks Datasette whether the bucket is there.
    */
   toBucket(makeRequest, signal) {
-    return this.queue.run(async () => sendToBucket({ ...(await makeRequest()), signal }), signal);
+    const checkBucket = () => this.api.checkBucket(signal);
+    return this.queue.run(async () => sendToBucket({ ...(await makeRequest()), signal, checkBucket }), signal);
   }
 
   // --- one presigned POST --------------------------------------------------
@@ -347,11 +354,12 @@ export class FileUpload extends EventTarget {
             body: blob,
             onProgress: (bytes) => this.progress(n, bytes),
             readHeaders: ["ETag"],
+            resignable: true,
           }),
           signal,
         );
       } catch (error) {
-        if (error.status === 403) this.urls.delete(n); // maybe expired: sign again
+        if (error.status === 403) this.urls.delete(n); // an expired URL is retried signed again
         throw error;
       }
       if (!response.headers.ETag) {

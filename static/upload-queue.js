@@ -1,22 +1,24 @@
 // The network side of the uploader: send a request, limit how many run at once,
-// retry with exponential backoff and jitter, report progress, read S3's XML
-// errors, and tell a network drop from a CORS block. It knows nothing about
-// files, parts or the page.
+// decide which failures can heal and retry those with backoff and jitter,
+// report progress, read S3's XML errors, and tell a network drop from a CORS
+// block. It knows nothing about files, parts or the page.
 
 /** An upload failure with a message written for the person uploading. */
 export class UploadError extends Error {
   /**
    * @param {string} message plain words, safe to show
-   * @param {{kind?: string, retryable?: boolean, status?: number, body?: object}} options
+   * @param {{kind?: string, retryable?: boolean, status?: number, body?: object, code?: string}} options
    *   kind: "network" | "cors" | "etag" | "server" | "bucket" | "cancelled"
    *   body: Datasette's JSON answer, when there was one
+   *   code: S3's error code, when the bucket answered with one
    */
-  constructor(message, { kind = "server", retryable = false, status = 0, body = null } = {}) {
+  constructor(message, { kind = "server", retryable = false, status = 0, body = null, code = "" } = {}) {
     super(message);
     this.kind = kind;
     this.retryable = retryable;
     this.status = status;
     this.body = body;
+    this.code = code;
   }
 }
 
@@ -106,24 +108,54 @@ export class RequestQueue {
   }
 }
 
-/** Statuses worth retrying: throttling, timeouts and server-side failures. */
-export function isRetryableStatus(status) {
-  return status === 408 || status === 429 || status >= 500;
+// --- which answers can heal ------------------------------------------------
+
+/**
+ * Is a Datasette answer worth sending again? Throttling (429), timeouts (408,
+ * 504) and "unavailable" (503: S3 unreachable, the credentials broker or the
+ * internal database down) heal. So do a 500 or 502 that is not our JSON: a
+ * proxy in front of Datasette, e.g. while it restarts. Our own JSON 502 means
+ * S3 refused after the server's S3 client had already retried, for a cause
+ * such as a missing bucket or denied access; that, a 500 of ours and every
+ * other 4xx need someone to change something, so they are not retried.
+ */
+export function datasetteAnswerCanHeal(status, isOurJson) {
+  if (status === 408 || status === 429 || status === 503 || status === 504) return true;
+  if (status === 500 || status === 502) return !isOurJson;
+  return false;
 }
 
-/** S3's error code from its XML error body ("" when absent). */
-export function parseS3ErrorCode(text) {
-  return /<Code>([^<]+)<\/Code>/.exec(text || "")?.[1] || "";
+/** S3's error code and message from its XML error body (empty strings when absent). */
+export function parseS3Error(text) {
+  const field = (name) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(text || "")?.[1] || "";
+  return { code: field("Code"), message: field("Message") };
 }
 
-/** A bucket's non-2xx answer as an UploadError (403 is retried: the URL may have expired). */
-export function bucketError(response) {
+const S3_EXPIRED_CODES = new Set(["ExpiredToken", "TokenRefreshRequired", "RequestExpired", "ExpiredRequest"]);
+
+/** Did S3 refuse a presigned request because its URL or the keys signing it expired? */
+export function isExpiredSignature(status, { code, message }) {
+  return status === 403 && (S3_EXPIRED_CODES.has(code) || /expired/i.test(message));
+}
+
+/**
+ * A bucket's non-2xx answer as an UploadError. S3 asks clients to retry its
+ * 500 and 503 (SlowDown); 408, 429, 502 and 504 are timeouts and gateways. A
+ * 403 for an expired URL heals only with a new signature, so it is retried
+ * when the caller signs again (`resignable`). Everything else (NoSuchBucket,
+ * AccessDenied, EntityTooLarge, ...) stays as it is however often it is sent.
+ */
+export function bucketError(response, { resignable = false } = {}) {
   const { status } = response;
-  const code = parseS3ErrorCode(response.text);
-  return new UploadError(`The bucket refused the upload (${status}${code ? " " + code : ""})`, {
+  const s3 = parseS3Error(response.text);
+  const expired = isExpiredSignature(status, s3);
+  const detail = [status, s3.code].filter(Boolean).join(" ");
+  const said = s3.message ? `: ${s3.message}` : "";
+  return new UploadError(`The bucket refused the upload (${detail})${said}`, {
     kind: "bucket",
     status,
-    retryable: status === 403 || isRetryableStatus(status),
+    code: s3.code,
+    retryable: [408, 429, 500, 502, 503, 504].includes(status) || (expired && resignable),
   });
 }
 
@@ -157,10 +189,11 @@ export async function postJSON(url, body, signal) {
     data = null;
   }
   if (!response.ok || !data || data.ok === false) {
-    const messages = data?.errors?.length ? data.errors.join("; ") : `Datasette answered ${response.status}`;
+    const ours = Boolean(data?.errors?.length);
+    const messages = ours ? data.errors.join("; ") : `Datasette answered ${response.status}`;
     throw new UploadError(messages, {
       status: response.status,
-      retryable: isRetryableStatus(response.status),
+      retryable: datasetteAnswerCanHeal(response.status, ours),
       body: data,
     });
   }
@@ -174,14 +207,27 @@ export async function postJSON(url, body, signal) {
 const reachedOrigins = new Set();
 
 /**
- * Did the request fail because CORS blocked it, or because the network did?
- * Both look the same to a page (status 0). A no-cors GET to the same origin
- * tells them apart: it resolves when the server is reachable.
+ * Why did a request to the bucket get no response at all? A page sees the
+ * same status 0 for a dropped connection, a CORS block, and (on S3, whose
+ * error answers for a missing bucket carry no CORS headers) a bucket that is
+ * not there. So: offline, or an origin that answered before, is the network.
+ * Otherwise ask Datasette, same-origin, whether the bucket is there
+ * (`checkBucket` rejects with its answer when it is not); if it is, a no-cors
+ * GET to the bucket's origin resolves when the browser can reach it, and then
+ * only CORS is left.
  */
-export async function classifyNoResponse(url) {
+export async function diagnoseNoResponse(url, checkBucket) {
   const origin = new URL(url, location.href).origin;
   const network = new UploadError(`The connection to ${origin} was lost`, { kind: "network", retryable: true });
   if (reachedOrigins.has(origin) || !navigator.onLine) return network;
+  if (checkBucket) {
+    try {
+      await checkBucket();
+    } catch (error) {
+      // Datasette itself unreachable (or busy): the network, most likely.
+      return error instanceof UploadError && !error.retryable ? error : network;
+    }
+  }
   try {
     await fetch(origin + "/", { mode: "no-cors", cache: "no-store" });
   } catch {
@@ -196,9 +242,10 @@ export async function classifyNoResponse(url) {
  * Send one request to the bucket with XMLHttpRequest (fetch cannot report
  * upload progress). Resolves with {status, headers} (only the `readHeaders`
  * asked for: reading one the bucket does not expose logs a console error);
- * rejects with an UploadError.
+ * rejects with an UploadError that says whether it may heal.
  * @param {{method: string, url: string, body: any, headers?: object, signal?: AbortSignal,
- *          onProgress?: (bytes: number) => void, readHeaders?: string[]}} request
+ *          onProgress?: (bytes: number) => void, readHeaders?: string[], resignable?: boolean,
+ *          checkBucket?: () => Promise<unknown>}} request
  */
 export function sendToBucket({
   method,
@@ -208,6 +255,8 @@ export function sendToBucket({
   signal,
   onProgress,
   readHeaders = [],
+  resignable = false,
+  checkBucket,
 }) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelledError());
@@ -222,7 +271,7 @@ export function sendToBucket({
       finish();
       reachedOrigins.add(new URL(url, location.href).origin);
       if (xhr.status < 200 || xhr.status >= 300) {
-        reject(bucketError({ status: xhr.status, text: xhr.responseText }));
+        reject(bucketError({ status: xhr.status, text: xhr.responseText }, { resignable }));
         return;
       }
       const read = Object.fromEntries(readHeaders.map((name) => [name, xhr.getResponseHeader(name)]));
@@ -231,7 +280,7 @@ export function sendToBucket({
     xhr.onerror = xhr.ontimeout = () => {
       finish();
       onProgress?.(0);
-      classifyNoResponse(url).then(reject);
+      diagnoseNoResponse(url, checkBucket).then(reject);
     };
     xhr.onabort = () => {
       finish();

@@ -178,6 +178,7 @@ POST_PATHS = [
     "/-/files-s3/upload/{s}/-/multipart/parts",
     "/-/files-s3/upload/{s}/-/multipart/complete",
     "/-/files-s3/upload/{s}/-/multipart/abort",
+    "/-/files-s3/upload/{s}/-/bucket",
 ]
 source_names = st.sampled_from([*SOURCES, "nope", "..", "%2e%2e", "s3files%00"])
 

@@ -219,6 +219,7 @@ def test_no_secret_in_pages_errors_logs_or_cli(world):
         ("/-/files-s3/upload/{s}/-/multipart/parts", {"upload_token": "forged"}),
         ("/-/files-s3/upload/{s}/-/multipart/complete", {"upload_token": "forged"}),
         ("/-/files-s3/upload/{s}/-/multipart/abort", {"upload_token": "forged"}),
+        ("/-/files-s3/upload/{s}/-/bucket", {}),
     ]
     for who, client in (("alice", alice), ("anonymous", anonymous)):
         for source in SOURCES:
