@@ -176,14 +176,17 @@ def test_refused_request_is_shown_as_datasette_said_and_not_sent_again(page, liv
 
 HEAL = """async () => {
   const q = await import("/-/static-plugins/datasette_files_s3/upload-queue.js");
-  const ours = [408, 429, 500, 502, 503, 504, 400, 403, 404, 409, 413]
-    .filter((s) => q.datasetteAnswerCanHeal(s, true));
-  const proxy = [500, 502].filter((s) => q.datasetteAnswerCanHeal(s, false));
+  const ours = { ok: false, errors: ["what went wrong"] };
+  const statuses = [408, 429, 500, 502, 503, 504, 400, 403, 404, 409, 413];
+  const unmarked = statuses.filter((s) => q.datasetteAnswerCanHeal(s, ours));
+  const proxy = [500, 502].filter((s) => q.datasetteAnswerCanHeal(s, null));
+  const marked = [[502, false], [502, true], [503, false], [400, true]]
+    .map(([s, retryable]) => q.datasetteAnswerCanHeal(s, { ...ours, retryable }));
   const xml = (code, message) => `<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
   const bucket = (status, code, message, resignable) =>
     q.bucketError({ status, text: xml(code, message) }, { resignable }).retryable;
   return {
-    ours, proxy,
+    unmarked, proxy, marked,
     s3: {
       slowDown: bucket(503, "SlowDown", "Please reduce your request rate.", false),
       internal: bucket(500, "InternalError", "We encountered an internal error.", false),
@@ -201,8 +204,9 @@ HEAL = """async () => {
 def test_only_answers_that_can_heal_are_retried(page):
     page.goto(PAGE)
     decided = page.evaluate(HEAL)
-    assert decided["ours"] == [408, 429, 503, 504]
+    assert decided["unmarked"] == [408, 429, 503, 504]
     assert decided["proxy"] == [500, 502]
+    assert decided["marked"] == [False, True, False, True]  # the server's own word wins
     assert decided["s3"] == {
         "slowDown": True,
         "internal": True,

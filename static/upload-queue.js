@@ -111,17 +111,20 @@ export class RequestQueue {
 // --- which answers can heal ------------------------------------------------
 
 /**
- * Is a Datasette answer worth sending again? Throttling (429), timeouts (408,
- * 504) and "unavailable" (503: S3 unreachable, the credentials broker or the
- * internal database down) heal. So do a 500 or 502 that is not our JSON: a
- * proxy in front of Datasette, e.g. while it restarts. Our own JSON 502 means
- * S3 refused after the server's S3 client had already retried, for a cause
- * such as a missing bucket or denied access; that, a 500 of ours and every
- * other 4xx need someone to change something, so they are not retried.
+ * Is a Datasette answer worth sending again? Our JSON errors say so themselves
+ * (`retryable`: false for a missing bucket or denied access, a 502 that will not
+ * heal). Without that word: throttling (429), timeouts (408, 504) and
+ * "unavailable" (503) heal, and so does a 500 or 502 that is not our JSON (a
+ * proxy in front of Datasette, e.g. while it restarts). Our own JSON 502 means
+ * S3 refused after the server's S3 client had already retried; that, a 500 of
+ * ours and every other 4xx need someone to change something.
+ * @param {number} status
+ * @param {object|null} data the parsed JSON answer, if any
  */
-export function datasetteAnswerCanHeal(status, isOurJson) {
+export function datasetteAnswerCanHeal(status, data) {
+  if (typeof data?.retryable === "boolean") return data.retryable;
   if (status === 408 || status === 429 || status === 503 || status === 504) return true;
-  if (status === 500 || status === 502) return !isOurJson;
+  if (status === 500 || status === 502) return !data?.errors?.length;
   return false;
 }
 
@@ -189,11 +192,10 @@ export async function postJSON(url, body, signal) {
     data = null;
   }
   if (!response.ok || !data || data.ok === false) {
-    const ours = Boolean(data?.errors?.length);
-    const messages = ours ? data.errors.join("; ") : `Datasette answered ${response.status}`;
+    const messages = data?.errors?.length ? data.errors.join("; ") : `Datasette answered ${response.status}`;
     throw new UploadError(messages, {
       status: response.status,
-      retryable: datasetteAnswerCanHeal(response.status, ours),
+      retryable: datasetteAnswerCanHeal(response.status, data),
       body: data,
     });
   }
