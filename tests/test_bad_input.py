@@ -142,6 +142,7 @@ JSON_ENDPOINTS = [
     "/-/files-s3/upload/s3files/-/multipart/parts",
     "/-/files-s3/upload/s3files/-/multipart/complete",
     "/-/files-s3/upload/s3files/-/multipart/abort",
+    "/-/files-s3/upload/s3files/-/bucket",
 ]
 
 
@@ -210,6 +211,7 @@ CROSS_SITE_POSTS = [
     "/-/files-s3/upload/s3files/-/multipart/parts",
     "/-/files-s3/upload/s3files/-/multipart/complete",
     "/-/files-s3/upload/s3files/-/multipart/abort",
+    "/-/files-s3/upload/s3files/-/bucket",
     "/-/files/df-01jdaaaaaaaaaaaaaaaaaaaaaa/-/delete",
 ]
 # What a browser sends with a form another site submits: Sec-Fetch-Site, or
