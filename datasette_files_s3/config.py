@@ -65,6 +65,9 @@ class S3SourceConfig:
     # uploader ever holds (datasette-files' sends one file at a time, ours three).
     max_pending_uploads: int = 100
     max_open_multipart_uploads: int = 20
+    # "sha256": uploads carry a SHA-256 the store checks (x-amz-checksum-sha256);
+    # "none" for stores that refuse those headers (Backblaze B2, for one).
+    checksum: str = "sha256"
 
     @property
     def longest_url_seconds(self) -> int:
@@ -94,6 +97,7 @@ STRING_OPTIONS = (
     "credentials_url",
     "credentials_url_secret",
 )
+CHECKSUM_CHOICES = ("sha256", "none")
 LIMIT_OPTIONS = ("max_pending_uploads", "max_open_multipart_uploads")
 OPTIONS = {
     *STRING_OPTIONS,
@@ -105,6 +109,7 @@ OPTIONS = {
     "multipart_expires",
     "thumbnail_max_size",
     "direct_uploads",
+    "checksum",
     *LIMIT_OPTIONS,
 }
 
@@ -235,6 +240,12 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         if not isinstance(direct, bool):
             fail("direct_uploads", "must be true or false")
         values["direct_uploads"] = direct
+
+    checksum = raw.get("checksum")
+    if checksum is not None:
+        if checksum not in CHECKSUM_CHOICES:
+            fail("checksum", "must be sha256 (the store checks each upload's SHA-256) or none")
+        values["checksum"] = checksum
 
     types = raw.get("allowed_content_types")
     if types is not None:

@@ -92,6 +92,7 @@ def file_row_insert(
     size: int,
     actor_id: str | None,
     metadata: dict,
+    content_hash: str | None = None,
 ) -> tuple[str, dict]:
     """The INSERT datasette-files' own upload would run, as (sql, params).
 
@@ -104,7 +105,7 @@ def file_row_insert(
         INSERT INTO datasette_files
             (id, source_id, path, filename, content_type, content_hash, size, uploaded_by, metadata)
         VALUES
-            (:id, :source_id, :path, :filename, :content_type, NULL, :size, :uploaded_by, :metadata)
+            (:id, :source_id, :path, :filename, :content_type, :content_hash, :size, :uploaded_by, :metadata)
         """,
         {
             "id": file_id,
@@ -112,6 +113,7 @@ def file_row_insert(
             "path": path,
             "filename": filename,
             "content_type": content_type,
+            "content_hash": content_hash,
             "size": size,
             "uploaded_by": actor_id,
             "metadata": json.dumps(metadata),

@@ -42,6 +42,7 @@ async def upload_page(request, datasette):
             {
                 "source": source,
                 "multipart_threshold": storage.config.multipart_threshold,
+                "checksum": storage.config.checksum,
                 "source_url": datasette.urls.path(f"/-/files/source/{source}"),
             },
             request=request,

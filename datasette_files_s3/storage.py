@@ -299,10 +299,15 @@ class S3Storage(Storage):
 
     # --- the Storage contract ---------------------------------------------
 
-    async def head(self, path: str) -> dict | None:
-        """The raw HEAD answer for a path, or None when there is no object."""
+    async def head(self, path: str, checksum: bool = False) -> dict | None:
+        """The raw HEAD answer for a path, or None when there is no object.
+
+        `checksum` asks for the object's stored checksum (ChecksumMode=ENABLED),
+        which stores that refuse checksums may not understand.
+        """
+        extra = {"ChecksumMode": "ENABLED"} if checksum else {}
         try:
-            return await self.call("head_object", Path=path)
+            return await self.call("head_object", Path=path, **extra)
         except FileNotFoundError:
             return None
 
@@ -402,9 +407,12 @@ class S3Storage(Storage):
         )
 
     async def presigned_post(
-        self, path: str, content_type: str, size: int, expires_in: int
+        self, path: str, content_type: str, size: int, expires_in: int, sha256: str | None = None
     ) -> tuple[UploadInstructions, float]:
         """A POST policy for exactly this key, size and type; returns it and its expiry.
+
+        With `sha256` (base64), the policy also fixes the object's SHA-256: a
+        store that checks it refuses any other bytes, even under this policy.
 
         Signing never contacts S3, so the bucket is checked first (once in a
         while): a missing bucket is then an answer here, not a failed POST in
@@ -413,12 +421,15 @@ class S3Storage(Storage):
         await self.check_bucket()
         connection = await self.connection()
         seconds = self.presign_seconds(connection, expires_in)
+        fields = {"Content-Type": content_type}
+        if sha256:
+            fields |= {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha256}
         post = connection.presign_client.generate_presigned_post(
             Bucket=connection.bucket,
             Key=connection.prefix + path,
-            Fields={"Content-Type": content_type},
+            Fields=fields,
             Conditions=[
-                {"Content-Type": content_type},
+                *({name: value} for name, value in fields.items()),
                 ["content-length-range", size, size],
             ],
             ExpiresIn=seconds,

@@ -8,7 +8,9 @@ shares the secret can confirm it; nothing lives only in one process's memory.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -16,7 +18,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, replace
 
-from . import database, files_bridge
+from . import checksums, database, files_bridge
 from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
 from .errors import (
     AlreadyCompleted,
@@ -44,6 +46,7 @@ class UploadRequest:
     filename: str
     content_type: str
     size: int
+    sha256: str | None = None  # base64, when the client sent the file's SHA-256
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class UploadTicket:
     kind: str = "post"  # "post" (one presigned POST) or "multipart"
     upload_id: str | None = None
     part_size: int | None = None
+    # The SHA-256 (base64) signed into a POST policy, or "SHA256" for a
+    # multipart upload created with that checksum algorithm; None: no checksum.
+    sha256: str | None = None
 
 
 def load_json(body: bytes):
@@ -95,7 +101,7 @@ def parse_json_object(body: bytes) -> dict:
 
 
 def parse_upload_request(data: dict) -> UploadRequest:
-    """Validate `filename`, `content_type` and `size` from a prepare body."""
+    """Validate `filename`, `content_type`, `size` and the optional `sha256` from a prepare body."""
     filename = check_filename(data.get("filename"))
     content_type = check_content_type(data.get("content_type"))
     size = data.get("size")
@@ -103,7 +109,10 @@ def parse_upload_request(data: dict) -> UploadRequest:
         raise UploadRejected("size is required: the file's size in bytes, as a whole number")
     if size < 0:
         raise UploadRejected("size cannot be negative: send the file's size in bytes (0 for an empty file)")
-    return UploadRequest(filename=filename, content_type=content_type, size=size)
+    sha256 = data.get("sha256")
+    if sha256 is not None:
+        sha256 = checksums.parse_sha256(sha256)
+    return UploadRequest(filename=filename, content_type=content_type, size=size, sha256=sha256)
 
 
 def check_request_allowed(config, upload: UploadRequest, single_request: bool) -> None:
@@ -170,6 +179,13 @@ def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
         problems.append(
             f"Uploaded object has content type {actual_type or '(none)'} but {ticket.content_type} was declared"
         )
+    if ticket.kind == "post" and ticket.sha256:
+        stored = checksums.store_value(head)
+        if stored != ticket.sha256:
+            problems.append(
+                f"Uploaded object's SHA-256 is {stored or '(not reported by the store)'} "
+                f"but {ticket.sha256} was signed for"
+            )
     modified = head.get("LastModified")
     if modified is not None and modified.timestamp() > ticket.expires_at + CLOCK_SKEW_SECONDS:
         problems.append("Uploaded object was written after the upload permission expired")
@@ -194,9 +210,12 @@ def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **detai
 async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id: str | None):
     """Sign a presigned POST for a new key; returns (token, UploadInstructions)."""
     check_request_allowed(storage.config, upload, single_request=True)
-    ticket = new_ticket(storage.source, upload, actor_id)
+    # A store that refuses checksum fields (checksum: none) cannot check one:
+    # the client's value is then dropped, never recorded unchecked.
+    sha256 = upload.sha256 if storage.config.checksum == "sha256" else None
+    ticket = new_ticket(storage.source, upload, actor_id, sha256=sha256)
     instructions, expires_at = await storage.presigned_post(
-        ticket.path, upload.content_type, upload.size, storage.config.upload_expires
+        ticket.path, upload.content_type, upload.size, storage.config.upload_expires, sha256=sha256
     )
     ticket = replace(ticket, expires_at=expires_at)
     with limit_as_429(ticket):
@@ -234,14 +253,29 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
     A mismatching object is deleted and nothing is registered.
     """
     await refuse_if_completed(datasette, storage, ticket)
-    head = await storage.head(ticket.path)
+    head = await storage.head(ticket.path, checksum=bool(ticket.sha256))
     if head is None:
         if time.time() > ticket.expires_at + CLOCK_SKEW_SECONDS:
             raise UploadRejected(
                 "upload_token has expired and no file was uploaded: prepare the upload again"
             )
         raise UploadRejected("No file has been uploaded for this token yet: upload it to upload_url first")
+    if ticket.sha256 and checksums.store_value(head) is None:
+        head = {**head, "ChecksumSHA256": await sha256_read_back(storage, ticket.path)}
     return await register_if_matching(datasette, storage, ticket, head, "prepare the upload again")
+
+
+async def sha256_read_back(storage, path: str) -> str:
+    """The object's SHA-256 (base64), hashed here as it streams from the bucket.
+
+    For a store that keeps no checksum for a POST (moto, some S3-compatible
+    stores): the hash is then recorded only because Datasette itself read the
+    bytes back. At most a single-POST object, so at most multipart_threshold.
+    """
+    digest = hashlib.sha256()
+    async for chunk in storage.stream_file(path):
+        digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 async def refuse_if_completed(datasette, storage, ticket: UploadTicket) -> None:
@@ -268,23 +302,37 @@ def forget_after(ticket: UploadTicket) -> float:
     return ticket.expires_at + CONFIRM_GRACE_SECONDS + CLOCK_SKEW_SECONDS
 
 
-async def register_if_matching(datasette, storage, ticket: UploadTicket, head: dict, start_again: str):
+async def register_if_matching(
+    datasette,
+    storage,
+    ticket: UploadTicket,
+    head: dict,
+    start_again: str,
+    extra_problems: list[str] = (),
+    content_hash: str | None = None,
+):
     """Register the object HEAD describes if it matches the ticket; returns the file row.
 
     A mismatching object is deleted, nothing is registered, and the rejection
-    ends by telling the user to `start_again`.
+    ends by telling the user to `start_again`. Without a `content_hash` from the
+    caller, a POST's store-checked SHA-256 is recorded, or nothing.
     """
-    problems = object_problems(ticket, head)
+    problems = object_problems(ticket, head) + list(extra_problems)
     if problems:
         await storage.call("delete_object", Path=ticket.path)
         await database.forget_pending(datasette, ticket.file_id)
         raise UploadRejected(problems + [f"The uploaded object was deleted; {start_again}"])
-    await register(datasette, storage, ticket, head)
+    if content_hash is None and ticket.kind == "post" and ticket.sha256:
+        content_hash = checksums.content_hash(ticket.sha256)
+    await register(datasette, storage, ticket, head, content_hash)
     return await files_bridge.file_record(datasette, ticket.file_id)
 
 
-async def register(datasette, storage, ticket: UploadTicket, head: dict) -> None:
-    """Record a verified object in datasette-files and forget it as pending."""
+async def register(datasette, storage, ticket: UploadTicket, head: dict, content_hash: str | None) -> None:
+    """Record a verified object in datasette-files and forget it as pending.
+
+    `content_hash` is a digest the store checked (and we compared), or None.
+    """
     connection = await storage.connection()
     file_insert = files_bridge.file_row_insert(
         file_id=ticket.file_id,
@@ -294,6 +342,7 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict) -> None
         content_type=ticket.content_type,
         size=ticket.size,
         actor_id=ticket.actor_id,
+        content_hash=content_hash,
         metadata={
             "s3": {
                 "bucket": connection.bucket,

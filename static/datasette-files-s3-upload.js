@@ -46,10 +46,12 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const resume = new ResumeStore(source);
     const threshold = Number(this.getAttribute("multipart-threshold")) || 64 * MIB;
     const retries = Number(this.getAttribute("retries")) || 6;
+    // "none" for sources whose store refuses x-amz-checksum-* (the source's checksum option).
+    const checksums = this.getAttribute("checksum") !== "none";
     const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
     this.scheduler = new UploadScheduler({
       parallel: Number(this.getAttribute("parallel-files")) || 3,
-      createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, corsHelp }),
+      createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, corsHelp, checksums }),
     });
     this.scheduler.addEventListener("start", ({ detail: { upload } }) =>
       this.emit("files-s3-upload-start", { name: upload.file.name, size: upload.file.size }),

@@ -4,6 +4,7 @@
 // Which file starts when is upload-scheduler.js; sending, retrying and reading
 // errors is upload-queue.js; drawing is the element.
 
+import { sha256Base64 } from "./checksums.js";
 import { UploadError, cancelledError, postJSON, sendToBucket, withRetries } from "./upload-queue.js";
 
 const SIGN_BATCH = 20;
@@ -123,9 +124,10 @@ export class FileUpload extends EventTarget {
    * @param {File} file
    * @param {{api: DatasetteApi, queue: import("./upload-queue.js").RequestQueue,
    *          resume: ResumeStore, threshold: number, retries?: number,
-   *          corsHelp: (origin: string) => string}} options
+   *          corsHelp: (origin: string) => string, checksums?: boolean}} options
+   *   checksums: send SHA-256s the store checks (the file's, or each part's)
    */
-  constructor(file, { api, queue, resume, threshold, retries = 6, corsHelp }) {
+  constructor(file, { api, queue, resume, threshold, retries = 6, corsHelp, checksums = true }) {
     super();
     this.file = file;
     this.api = api;
@@ -134,6 +136,7 @@ export class FileUpload extends EventTarget {
     this.threshold = threshold;
     this.retries = retries;
     this.corsHelp = corsHelp;
+    this.checksums = checksums;
     this.status = "pending";
     this.error = null;
     this.result = null;
@@ -256,7 +259,11 @@ export class FileUpload extends EventTarget {
 
   async uploadDirect() {
     const signal = this.controller.signal;
-    const prepared = await this.withRetries(() => this.api.prepare(this.describeBody(), signal));
+    const body = this.describeBody();
+    // Signed into the policy: the store refuses any other bytes, and
+    // complete records the hash once the store has reported it.
+    if (this.checksums) body.sha256 = await sha256Base64(this.file, { signal });
+    const prepared = await this.withRetries(() => this.api.prepare(body, signal));
     this.token = null; // direct tokens have nothing to abort
     await this.withRetries(() =>
       this.toBucket(() => {
