@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 
-from . import database, uploads
+from . import checksums, database, uploads
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import AlreadyCompleted, StorageUnavailable, TooManyUploads, UploadForbidden, UploadRejected
 
@@ -112,6 +112,33 @@ def parse_part_numbers(value, plan: PartPlan) -> list[int]:
     return numbers
 
 
+def parse_part_checksums(value, ticket: uploads.UploadTicket, numbers) -> dict[int, str]:
+    """Validate `checksums` ({"1": "<base64 or hex SHA-256>", ...}) for the given
+    part numbers; {} for an upload created without checksums."""
+    if not ticket.sha256:
+        return {}
+    if not isinstance(value, dict):
+        raise UploadRejected(
+            'checksums is required: each part\'s SHA-256 by part number, e.g. {"1": "<base64>"}'
+        )
+    found = {}
+    for number in numbers:
+        if str(number) not in value:
+            raise UploadRejected(f"checksums has no SHA-256 for part {number}")
+        found[number] = checksums.parse_sha256(value[str(number)], f"checksums[{number}]")
+    return found
+
+
+def checksum_problems(given: dict[int, str], s3_parts: list[dict]) -> list[str]:
+    """Parts whose SHA-256 the store reports (ListParts) differs from the client's."""
+    return [
+        f"Part {part['PartNumber']}'s SHA-256 in the bucket is {part['ChecksumSHA256']} "
+        f"but {given[part['PartNumber']]} was sent"
+        for part in s3_parts
+        if part.get("ChecksumSHA256") and given.get(part["PartNumber"]) not in (None, part["ChecksumSHA256"])
+    ]
+
+
 def check_multipart_ticket(ticket: uploads.UploadTicket, source: str) -> None:
     """The token is one for a multipart upload."""
     if ticket.kind != "multipart" or not ticket.upload_id or not ticket.part_size:
@@ -128,7 +155,10 @@ def check_still_open(ticket: uploads.UploadTicket, now: float) -> None:
 
 def part_json(part: dict) -> dict:
     """One ListParts entry as our JSON answer shows it."""
-    return {"part_number": part["PartNumber"], "size": part["Size"], "etag": part["ETag"].strip('"')}
+    answer = {"part_number": part["PartNumber"], "size": part["Size"], "etag": part["ETag"].strip('"')}
+    if part.get("ChecksumSHA256"):
+        answer["checksum_sha256"] = part["ChecksumSHA256"]
+    return answer
 
 
 def resume_matches(ticket: uploads.UploadTicket, upload: uploads.UploadRequest, now: float) -> bool:
@@ -172,8 +202,14 @@ async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
     return parts
 
 
-async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str | None):
-    """Create a multipart upload in S3 for a new key; returns (token, ticket)."""
+async def start(
+    datasette, storage, upload: uploads.UploadRequest, actor_id: str | None, checksums_wanted: bool = False
+):
+    """Create a multipart upload in S3 for a new key; returns (token, ticket).
+
+    With `checksums_wanted` (and the source's checksum: sha256), every part
+    must then come with its SHA-256, which the store checks.
+    """
     config = storage.config
     if upload.size == 0:
         # One POST is all an empty file needs; parts would be three S3 calls for nothing.
@@ -195,7 +231,14 @@ async def start(datasette, storage, upload: uploads.UploadRequest, actor_id: str
     with uploads.limit_as_429(ticket):
         # Early, so an actor at the limit costs S3 nothing; recording decides for good.
         await database.check_pending_limit(datasette, ticket, limit)
-    created = await storage.call("create_multipart_upload", Path=ticket.path, ContentType=upload.content_type)
+    extra = {}
+    if checksums_wanted and config.checksum == "sha256":
+        # The store then requires, and checks, each part's SHA-256.
+        extra["ChecksumAlgorithm"] = checksums.ALGORITHM
+        ticket = replace(ticket, sha256=checksums.ALGORITHM)
+    created = await storage.call(
+        "create_multipart_upload", Path=ticket.path, ContentType=upload.content_type, **extra
+    )
     ticket = replace(ticket, upload_id=created["UploadId"])
     try:
         with uploads.limit_as_429(ticket):
@@ -238,14 +281,17 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
     return ticket, parts
 
 
-async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[int]):
-    """Presigned PUT URLs for the given parts, each bound to its planned length;
-    returns ({"n": url}, expires_in)."""
+async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[int], sha256s: dict):
+    """Presigned PUT URLs for the given parts, each bound to its planned length
+    and, given `sha256s` ({n: base64}), to its SHA-256, which the PUT must send
+    as x-amz-checksum-sha256; returns ({"n": url}, expires_in)."""
     connection = await storage.connection()
     expires_in = storage.presign_seconds(connection, storage.config.upload_expires)
     plan = plan_for(ticket)
     urls = {
-        str(n): await storage.presign_part(ticket.path, ticket.upload_id, n, plan.part_length(n), expires_in)
+        str(n): await storage.presign_part(
+            ticket.path, ticket.upload_id, n, plan.part_length(n), expires_in, sha256=sha256s.get(n)
+        )
         for n in part_numbers
     }
     return urls, expires_in
@@ -266,10 +312,12 @@ async def abort(datasette, storage, ticket: uploads.UploadTicket) -> None:
     await discard(datasette, storage, ticket)
 
 
-async def complete(datasette, storage, ticket: uploads.UploadTicket):
+async def complete(datasette, storage, ticket: uploads.UploadTicket, sha256s: dict[int, str]):
     """Check S3's parts against the plan, complete, HEAD, check, register; returns the file row.
 
-    Any mismatch aborts the upload, deletes what exists and registers nothing.
+    `sha256s` ({part number: base64}, every part, for an upload created with
+    checksums) is what the client hashed. Any mismatch aborts the upload,
+    deletes what exists and registers nothing.
     """
     await uploads.refuse_if_completed(datasette, storage, ticket)
     parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
@@ -277,8 +325,8 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
         # S3 has no such upload any more. If an earlier complete assembled it
         # and then could not register it (or is still on its way to), the
         # object is there: verify and register it now.
-        return await verify_and_register(datasette, storage, ticket)
-    problems = completion_problems(plan_for(ticket), parts)
+        return await verify_and_register(datasette, storage, ticket, sha256s)
+    problems = completion_problems(plan_for(ticket), parts) + checksum_problems(sha256s, parts)
     if problems:
         await discard(datasette, storage, ticket)
         raise UploadRejected(
@@ -292,21 +340,47 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket):
             UploadId=ticket.upload_id,
             MultipartUpload={
                 "Parts": [
-                    {"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
+                    {
+                        "PartNumber": p["PartNumber"],
+                        "ETag": p["ETag"],
+                        **({"ChecksumSHA256": sha256s[p["PartNumber"]]} if sha256s else {}),
+                    }
                     for p in sorted(parts, key=lambda p: p["PartNumber"])
                 ]
             },
         )
     )
-    return await verify_and_register(datasette, storage, ticket)
+    return await verify_and_register(datasette, storage, ticket, sha256s)
 
 
-async def verify_and_register(datasette, storage, ticket: uploads.UploadTicket):
+def composite_check(ticket: uploads.UploadTicket, head: dict, sha256s: dict[int, str]):
+    """(problems, content_hash) for an assembled object: its composite SHA-256 as
+    the store reports it must be the one the client's part hashes make.
+
+    A store that reports none checked nothing we can show: no content_hash.
+    """
+    if not ticket.sha256:
+        return [], None
+    stored = checksums.store_value(head)
+    if stored is None:
+        return [], None
+    expected = checksums.composite([sha256s[n] for n in sorted(sha256s)])
+    if stored != expected:
+        return [
+            f"The object's composite SHA-256 in the bucket is {stored} but the parts sent make {expected}"
+        ], None
+    return [], checksums.composite_content_hash(stored, len(sha256s))
+
+
+async def verify_and_register(datasette, storage, ticket: uploads.UploadTicket, sha256s: dict[int, str]):
     """HEAD the assembled object, check it against the ticket, register it; returns the file row."""
-    head = await storage.head(ticket.path)
+    head = await storage.head(ticket.path, checksum=bool(ticket.sha256))
     if head is None:
         raise UploadRejected(
             "This multipart upload no longer exists in the bucket (it was cancelled or "
             "expired): start the upload again"
         )
-    return await uploads.register_if_matching(datasette, storage, ticket, head, "upload the file again")
+    problems, content_hash = composite_check(ticket, head, sha256s)
+    return await uploads.register_if_matching(
+        datasette, storage, ticket, head, "upload the file again", problems, content_hash
+    )

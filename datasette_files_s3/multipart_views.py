@@ -74,7 +74,8 @@ async def multipart_create(request, datasette):
         ticket, parts = resumed
         token = data["resume_token"]
     else:
-        token, ticket = await multipart.start(datasette, storage, upload, who)
+        wanted = data.get("checksums") is True
+        token, ticket = await multipart.start(datasette, storage, upload, who, wanted)
         parts = []
     plan = multipart.plan_for(ticket)
     return Response.json(
@@ -85,6 +86,7 @@ async def multipart_create(request, datasette):
             "part_size": plan.part_size,
             "part_count": plan.part_count,
             "expires_at": int(ticket.expires_at),
+            "checksums": bool(ticket.sha256),
             "parts": [multipart.part_json(p) for p in parts],
         }
     )
@@ -97,8 +99,11 @@ async def multipart_sign(request, datasette):
     storage, ticket = await ticket_from(request, datasette, data)
     multipart.check_still_open(ticket, time.time())
     numbers = multipart.parse_part_numbers(data.get("part_numbers"), multipart.plan_for(ticket))
-    urls, expires_in = await multipart.sign_parts(storage, ticket, numbers)
-    return Response.json({"ok": True, "urls": urls, "expires_in": expires_in})
+    sha256s = multipart.parse_part_checksums(data.get("checksums"), ticket, numbers)
+    urls, expires_in = await multipart.sign_parts(storage, ticket, numbers, sha256s)
+    # The signed headers each PUT must carry, beyond Content-Length.
+    headers = {str(n): {"x-amz-checksum-sha256": value} for n, value in sha256s.items()}
+    return Response.json({"ok": True, "urls": urls, "headers": headers, "expires_in": expires_in})
 
 
 @json_api
@@ -115,7 +120,9 @@ async def multipart_complete(request, datasette):
     """POST .../multipart/complete: check the parts, complete, verify and register."""
     data = await read_json_body(request)
     storage, ticket = await ticket_from(request, datasette, data)
-    row = await multipart.complete(datasette, storage, ticket)
+    every_part = range(1, multipart.plan_for(ticket).part_count + 1)
+    sha256s = multipart.parse_part_checksums(data.get("checksums"), ticket, every_part)
+    row = await multipart.complete(datasette, storage, ticket, sha256s)
     await thumbnail_quietly(datasette, storage, row)
     return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
 

@@ -446,15 +446,23 @@ class S3Storage(Storage):
         return instructions
 
     async def presign_part(
-        self, path: str, upload_id: str, part_number: int, length: int, expires_in: int
+        self,
+        path: str,
+        upload_id: str,
+        part_number: int,
+        length: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> str:
         """A presigned URL for PUTting one part of a multipart upload, of exactly `length` bytes.
 
         Content-Length is among the signed headers, so a store that checks
         signatures refuses a PUT of any other size (the browser sets the header
-        from the Blob it sends).
+        from the Blob it sends). So is x-amz-checksum-sha256 when `sha256` is
+        given: the PUT must send it, and the store refuses other bytes.
         """
         connection = await self.connection()
+        checksum = {"ChecksumSHA256": sha256} if sha256 else {}
         return connection.presign_client.generate_presigned_url(
             "upload_part",
             Params={
@@ -463,6 +471,7 @@ class S3Storage(Storage):
                 "UploadId": upload_id,
                 "PartNumber": part_number,
                 "ContentLength": length,
+                **checksum,
             },
             ExpiresIn=self.presign_seconds(connection, expires_in),
         )

@@ -58,6 +58,23 @@ def sha256_object(moto, bucket, key) -> str:
     return digest.hexdigest()
 
 
+def composite_hash(data_parts: list[bytes]) -> str:
+    """content_hash for a multipart object of these parts (see checksums.py)."""
+    digests = b"".join(hashlib.sha256(part).digest() for part in data_parts)
+    return f"sha256-composite:{hashlib.sha256(digests).hexdigest()}-{len(data_parts)}"
+
+
+def file_parts(path, part_size=5 * MIB) -> list[bytes]:
+    with open(path, "rb") as f:
+        return list(iter(lambda: f.read(part_size), b""))
+
+
+def shown_content_hash(page, file_id) -> str:
+    """The "Content Hash" datasette-files' file page shows."""
+    page.goto(f"/-/files/{file_id}")
+    return page.locator("tr:has(th:text-is('Content Hash')) td").inner_text()
+
+
 def assert_object_is(moto, live, row, path, parts):
     file_id = row.get_attribute("data-file-id")
     assert file_id and file_id.startswith("df-")
@@ -65,6 +82,11 @@ def assert_object_is(moto, live, row, path, parts):
     head = moto.client().head_object(Bucket=live.bucket, Key=key)
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from parts
     assert sha256_object(moto, live.bucket, key) == sha256_file(path)
+    # The parts the store holds make the composite the browser's part hashes made.
+    assert row.page.evaluate(
+        "id => fetch(`/-/files/${id}.json`).then(r => r.json()).then(j => j.content_hash)",
+        file_id,
+    ) == composite_hash(file_parts(path))
 
 
 class PartLog:
@@ -277,6 +299,14 @@ def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
         file_id = rows.nth(n).get_attribute("data-file-id")
         key = f"uploads/{file_id.removeprefix('df-')}/dropped-{n}.bin"
         assert client.get_object(Bucket=live.bucket, Key=key)["Body"].read() == dropped_bytes(size, n)
+    ids = [rows.nth(n).get_attribute("data-file-id") for n in range(2)]
+    # What each file page shows is what the store checked: the whole file's
+    # SHA-256 for the single POST, the composite of the parts for multipart.
+    assert (
+        shown_content_hash(page, ids[0]) == "sha256:" + hashlib.sha256(dropped_bytes(sizes[0], 0)).hexdigest()
+    )
+    data = dropped_bytes(sizes[1], 1)
+    assert shown_content_hash(page, ids[1]) == composite_hash([data[: 5 * MIB], data[5 * MIB :]])
 
 
 def test_reload_after_a_lost_complete_answer_shows_the_file_without_uploading_again(

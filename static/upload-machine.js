@@ -290,6 +290,7 @@ export class FileUpload extends EventTarget {
   async uploadMultipart() {
     const signal = this.controller.signal;
     const body = this.describeBody();
+    if (this.checksums) body.checksums = true;
     const remembered = this.resume.get(this.file);
     if (remembered) body.resume_token = remembered;
     // Create itself is not cut off by cancel: S3 may have started the upload
@@ -307,6 +308,8 @@ export class FileUpload extends EventTarget {
     this.resume.set(this.file, this.token);
     this.partSize = created.part_size;
     this.partCount = created.part_count;
+    // A resumed upload keeps the choice it was created with.
+    this.partChecksums = created.checksums ? new Map() : null;
     this.urls = new Map();
     const left = remainingParts(this.file.size, this.partSize, this.partCount, created.parts);
     for (let n = 1; n <= this.partCount; n++) {
@@ -330,39 +333,76 @@ export class FileUpload extends EventTarget {
     } finally {
       signal.removeEventListener("abort", stop);
     }
-    const completed = await this.withRetries(() => this.api.call("complete", { upload_token: this.token }, signal));
+    const completion = { upload_token: this.token };
+    if (this.partChecksums) completion.checksums = await this.everyPartChecksum(signal);
+    const completed = await this.withRetries(() => this.api.call("complete", completion, signal));
     return completed.file;
   }
 
-  /** A fresh-enough URL for part n, signing it with the next parts in one batch. */
+  /**
+   * {"n": base64 SHA-256} for every part. Parts sent before a resume are
+   * hashed again from this file: complete then checks that the bucket's parts
+   * are this file's, not those of whatever file was picked last time.
+   */
+  async everyPartChecksum(signal) {
+    const all = {};
+    for (let n = 1; n <= this.partCount; n++) {
+      if (!this.partChecksums.has(n)) this.partChecksums.set(n, await sha256Base64(this.partBlob(n), { signal }));
+      all[n] = this.partChecksums.get(n);
+    }
+    return all;
+  }
+
+  partBlob(n) {
+    const start = (n - 1) * this.partSize;
+    return this.file.slice(start, start + partLength(this.file.size, this.partSize, n));
+  }
+
+  /**
+   * A fresh-enough URL for part n (and the headers it signs), signing it with
+   * the next parts in one batch; with checksums, one part at a time, as each
+   * part's SHA-256 is known only once it has been hashed.
+   */
   async partUrl(n, left, signal) {
     const cached = this.urls.get(n);
-    if (cached && cached.expires - URL_MARGIN_MS > Date.now()) return cached.url;
-    const start = left.indexOf(n);
-    const batch = left.slice(start, start + SIGN_BATCH);
-    const signed = await this.withRetries(() =>
-      this.api.call("sign", { upload_token: this.token, part_numbers: batch }, signal),
-    );
+    if (cached && cached.expires - URL_MARGIN_MS > Date.now()) return cached;
+    const body = { upload_token: this.token };
+    if (this.partChecksums) {
+      body.part_numbers = [n];
+      body.checksums = { [n]: this.partChecksums.get(n) };
+    } else {
+      const start = left.indexOf(n);
+      body.part_numbers = left.slice(start, start + SIGN_BATCH);
+    }
+    const signed = await this.withRetries(() => this.api.call("sign", body, signal));
     const expires = Date.now() + signed.expires_in * 1000;
-    for (const [number, url] of Object.entries(signed.urls)) this.urls.set(Number(number), { url, expires });
-    return this.urls.get(n).url;
+    for (const [number, url] of Object.entries(signed.urls)) {
+      this.urls.set(Number(number), { url, expires, headers: signed.headers?.[number] || {} });
+    }
+    return this.urls.get(n);
   }
 
   async sendPart(n, left, signal) {
-    const start = (n - 1) * this.partSize;
-    const blob = this.file.slice(start, start + partLength(this.file.size, this.partSize, n));
+    const blob = this.partBlob(n);
+    if (this.partChecksums && !this.partChecksums.has(n)) {
+      this.partChecksums.set(n, await sha256Base64(blob, { signal }));
+    }
     await this.withRetries(async () => {
       let response;
       try {
         response = await this.toBucket(
-          async () => ({
-            method: "PUT",
-            url: await this.partUrl(n, left, signal),
-            body: blob,
-            onProgress: (bytes) => this.progress(n, bytes),
-            readHeaders: ["ETag"],
-            resignable: true,
-          }),
+          async () => {
+            const { url, headers } = await this.partUrl(n, left, signal);
+            return {
+              method: "PUT",
+              url,
+              headers,
+              body: blob,
+              onProgress: (bytes) => this.progress(n, bytes),
+              readHeaders: ["ETag"],
+              resignable: true,
+            };
+          },
           signal,
         );
       } catch (error) {
