@@ -8,6 +8,7 @@ ever holds a key, a token or a presigned URL (those carry the access key id).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
 
-from . import bucket_admin, cors
+from . import bucket_admin, checksums, cors
 from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error
 
@@ -379,8 +380,89 @@ async def run_checks(
                 checks.append(await probe.range_read())
                 checks.append(await probe.presign())
             checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
+            checks.append(await check_checksums(storage, http))
         finally:
             if probe.written:
                 checks.append(await probe.delete())
     checks.append(await check_lifecycle(storage, f"{command} cleanup {source}{options} --lifecycle"))
     return checks
+
+
+# --- checksum: does the store take, and check, a SHA-256? --------------------
+
+WRONG_SHA256 = checksums.parse_sha256("0" * 64)
+
+
+async def post_probe(storage, http: httpx.AsyncClient, sha256: str) -> int:
+    """POST the probe body under a policy that signs `sha256`; the HTTP status."""
+    path = f"{PROBE_DIR}/{uuid.uuid4().hex}.txt"
+    instructions, _ = await storage.presigned_post(path, "text/plain", len(PROBE_BODY), 60, sha256=sha256)
+    response = await http.post(
+        instructions.upload_url,
+        data=instructions.upload_fields,
+        files={"file": ("probe.txt", PROBE_BODY, "text/plain")},
+    )
+    if response.status_code < 300:
+        await storage.delete_file(path)
+    return response.status_code
+
+
+async def part_probe(storage, http: httpx.AsyncClient, sha256: str) -> int | None:
+    """PUT the probe body as part 1 of an upload created with SHA-256 checksums,
+    its URL signing `sha256`; the HTTP status, or None when create was refused."""
+    path = f"{PROBE_DIR}/{uuid.uuid4().hex}.bin"
+    try:
+        created = await storage.call(
+            "create_multipart_upload", Path=path, ChecksumAlgorithm=checksums.ALGORITHM
+        )
+    except FilesS3Error:
+        return None
+    try:
+        url = await storage.presign_part(path, created["UploadId"], 1, len(PROBE_BODY), 60, sha256=sha256)
+        response = await http.put(url, content=PROBE_BODY, headers={"x-amz-checksum-sha256": sha256})
+        return response.status_code
+    finally:
+        await storage.call("abort_multipart_upload", Path=path, UploadId=created["UploadId"])
+
+
+async def check_checksums(storage, http: httpx.AsyncClient) -> Check:
+    """Send the probe with its right SHA-256, then a wrong one, as a POST and as a
+    part: a store that refuses the wrong one checks them (checksum: sha256); one
+    that refuses the right one does not take them at all (checksum: none)."""
+    if not storage.config.direct_uploads:
+        return Check("checksum", PASS, "direct_uploads is off: browsers never send checksums to the bucket")
+    right = checksums.parse_sha256(hashlib.sha256(PROBE_BODY).hexdigest())
+    try:
+        post = [await post_probe(storage, http, value) < 300 for value in (right, WRONG_SHA256)]
+        part = [(await part_probe(storage, http, value) or 999) < 300 for value in (right, WRONG_SHA256)]
+    except (FilesS3Error, httpx.HTTPError) as ex:
+        return Check("checksum", WARN, f"not checked: {ex}")
+    return judge_checksums(post, part, storage.config.checksum)
+
+
+def judge_checksums(post: list[bool], part: list[bool], setting: str) -> Check:
+    """The checksum Check from whether a POST and a part were accepted with
+    [their right SHA-256, a wrong one], given the source's `checksum` setting."""
+    if not (post[0] and part[0]):
+        refused = " and ".join(w for w, ok in (("POST", post[0]), ("part", part[0])) if not ok)
+        message = f"the store refuses a SHA-256 checksum on a {refused}"
+        if setting == "sha256":
+            return Check("checksum", FAIL, message, "set checksum: none for this source")
+        return Check("checksum", PASS, message + "; checksum: none is right")
+    verified = [w for w, accepted in (("POST", post[1]), ("part", part[1])) if not accepted]
+    if len(verified) == 2:
+        if setting == "none":
+            return Check(
+                "checksum", WARN, "the store checks SHA-256 on POSTs and parts", "set checksum: sha256"
+            )
+        return Check(
+            "checksum", PASS, "the store checks SHA-256 on POSTs and parts (a wrong one was refused)"
+        )
+    unchecked = " and ".join(w for w in ("POST", "part") if w not in verified)
+    return Check(
+        "checksum",
+        WARN,
+        f"the store takes a SHA-256 on a {unchecked} but does not check it (a wrong one was accepted)",
+        "keep checksum: sha256: complete still compares what the store reports, and hashes a POST it "
+        "reports none for; a swapped object is refused at download (README, Security)",
+    )
