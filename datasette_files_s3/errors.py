@@ -46,6 +46,13 @@ class UploadRejected(FilesS3Error):
     status = 400
 
 
+class ObjectChanged(FilesS3Error):
+    """The bucket's object is no longer the one that was confirmed (409 Conflict):
+    on a store that enforces no policy, a still-valid POST policy wrote it again."""
+
+    status = 409
+
+
 class AlreadyCompleted(UploadRejected):
     """The token's file is already registered (409 Conflict).
 

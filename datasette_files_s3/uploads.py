@@ -23,6 +23,7 @@ from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allow
 from .errors import (
     AlreadyCompleted,
     CompletedThenDeleted,
+    ObjectChanged,
     StorageUnavailable,
     TooManyUploads,
     UploadForbidden,
@@ -348,6 +349,8 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
                 "bucket": connection.bucket,
                 "key": connection.prefix + ticket.path,
                 "etag": (head.get("ETag") or "").strip('"'),
+                # Until then the POST policy could write the key again: downloads check it.
+                **({"writable_until": ticket.expires_at} if ticket.kind == "post" else {}),
             }
         },
     )
@@ -355,3 +358,31 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
         await database.register_and_forget(datasette, file_insert, ticket, forget_after(ticket))
     except sqlite3.IntegrityError:
         raise AlreadyCompleted(ticket.file_id) from None
+
+
+async def check_unchanged(storage, row, now: float) -> None:
+    """ObjectChanged if a file's object may have been written again and was.
+
+    A confirmed single-POST key can be written again with its policy until the
+    policy expires. A store that checks the policy's SHA-256 refuses other
+    bytes; one that enforces nothing (moto, some S3-compatible stores) takes
+    them. So until then (plus clock skew) the object's size and ETag must
+    still be those confirm recorded; after that no POST can write the key.
+    """
+    try:
+        recorded = json.loads(row["metadata"] or "{}").get("s3") or {}
+    except (TypeError, ValueError, AttributeError):
+        return
+    until = recorded.get("writable_until")
+    if not isinstance(until, (int, float)) or now > until + CLOCK_SKEW_SECONDS:
+        return
+    head = await storage.head(row["path"])
+    if head is None:
+        return  # gone: the download answers that itself
+    etag = (head.get("ETag") or "").strip('"')
+    if head.get("ContentLength") != row["size"] or etag != recorded.get("etag"):
+        raise ObjectChanged(
+            f"The object in the bucket is no longer the file that was uploaded as {row['filename']} "
+            f"(its size or ETag changed after it was confirmed): it is not served. Delete the file "
+            "and upload it again"
+        )

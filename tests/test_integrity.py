@@ -14,6 +14,10 @@ import httpx
 import pytest
 from helpers import actor_cookies, complete, post_to_bucket, prepare
 
+from datasette_files_s3 import files_bridge, uploads
+from datasette_files_s3.config import CLOCK_SKEW_SECONDS
+from datasette_files_s3.errors import ObjectChanged
+
 CONTENT = b"integrity from the browser to the bucket\n" * 50
 HEX = hashlib.sha256(CONTENT).hexdigest()
 B64 = base64.b64encode(hashlib.sha256(CONTENT).digest()).decode()
@@ -98,3 +102,42 @@ async def test_a_source_with_checksum_none_signs_and_records_no_hash(make_datase
     completed = await complete(ds, actor_cookies(ds), prepared["upload_token"])
     assert completed.status_code == 201, completed.text
     assert completed.json()["file"]["content_hash"] is None
+
+
+async def swapped_after_confirm(ds, bucket):
+    """Upload CONTENT with its SHA-256, then POST other bytes again with the same,
+    still valid, fields; returns (file, the second POST's status)."""
+    prepared = await prepared_with(ds, HEX)
+    post_to_bucket(prepared, CONTENT)
+    completed = await complete(ds, actor_cookies(ds), prepared["upload_token"])
+    assert completed.status_code == 201, completed.text
+    other = b"<script>alert(1)</script>".ljust(len(CONTENT))
+    again = httpx.post(
+        prepared["upload_url"], data=prepared["upload_fields"], files={"file": ("a", other, "text/plain")}
+    )
+    return completed.json()["file"], again.status_code
+
+
+async def test_a_swapped_object_is_refused_by_the_store_or_at_download(ds, bucket):
+    file, status = await swapped_after_confirm(ds, bucket)
+    download = await ds.client.get(file["download_url"], cookies=actor_cookies(ds))
+    if status >= 400:
+        # An enforcing store refused bytes whose SHA-256 is not the signed one.
+        assert download.status_code == 302
+        assert httpx.get(download.headers["location"]).content == CONTENT
+        return
+    # moto took them: the download must not hand them out as the confirmed file.
+    assert download.status_code == 409, download.text
+    assert "no longer the file that was uploaded" in download.json()["errors"][0]
+
+
+async def test_the_download_check_ends_when_the_policy_has_expired(ds, bucket):
+    file, status = await swapped_after_confirm(ds, bucket)
+    row = await files_bridge.file_record(ds, file["id"])
+    until = json.loads(row["metadata"])["s3"]["writable_until"]
+    storage = files_bridge.storage_for("s3files")
+    if status < 400:
+        with pytest.raises(ObjectChanged):
+            await uploads.check_unchanged(storage, row, until)
+    # After the policy's expiry no POST can write the key: nothing to check.
+    await uploads.check_unchanged(storage, row, until + CLOCK_SKEW_SECONDS + 1)
