@@ -43,8 +43,8 @@ def register_routes():
 
 @hookimpl
 def extra_body_script(datasette, request):
-    """A link to the bundled (multipart, resumable) uploader on s3 source pages."""
-    return multipart_views.upload_link_script(datasette, request)
+    """The bundled uploader in place of datasette-files' own on s3 sources' pages."""
+    return multipart_views.uploader_swap_script(datasette, request)
 
 
 @hookimpl

@@ -162,27 +162,48 @@ ROUTES = [
 ]
 
 
-def upload_link_script(datasette, request) -> str | None:
-    """On an s3 source's page, a link to the bundled uploader next to the stock one.
+# datasette-files' pages that show its <datasette-file-upload> for a source.
+STOCK_UPLOAD_PAGES = ("/-/files/source/", "/-/files/upload/")
 
-    Returned as a small script for Datasette's extra_body_script hook; the
-    link only appears where the stock `<datasette-file-upload>` is shown, i.e.
-    when the actor may upload there.
+
+def uploader_swap_script(datasette, request) -> str | None:
+    """On datasette-files' upload page and source page of an s3 source, our
+    uploader in place of the stock `<datasette-file-upload>`.
+
+    Every browser upload then carries its SHA-256 (and large files go in
+    resumable parts): users never pick between two uploaders. Returned for
+    Datasette's extra_body_script hook. This classic script runs before the
+    page's module scripts, so the stock element is replaced before it is ever
+    upgraded; only where it is shown, i.e. when the actor may upload there.
+    Sources with direct_uploads: false keep the stock element (its proxy flow).
     """
-    if request is None or not request.path.startswith("/-/files/source/"):
+    if request is None:
         return None
-    source = request.path.removeprefix("/-/files/source/").split("/")[0]
-    if not isinstance(files_bridge.storage_for(source), S3Storage):
+    prefix = next((p for p in STOCK_UPLOAD_PAGES if request.path.startswith(p)), None)
+    if prefix is None:
         return None
-    href = datasette.urls.path(f"/-/files-s3/upload/{source}")
+    source = request.path.removeprefix(prefix).split("/")[0]
+    storage = files_bridge.storage_for(source)
+    if not isinstance(storage, S3Storage) or not storage.config.direct_uploads:
+        return None
+    attributes = {
+        "source": source,
+        "base-url": datasette.urls.path(""),
+        "multipart-threshold": str(storage.config.multipart_threshold),
+        "checksum": storage.config.checksum,
+    }
+    module = datasette.urls.static_plugins("datasette_files_s3", "datasette-files-s3-upload.js")
     return (
         "document.querySelectorAll('datasette-file-upload').forEach(el => {"
-        "const p = document.createElement('p'); p.className = 'files-s3-upload-link';"
-        "const a = document.createElement('a'); a.href = " + _js_string(href) + ";"
-        "a.textContent = 'Upload large or many files (resumable)'; p.append(a); el.after(p); });"
+        "const ours = document.createElement('datasette-files-s3-upload');"
+        "for (const [name, value] of Object.entries("
+        + _js_string(attributes)
+        + ")) ours.setAttribute(name, value);"
+        "el.replaceWith(ours); });"
+        "if (document.querySelector('datasette-files-s3-upload')) import(" + _js_string(module) + ");"
     )
 
 
-def _js_string(value: str) -> str:
+def _js_string(value) -> str:
     """A JSON string literal that is safe inside a <script> element."""
     return json.dumps(value).replace("<", "\\u003c")

@@ -1,23 +1,32 @@
-"""datasette-files' own upload page, unchanged, uploads straight to the bucket."""
+"""datasette-files' own pages for an s3 source (its upload page and the source
+page's drop zone) show the bundled uploader in place of the stock one, so every
+browser upload sends its bytes straight to the bucket with their SHA-256."""
 
+import hashlib
 import os
 
 import httpx
+import pytest
 from live_servers import DatasetteProcess, live_config
+from page_helpers import choose
 from playwright.sync_api import expect
 
 
-def test_stock_upload_page_sends_bytes_to_bucket_not_datasette(page, live, moto, tmp_path):
+@pytest.mark.parametrize("stock_page", ["/-/files/upload/s3files", "/-/files/source/s3files"])
+def test_stock_pages_upload_through_the_bundled_uploader_with_a_checked_hash(
+    page, live, moto, tmp_path, stock_page
+):
     content = os.urandom(3 * 1024 * 1024 + 17)
     path = tmp_path / "straight-to-s3.bin"
     path.write_bytes(content)
 
     requests = []
     page.on("request", lambda request: requests.append((request.method, request.url)))
-    page.goto("/-/files/upload/s3files")
-    page.set_input_files("datasette-file-upload input[type=file]", str(path))
-    page.click("datasette-file-upload .dsf-upload-btn")
-    page.wait_for_selector("datasette-file-upload .dsf-file-status.done", timeout=30_000)
+    page.goto(stock_page)
+    expect(page.locator("datasette-file-upload")).to_have_count(0)
+    choose(page, str(path))
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
 
     # The file's bytes went to the S3 endpoint's origin...
     uploads = [
@@ -30,12 +39,13 @@ def test_stock_upload_page_sends_bytes_to_bucket_not_datasette(page, live, moto,
         "POST /-/files/upload/s3files/-/prepare",
         "POST /-/files/upload/s3files/-/complete",
     ]
-
     (key,) = [item["Key"] for item in moto.client().list_objects_v2(Bucket=live.bucket)["Contents"]]
     assert key.startswith("uploads/") and key.endswith("/straight-to-s3.bin")
-    stored = moto.client().get_object(Bucket=live.bucket, Key=key)
-    assert stored["Body"].read() == content
+    assert moto.client().get_object(Bucket=live.bucket, Key=key)["Body"].read() == content
 
+    file_id = row.get_attribute("data-file-id")
+    info = httpx.get(f"{live.url}/-/files/{file_id}.json").json()
+    assert info["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
     listing = httpx.get(f"{live.url}/-/files/source/s3files")
     assert "straight-to-s3.bin" in listing.text
 
@@ -50,11 +60,11 @@ def test_stock_upload_page_names_a_missing_bucket(chromium, moto, tmp_path):
         path = tmp_path / "nowhere.txt"
         path.write_bytes(b"abc")
         page.goto("/-/files/upload/s3files")
-        page.set_input_files("datasette-file-upload input[type=file]", str(path))
-        page.click("datasette-file-upload .dsf-upload-btn")
-        status = page.locator("datasette-file-upload .dsf-file-status.error")
-        expect(status).to_contain_text("bucket 'no-such-bucket-xyz' does not exist", timeout=30_000)
-        expect(status).to_contain_text("check the source's bucket setting, or create the bucket")
+        choose(page, str(path))
+        row = page.locator(".dfs3-file")
+        expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+        expect(row).to_contain_text("bucket 'no-such-bucket-xyz' does not exist")
+        expect(row).to_contain_text("check the source's bucket setting, or create the bucket")
     finally:
         context.close()
         datasette.stop()
