@@ -383,10 +383,3 @@ async def test_upload_page_shows_uploader_with_threshold(mds):
 async def test_upload_page_needs_upload_permission(mds):
     assert (await mds.client.get("/-/files-s3/upload/s3files")).status_code == 403
     assert (await mds.client.get("/-/files-s3/upload/nope", cookies=actor_cookies(mds))).status_code == 404
-
-
-@pytest.mark.asyncio
-async def test_source_page_links_to_bundled_uploader(mds):
-    page = await mds.client.get("/-/files/source/s3files", cookies=actor_cookies(mds))
-    assert page.status_code == 200
-    assert '"/-/files-s3/upload/s3files"' in page.text
