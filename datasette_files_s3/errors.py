@@ -100,6 +100,13 @@ class CompletedThenDeleted(AlreadyCompleted):
         )
 
 
+class FolderMoved(UploadRejected):
+    """The upload was started in another S3Folder than the one the source's
+    credentials broker now hands out (409): the new keys cannot reach it."""
+
+    status = 409
+
+
 class UploadForbidden(FilesS3Error):
     """The actor may not do this (403)."""
 
@@ -126,6 +133,15 @@ class BucketUnusable(StorageUnavailable):
     """
 
     retryable = False
+
+
+class NotPermitted(BucketUnusable):
+    """S3 answered AccessDenied: the keys work but may not do this (502).
+
+    Keys scoped to one tenant's prefix are refused every bucket-wide call
+    (CORS, lifecycle, HeadBucket, listing multipart uploads); the commands
+    say so instead of failing (docs/tenants.md).
+    """
 
 
 class S3Unreachable(StorageUnavailable):

@@ -226,6 +226,7 @@ async def start(
         expires_at=time.time() + config.multipart_expires,
         kind="multipart",
         part_size=plan.part_size,
+        folder=await storage.folder(),
     )
     limit = config.max_open_multipart_uploads
     with uploads.limit_as_429(ticket):
@@ -266,8 +267,8 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
         uploads.check_ticket_use(ticket, storage.source, actor_id, time.time())
     except (UploadRejected, UploadForbidden):
         return None
-    if not resume_matches(ticket, upload, time.time()):
-        return None
+    if not resume_matches(ticket, upload, time.time()) or ticket.folder not in (None, await storage.folder()):
+        return None  # another file, expired, or started where the broker no longer sends us
     if await database.pending_upload(datasette, ticket.file_id) is None:
         if await database.is_registered(datasette, ticket.file_id):
             raise AlreadyCompleted(ticket.file_id)

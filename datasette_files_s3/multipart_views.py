@@ -57,6 +57,7 @@ async def ticket_from(request, datasette, data: dict):
     source = request.url_vars["source_slug"]
     uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
     multipart.check_multipart_ticket(ticket, source)
+    await uploads.check_same_folder(storage, ticket)
     return storage, ticket
 
 

@@ -43,7 +43,7 @@ from . import files_bridge
 from .bucket_check import BucketCheck
 from .config import S3SourceConfig, parse_source_config
 from .credentials import Credentials, CredentialsProvider, provider_for
-from .errors import BucketUnusable, CredentialsUnavailable, S3Unreachable, StorageUnavailable
+from .errors import BucketUnusable, CredentialsUnavailable, NotPermitted, S3Unreachable, StorageUnavailable
 from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -181,6 +181,11 @@ class S3Storage(Storage):
         )
         return self._connection
 
+    async def folder(self) -> str:
+        """`s3://bucket/prefix/`: where this source's keys point now (a broker may move it)."""
+        connection = await self.connection()
+        return f"s3://{connection.bucket}/{connection.prefix}"
+
     def _build_connection(self, credentials: Credentials) -> Connection:
         config = self.config
         session = boto3.session.Session(
@@ -269,7 +274,8 @@ class S3Storage(Storage):
             if code in _EXPIRED_CODES:
                 return CredentialsUnavailable(f"{where}: S3 credentials have expired ({operation}: {code})")
             if code in _DENIED_CODES:
-                return BucketUnusable(
+                denied = NotPermitted if code in ("AccessDenied", "403") else BucketUnusable
+                return denied(
                     f"{where}: S3 denied access to bucket '{bucket}' ({operation}: {code}); "
                     "check the source's credentials and the bucket's policy"
                 )

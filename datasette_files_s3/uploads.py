@@ -23,6 +23,7 @@ from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allow
 from .errors import (
     AlreadyCompleted,
     CompletedThenDeleted,
+    FolderMoved,
     ObjectChanged,
     StorageUnavailable,
     TooManyUploads,
@@ -68,6 +69,8 @@ class UploadTicket:
     # The SHA-256 (base64) signed into a POST policy, or "SHA256" for a
     # multipart upload created with that checksum algorithm; None: no checksum.
     sha256: str | None = None
+    # `s3://bucket/prefix/` the key was made under; a broker may move the source later.
+    folder: str | None = None
 
 
 def load_json(body: bytes):
@@ -169,6 +172,22 @@ def check_ticket_use(ticket: UploadTicket, source: str, actor_id: str | None, no
         raise UploadRejected("upload_token has expired: prepare the upload again")
 
 
+async def check_same_folder(storage, ticket: UploadTicket) -> None:
+    """FolderMoved if the source's keys now point at another S3Folder than the ticket's.
+
+    The new keys are scoped to the new folder: they can neither finish nor
+    abort what was started in the old one, and the ticket's path would name
+    another key there. A token from before tickets carried a folder passes.
+    """
+    now = await storage.folder()
+    if ticket.folder is not None and ticket.folder != now:
+        raise FolderMoved(
+            f"This upload was started in {ticket.folder}, but the credentials broker has since moved "
+            f"this source to {now}, where it cannot be finished: upload the file again. What was "
+            "sent is left to the bucket's AbortIncompleteMultipartUpload lifecycle rule or its owner"
+        )
+
+
 def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
     """What is wrong with the uploaded object, compared with what was signed for."""
     problems = []
@@ -214,7 +233,7 @@ async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id
     # A store that refuses checksum fields (checksum: none) cannot check one:
     # the client's value is then dropped, never recorded unchecked.
     sha256 = upload.sha256 if storage.config.checksum == "sha256" else None
-    ticket = new_ticket(storage.source, upload, actor_id, sha256=sha256)
+    ticket = new_ticket(storage.source, upload, actor_id, sha256=sha256, folder=await storage.folder())
     instructions, expires_at = await storage.presigned_post(
         ticket.path, upload.content_type, upload.size, storage.config.upload_expires, sha256=sha256
     )

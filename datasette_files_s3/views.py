@@ -271,6 +271,7 @@ async def upload_complete(request, datasette):
         raise UploadRejected(
             f"This token is for a multipart upload: complete it at /-/files-s3/upload/{source}/-/multipart/complete"
         )
+    await uploads.check_same_folder(storage, ticket)
     row = await uploads.confirm_upload(datasette, storage, ticket)
     await thumbnail_quietly(datasette, storage, row)
     return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)

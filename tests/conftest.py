@@ -146,3 +146,24 @@ async def make_datasette():
 async def ds(make_datasette, bucket):
     """A Datasette with one s3 source, `s3files`, pointed at the test bucket."""
     return await make_datasette({"s3files": {"storage": "s3", "config": bucket.source_config()}})
+
+
+@pytest.fixture
+def proxy(moto):
+    """The ScopedS3Proxy in front of the `moto` process (tests/tenant_proxy.py)."""
+    from tenant_proxy import ScopedS3Proxy
+
+    server = ScopedS3Proxy(moto.port).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shared_bucket(moto):
+    """A fresh bucket shared with another tenant, team-2/, who has an object and an open upload in it."""
+    name = f"shared-{uuid.uuid4().hex[:12]}"
+    admin = moto.client()
+    admin.create_bucket(Bucket=name)
+    admin.put_object(Bucket=name, Key="team-2/theirs.txt", Body=b"theirs")
+    admin.create_multipart_upload(Bucket=name, Key="team-2/theirs.bin")
+    return name

@@ -10,7 +10,6 @@ AccessDenied in these tests is the proxy's, in S3's exact shape.
 from __future__ import annotations
 
 import time
-import uuid
 import xml.etree.ElementTree as ET
 
 import httpx
@@ -25,29 +24,11 @@ from tenancy import (
     set_up_tenant_role,
     tenant_policy,
 )
-from tenant_proxy import ScopedS3Proxy
 
 from datasette_files_s3.config import parse_source_config
 from datasette_files_s3.credentials import BrokerCredentialsProvider
 
 SECRET = "tenant-one-broker-secret"
-
-
-@pytest.fixture
-def proxy(moto):
-    server = ScopedS3Proxy(moto.port).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def shared_bucket(moto):
-    """A fresh shared bucket with another tenant's object and upload in it."""
-    name = f"shared-{uuid.uuid4().hex[:12]}"
-    admin = moto.client()
-    admin.create_bucket(Bucket=name)
-    admin.put_object(Bucket=name, Key="team-2/theirs.txt", Body=b"theirs")
-    return name
 
 
 @pytest.fixture
