@@ -13,6 +13,15 @@ from functools import partial
 from botocore.exceptions import ClientError
 
 
+def not_permitted(ask: str) -> str:
+    """How every command reports a bucket-level call these keys may not make.
+
+    Keys scoped to one tenant's prefix are refused every bucket-wide call;
+    that is their design, not a fault, so the message says who can help.
+    """
+    return f"not permitted with these credentials (ask the bucket owner to {ask})"
+
+
 def error_code(ex: BaseException) -> str:
     """The S3 error code of a botocore ClientError, or ''."""
     if isinstance(ex, ClientError):

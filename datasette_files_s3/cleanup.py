@@ -29,8 +29,9 @@ from datetime import datetime, timezone
 
 from . import bucket_admin, database
 from .config import CLOCK_SKEW_SECONDS
-from .errors import FilesS3Error
+from .errors import FilesS3Error, NotPermitted
 from .keys import file_id_created_at, file_id_for_path
+from .multipart import unless_upload_gone
 from .uploads import CONFIRM_GRACE_SECONDS
 
 LIFECYCLE_RULE_ID = "datasette-files-s3-abort-multipart"
@@ -157,10 +158,11 @@ async def objects_under(storage, prefix: str) -> AsyncIterator[dict]:
             yield item
 
 
-async def clean_pending(storage, datasette, result: CleanupResult, now: float) -> tuple[set, set]:
-    """Delete objects of expired, unconfirmed uploads; returns (keys still in use, expired upload ids)."""
+async def clean_pending(storage, datasette, result: CleanupResult, now: float) -> tuple[set, dict]:
+    """Delete objects of expired, unconfirmed uploads; returns (keys still in use,
+    {upload id: key} of the expired multipart uploads)."""
     prefix, source = result.prefix, storage.source
-    in_use, expired_upload_ids = set(), set()
+    in_use, expired_upload_ids = set(), {}
     for row in await database.pending_uploads(datasette, source=source):
         key = safe_key(prefix, row["path"])
         if key is None:
@@ -177,7 +179,7 @@ async def clean_pending(storage, datasette, result: CleanupResult, now: float) -
             result.actions.append(Action("keep", key, 0, "upload still within its token's lifetime"))
             continue
         if row["upload_id"]:
-            expired_upload_ids.add(row["upload_id"])
+            expired_upload_ids[row["upload_id"]] = key
         size = await object_size(storage, row["path"])
         if size is not None:
             if not result.dry_run:
@@ -338,11 +340,45 @@ async def unrecorded_keep_reason(datasette, file_id: str, item: dict, min_age: i
     )
 
 
+def lifecycle_advice(prefix: str) -> str:
+    """What to ask the bucket owner for when multipart uploads cannot be listed."""
+    return (
+        "listing multipart uploads is not permitted with these credentials (IAM cannot limit it to a "
+        "prefix), so only the uploads this internal database records were aborted; ask the bucket owner "
+        f"for a lifecycle rule with AbortIncompleteMultipartUpload under '{prefix}' for the rest "
+        "(`files-s3 cleanup --lifecycle --dry-run` prints one)"
+    )
+
+
+async def abort_recorded(storage, result: CleanupResult, expired_ids: dict) -> None:
+    """Abort the expired multipart uploads our pending table named, without listing the bucket."""
+    for upload_id, key in expired_ids.items():
+        path = key[len(result.prefix) :]
+        size = await unless_upload_gone(uploaded_bytes(storage, key, upload_id))
+        if size is None:
+            continue  # completed or aborted since
+        if not result.dry_run:
+            await storage.call("abort_multipart_upload", Path=path, UploadId=upload_id)
+        result.actions.append(Action("abort", key, size, "incomplete multipart upload whose token expired"))
+
+
 async def clean_multipart(
-    storage, result: CleanupResult, older_than: int, now: float, in_use: set, expired_ids: set
+    storage, result: CleanupResult, older_than: int, now: float, in_use: set, expired_ids: dict
 ) -> None:
-    """Abort incomplete multipart uploads that are old enough or whose token has expired."""
-    for upload in await list_multipart_uploads(storage, result.prefix):
+    """Abort incomplete multipart uploads that are old enough or whose token has expired.
+
+    They are found by listing the prefix's uploads. Keys scoped to a prefix may
+    not list them (ListBucketMultipartUploads has no s3:prefix condition in
+    IAM): then the uploads our records name are aborted, and a note says who
+    can clean the rest.
+    """
+    try:
+        listed = await list_multipart_uploads(storage, result.prefix)
+    except NotPermitted:
+        await abort_recorded(storage, result, expired_ids)
+        result.notes.append(lifecycle_advice(result.prefix))
+        return
+    for upload in listed:
         key, upload_id = upload["Key"], upload["UploadId"]
         if not key.startswith(result.prefix):
             continue
@@ -370,7 +406,7 @@ async def run_cleanup(
     `unrecorded` also deletes objects laid out as ours that it has no record of."""
     connection = await storage.connection()
     result = CleanupResult(bucket=connection.bucket, prefix=connection.prefix, dry_run=dry_run)
-    in_use, expired_ids = set(), set()
+    in_use, expired_ids = set(), {}
     if datasette is None:
         result.notes.append(
             "no --internal database given: only incomplete multipart uploads are aborted; no object "

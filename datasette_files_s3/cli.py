@@ -19,7 +19,7 @@ from datasette.utils import deep_dict_update, pairs_to_nested_config, parse_meta
 
 from . import bucket_admin, cleanup, cors, doctor
 from .config import S3SourceConfig, parse_source_config, safe_url
-from .errors import FilesS3Error
+from .errors import FilesS3Error, NotPermitted
 from .storage import S3Storage
 
 COMMAND = "datasette files-s3"
@@ -174,7 +174,16 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
     async def main():
         storage = await open_storage(datasette, raw)
         connection = await storage.connection()
-        current = await bucket_admin.get_cors_rules(storage)
+        try:
+            current = await bucket_admin.get_cors_rules(storage)
+        except NotPermitted:
+            refuse_bucket_call(
+                f"Reading the CORS rules of bucket '{connection.bucket}' is",
+                "check that they include this rule",
+                cors.needed_rule(origins or ["https://datasette.example.com"]),
+                failed=apply_ or dry_run,
+            )
+            return
         merged = cors.merge_rules(current, origins) if origins else current
         if dry_run:
             click.echo(json.dumps({"CORSRules": merged}, indent=2))
@@ -191,7 +200,10 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
         if merged == current:
             click.echo("\nThe bucket already has this rule; nothing to do.")
         elif apply_:
-            await bucket_admin.put_cors_rules(storage, merged)
+            try:
+                await bucket_admin.put_cors_rules(storage, merged)
+            except NotPermitted:
+                refuse_bucket_call("Writing them is", "add this rule", merged[0], failed=True)
             kept = len(merged) - 1
             click.echo(f"\nApplied: wrote our rule and kept {kept} other rule(s).")
         else:
@@ -307,17 +319,35 @@ def cleanup_command(source, config, settings, older_than, internal, unrecorded, 
     run(main())
 
 
+def refuse_bucket_call(doing: str, ask: str, rule: dict, failed: bool) -> None:
+    """Say that a bucket-level call is not permitted with these keys (as with keys
+    scoped to a tenant's prefix), with the rule to hand to the bucket owner;
+    exit status 1 when the command was asked to change the bucket."""
+    click.echo(f"{doing} {bucket_admin.not_permitted(ask)}:")
+    click.echo(json.dumps(rule, indent=2))
+    if failed:
+        raise click.ClickException("nothing was changed")
+
+
 async def install_lifecycle(storage, older_than: int, dry_run: bool) -> None:
     """`cleanup --lifecycle`: merge our abort-multipart rule into the bucket's lifecycle rules."""
-    current, merged = await cleanup.lifecycle_plan(storage, older_than)
+    connection = await storage.connection()
+    rule = cleanup.lifecycle_rule(connection.prefix, older_than)
+    try:
+        current, merged = await cleanup.lifecycle_plan(storage, older_than)
+    except NotPermitted:
+        reading = f"Reading the lifecycle rules of bucket '{connection.bucket}' is"
+        return refuse_bucket_call(reading, "add this rule", rule, failed=not dry_run)
     if dry_run:
         click.echo(json.dumps({"Rules": merged}, indent=2))
         return
-    connection = await storage.connection()
     if merged == current:
         click.echo(f"Bucket '{connection.bucket}' already has the lifecycle rule; nothing to do.")
         return
-    await bucket_admin.put_lifecycle_rules(storage, merged)
+    try:
+        await bucket_admin.put_lifecycle_rules(storage, merged)
+    except NotPermitted:
+        return refuse_bucket_call("Writing them is", "add this rule", rule, failed=True)
     days = merged[-1]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
     click.echo(
         f"Bucket '{connection.bucket}': installed lifecycle rule '{cleanup.LIFECYCLE_RULE_ID}' "

@@ -18,11 +18,11 @@ from urllib.parse import urlparse
 
 import boto3
 import httpx
-from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from . import bucket_admin, checksums, cors
 from .config import CLOCK_SKEW_SECONDS
-from .errors import FilesS3Error
+from .errors import FilesS3Error, NotPermitted
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 PROBE_DIR = ".datasette-files-s3-doctor"
@@ -128,13 +128,26 @@ async def check_credentials(storage) -> Check:
     return Check("credentials", PASS, f"from {config.credentials_origin}")
 
 
+async def head_or_list(storage, prefix: str) -> tuple[dict, str]:
+    """HeadBucket's answer, and "" - or, when these keys may not HEAD the bucket
+    (keys scoped to a prefix never may: HeadBucket is s3:ListBucket with no
+    prefix), the answer to listing the prefix, and a note saying so."""
+    try:
+        return await bucket_admin.raw_call(storage, "head_bucket"), ""
+    except ClientError as ex:
+        if bucket_admin.error_code(ex) not in ("403", "AccessDenied"):
+            raise
+    answer = await bucket_admin.raw_call(storage, "list_objects_v2", Prefix=prefix, MaxKeys=1)
+    return answer, "; HeadBucket is not permitted with these credentials, listing the prefix worked"
+
+
 async def check_bucket(storage) -> tuple[Check, str | None, bool]:
     """HEAD the bucket: (check, the server's Date header or None, whether the server answered)."""
     config = storage.config
     host = endpoint_host(config)
     connection = await storage.connection()
     try:
-        answer = await bucket_admin.raw_call(storage, "head_bucket")
+        answer, note = await head_or_list(storage, connection.prefix)
     except (NoCredentialsError, PartialCredentialsError):
         check = Check(
             "bucket",
@@ -193,7 +206,7 @@ async def check_bucket(storage) -> tuple[Check, str | None, bool]:
             f"set region: {actual_region}",
         )
     else:
-        check = Check("bucket", PASS, f"'{connection.bucket}' is reachable at {host} ({config.region})")
+        check = Check("bucket", PASS, f"'{connection.bucket}' is reachable at {host} ({config.region}){note}")
     return check, headers.get("date"), True
 
 
@@ -326,6 +339,12 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
             try:
                 if rules is None:
                     rules = await bucket_admin.get_cors_rules(storage)
+            except NotPermitted:
+                message = bucket_admin.not_permitted(
+                    f"check that the bucket's CORS rule for {origin} exposes ETag"
+                )
+                checks.append(Check(f"cors {origin}", WARN, f"ETag exposure not checked: {message}"))
+                continue
             except FilesS3Error as ex:
                 checks.append(Check(f"cors {origin}", WARN, f"ETag exposure not checked: {ex}", fix))
                 continue
@@ -346,11 +365,14 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
 
 async def check_lifecycle(storage, fix: str) -> Check:
     """A rule should abort incomplete multipart uploads, so abandoned parts stop costing money."""
+    connection = await storage.connection()
     try:
         rules = await bucket_admin.get_lifecycle_rules(storage)
+    except NotPermitted:
+        ask = f"check that a lifecycle rule aborts incomplete multipart uploads under '{connection.prefix}'"
+        return Check("lifecycle", WARN, bucket_admin.not_permitted(ask))
     except FilesS3Error as ex:
         return Check("lifecycle", WARN, f"could not read lifecycle rules: {ex}", fix)
-    connection = await storage.connection()
     return judge_lifecycle(rules, connection.prefix, fix)
 
 
