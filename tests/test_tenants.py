@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from helpers import actor_cookies, datasette_config, post_to_bucket, prepare, send_through_datasette, upload
 from PIL import Image
-from tenancy import TenantBroker, brokered_source, round_trip, set_up_tenant_role
+from tenancy import EXAMPLES, TenantBroker, brokered_source, round_trip, set_up_tenant_role
 
 from datasette_files_s3 import cors, files_bridge, uploads
 
@@ -317,3 +317,12 @@ def test_cleanup_lifecycle_says_installing_the_rule_is_not_permitted(config_file
     assert result.exit_code == 1
     assert "not permitted with these credentials" in result.output and "Traceback" not in result.output
     assert "AbortIncompleteMultipartUpload" in result.output
+
+
+def test_readme_shows_the_tested_tenant_policy():
+    # The policy users copy from the README is the very file the proxy enforces in these tests.
+    readme = (EXAMPLES.parent.parent / "README.md").read_text()
+    section = readme.split("### Minimum IAM policies", 1)[1]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == json.loads((EXAMPLES / "tenant-session-policy.json").read_text())
+    assert "docs/examples/single-tenant-policy.json" in section
