@@ -19,17 +19,14 @@ import contextlib
 import hashlib
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from memory import PeakRSS, chromium_renderer_pids
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from live_servers import DatasetteProcess  # noqa: E402
-from memory import PeakRSS, chromium_renderer_pids  # noqa: E402
+from tests.live_servers import DatasetteProcess
 
 MIB = 1024**2
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

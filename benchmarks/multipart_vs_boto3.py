@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -24,9 +23,8 @@ from pathlib import Path
 import httpx
 import urllib3
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
+from tests.live_servers import DatasetteProcess, live_config
+from tests.s3_servers import MotoServer
 
 MIB = 1024**2
 SIGN_BATCH = 20  # as static/upload-machine.js
@@ -103,7 +101,7 @@ def upload_with_boto3(client, bucket: str, path: Path, key: str) -> None:
     client.upload_file(str(path), bucket, key)
 
 
-def client_without_checksums(moto: MotoProcess):
+def client_without_checksums(moto: MotoServer):
     """A boto3 client that, like the plugin's, sends checksums only where S3 requires them.
 
     boto3's default declares CRC32 on CreateMultipartUpload. Without a declared
@@ -133,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size_mib * MIB
 
-    moto = MotoProcess().start()
+    moto = MotoServer().start()
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     moto.create_bucket(bucket)
     datasette = DatasetteProcess(live_config(moto.source_config(bucket)))

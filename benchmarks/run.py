@@ -26,18 +26,18 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
+import clients
 import httpx
+import metadata
+import report
+from memory import PeakRSS
+from multipart_vs_boto3 import UploadFailed as MultipartFailed
+from multipart_vs_boto3 import upload_multipart_via_datasette
+
+from tests.live_servers import DatasetteProcess, live_config
+from tests.s3_servers import MotoServer
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-import clients  # noqa: E402
-import metadata  # noqa: E402
-import report  # noqa: E402
-from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
-from memory import PeakRSS  # noqa: E402
-from multipart_vs_boto3 import UploadFailed as MultipartFailed  # noqa: E402
-from multipart_vs_boto3 import upload_multipart_via_datasette  # noqa: E402
 
 MiB = 1024**2
 MB = 1000**2
@@ -135,7 +135,7 @@ class Bench:
 
     # --- servers ---------------------------------------------------------------
 
-    def start(self, moto: MotoProcess) -> None:
+    def start(self, moto: MotoServer) -> None:
         moto.create_bucket(BUCKET)
         self.moto = moto
         self.s3 = moto.client()
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
 
     started = time.monotonic()
     bench = Bench(args)
-    moto = MotoProcess().start()
+    moto = MotoServer().start()
     workdir = Path(tempfile.mkdtemp(prefix="dfs3-bench-"))
     try:
         bench.start(moto)

@@ -1,5 +1,5 @@
 """Browser tests: real Chromium (Debian's) driven by Playwright against a real
-`datasette serve` process and a `moto_server` process.
+`datasette serve` process and this run's S3 server (`--s3=moto|localstack`).
 
 A missing browser is a failure under CI (CI=true), never a silent skip;
 elsewhere the tests are skipped with a note on how to install Chromium.
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-
-from live_servers import DatasetteProcess, MotoProcess, live_config  # noqa: E402
+from tests.live_servers import DatasetteProcess, live_config
+from tests.s3_servers import MotoServer
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,27 +55,27 @@ def chromium(launch_chromium):
 
 
 @pytest.fixture(scope="session")
-def moto():
-    """One moto_server process for the browser tests (global CORS on: see MotoProcess)."""
-    server = MotoProcess(global_cors=True).start()
-    yield server
-    server.stop()
+def browser_s3(request, s3_kind):
+    """The S3 server browsers upload to: LocalStack as it is, or a moto with global CORS on.
 
-
-@pytest.fixture(scope="session")
-def moto_strict_cors():
-    """A moto_server where only bucket CORS rules apply, for tests of CORS failures."""
-    server = MotoProcess().start()
+    moto 5.2 sends no CORS headers on POST-object responses when only bucket
+    rules apply (see MotoServer), so the browser could not read a presigned
+    POST's answer; LocalStack answers from the bucket's rules, as S3 does.
+    """
+    if s3_kind != "moto":
+        yield request.getfixturevalue("s3_server")
+        return
+    server = MotoServer(global_cors=True).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def live(moto):
+def site(browser_s3):
     """A fresh bucket (CORS for the Datasette origin, ETag exposed) and a Datasette serving it."""
     bucket = f"e2e-{uuid.uuid4().hex[:16]}"
-    datasette = DatasetteProcess(live_config(moto.source_config(bucket)))
-    moto.create_bucket(bucket, cors_origins=[datasette.url])
+    datasette = DatasetteProcess(live_config(browser_s3.source_config(bucket)))
+    browser_s3.create_bucket(bucket, cors_origins=[datasette.url])
     datasette.start()
     datasette.bucket = bucket
     yield datasette
@@ -86,10 +83,10 @@ def live(moto):
 
 
 @pytest.fixture
-def page(chromium, live):
+def page(chromium, site):
     """A browser page signed in as `alice` on the live Datasette."""
-    context = chromium.new_context(base_url=live.url)
-    context.add_cookies([{"name": "ds_actor", "value": live.cookie_for("alice"), "url": live.url}])
+    context = chromium.new_context(base_url=site.url)
+    context.add_cookies([{"name": "ds_actor", "value": site.cookie_for("alice"), "url": site.url}])
     page = context.new_page()
     yield page
     context.close()

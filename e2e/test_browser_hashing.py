@@ -13,16 +13,14 @@ import contextlib
 import hashlib
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from live_servers import DatasetteProcess
 
 # The benchmarks' peak-memory probe, so the test and benchmarks/browser_hashing.py measure alike.
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-from memory import PeakRSS, chromium_renderer_pids  # noqa: E402
+from benchmarks.memory import PeakRSS, chromium_renderer_pids
+from tests.live_servers import DatasetteProcess
 
 MIB = 1024 * 1024
 SIZES = [0, 1, 5 * MIB - 1, 8 * MIB + 3, 40 * MIB + 5]

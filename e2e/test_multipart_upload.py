@@ -1,4 +1,4 @@
-"""The bundled uploader in real Chromium against `datasette serve` and `moto_server`:
+"""The bundled uploader in real Chromium against `datasette serve` and this run's S3 server:
 parallel parts, a network drop, reload-and-resume, cancel, and bucket CORS problems."""
 
 from __future__ import annotations
@@ -9,22 +9,23 @@ import re
 import uuid
 
 import pytest
-from live_servers import DatasetteProcess, live_config
-from page_helpers import MIB, PAGE, Network, choose, make_file, wait_until
 from playwright.sync_api import expect
+
+from e2e.page_helpers import MIB, PAGE, Network, choose, make_file, wait_until
+from tests.live_servers import DatasetteProcess, live_config
 
 PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
 
 
 @pytest.fixture
-def live(request, moto):
-    """Like conftest's `live`, but parts are 5 MiB (threshold 5 MiB); `indirect` params
+def site(request, browser_s3):
+    """Like conftest's `site`, but parts are 5 MiB (threshold 5 MiB); `indirect` params
     may give the bucket's CORS rule other origins (`cors_origins`) or no ETag exposure."""
     options = getattr(request, "param", {})
     bucket = f"e2e-mp-{uuid.uuid4().hex[:12]}"
-    datasette = DatasetteProcess(live_config(moto.source_config(bucket, multipart_threshold="5MiB")))
+    datasette = DatasetteProcess(live_config(browser_s3.source_config(bucket, multipart_threshold="5MiB")))
     origins = options.get("cors_origins", [datasette.url])
-    moto.create_bucket(bucket, cors_origins=origins, expose_etag=options.get("expose_etag", True))
+    browser_s3.create_bucket(bucket, cors_origins=origins, expose_etag=options.get("expose_etag", True))
     datasette.start()
     datasette.bucket = bucket
     yield datasette
@@ -51,9 +52,9 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def sha256_object(moto, bucket, key) -> str:
+def sha256_object(browser_s3, bucket, key) -> str:
     digest = hashlib.sha256()
-    for chunk in moto.client().get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MIB):
+    for chunk in browser_s3.client().get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MIB):
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -75,13 +76,13 @@ def shown_content_hash(page, file_id) -> str:
     return page.locator("tr:has(th:text-is('Content Hash')) td").inner_text()
 
 
-def assert_object_is(moto, live, row, path, parts):
+def assert_object_is(browser_s3, site, row, path, parts):
     file_id = row.get_attribute("data-file-id")
     assert file_id and file_id.startswith("df-")
     key = f"uploads/{file_id.removeprefix('df-')}/{os.path.basename(path)}"
-    head = moto.client().head_object(Bucket=live.bucket, Key=key)
+    head = browser_s3.client().head_object(Bucket=site.bucket, Key=key)
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from parts
-    assert sha256_object(moto, live.bucket, key) == sha256_file(path)
+    assert sha256_object(browser_s3, site.bucket, key) == sha256_file(path)
     # The parts the store holds make the composite the browser's part hashes made.
     assert row.page.evaluate(
         "id => fetch(`/-/files/${id}.json`).then(r => r.json()).then(j => j.content_hash)",
@@ -128,7 +129,7 @@ class PartLog:
             self.failures += 1
 
 
-def test_large_file_uploads_in_parallel_parts(page, live, moto, big_file):
+def test_large_file_uploads_in_parallel_parts(page, site, browser_s3, big_file):
     log = PartLog(page)
     page.goto(PAGE)
     choose(page, big_file)
@@ -136,12 +137,12 @@ def test_large_file_uploads_in_parallel_parts(page, live, moto, big_file):
     expect(row).to_have_attribute("data-status", "done", timeout=90_000)
     assert log.max_in_flight >= 2
     assert sorted(log.finished) == list(range(1, 22))
-    assert_object_is(moto, live, row, big_file, 21)
+    assert_object_is(browser_s3, site, row, big_file, 21)
     summary_link = page.locator(".dfs3-summary a")
     expect(summary_link).to_have_attribute("href", f"/-/files/{row.get_attribute('data-file-id')}")
 
 
-def test_upload_survives_network_drop(page, live, moto, medium_file):
+def test_upload_survives_network_drop(page, site, browser_s3, medium_file):
     log = PartLog(page)
     page.goto(PAGE)
     net = Network(page)
@@ -155,10 +156,10 @@ def test_upload_survives_network_drop(page, live, moto, medium_file):
     expect(row).to_have_attribute("data-status", "done", timeout=60_000)
     assert log.failures >= 1, "the drop did not hit a part or sign request"
     assert sorted(set(log.finished)) == list(range(1, 10))
-    assert_object_is(moto, live, row, medium_file, 9)
+    assert_object_is(browser_s3, site, row, medium_file, 9)
 
 
-def test_reload_resumes_without_resending_parts_in_bucket(page, live, moto, medium_file):
+def test_reload_resumes_without_resending_parts_in_bucket(page, site, browser_s3, medium_file):
     log = PartLog(page)
     page.goto(PAGE)
     net = Network(page)
@@ -180,50 +181,50 @@ def test_reload_resumes_without_resending_parts_in_bucket(page, live, moto, medi
     expect(row).to_have_attribute("data-status", "done", timeout=60_000)
     assert set(log.finished).isdisjoint(in_bucket)
     assert set(log.finished) | in_bucket == set(range(1, 10))
-    assert_object_is(moto, live, row, medium_file, 9)
+    assert_object_is(browser_s3, site, row, medium_file, 9)
 
 
-def test_cancel_aborts_multipart_upload_in_bucket(page, live, moto, medium_file):
+def test_cancel_aborts_multipart_upload_in_bucket(page, site, browser_s3, medium_file):
     page.goto(PAGE)
     Network(page).set(upload=10 * MIB)
     choose(page, medium_file)
     page.wait_for_function("() => document.querySelector('.dfs3-file progress').value > 0.1")
-    client = moto.client()
-    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads")
+    client = browser_s3.client()
+    assert client.list_multipart_uploads(Bucket=site.bucket).get("Uploads")
     page.click(".dfs3-file .dfs3-cancel")
     row = page.locator(".dfs3-file")
     expect(row).to_have_attribute("data-status", "cancelled")
     for _ in range(50):
-        if not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"):
+        if not client.list_multipart_uploads(Bucket=site.bucket).get("Uploads"):
             break
         page.wait_for_timeout(100)
-    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads") is None
-    assert client.list_objects_v2(Bucket=live.bucket).get("Contents") is None
+    assert client.list_multipart_uploads(Bucket=site.bucket).get("Uploads") is None
+    assert client.list_objects_v2(Bucket=site.bucket).get("Contents") is None
 
 
 # moto answers CORS even for a bucket without a rule, so "blocked" means a rule for another origin.
 @pytest.mark.parametrize(
-    "live, expected",
+    "site, expected",
     [
         ({"expose_etag": False}, ["did not let this page read its ETag", "ExposeHeaders"]),
         ({"cors_origins": ["https://elsewhere.example"]}, ["blocked the upload", "CORS rule"]),
     ],
-    indirect=["live"],
+    indirect=["site"],
     ids=["etag-not-exposed", "origin-not-allowed"],
 )
-def test_bucket_cors_problem_stops_with_the_fix(page, live, medium_file, expected):
+def test_bucket_cors_problem_stops_with_the_fix(page, site, medium_file, expected):
     page.goto(PAGE)
     choose(page, medium_file)
     row = page.locator(".dfs3-file")
     expect(row).to_have_attribute("data-status", "error", timeout=30_000)
     error = row.locator(".dfs3-error").text_content()
     assert all(words in error for words in expected), error
-    assert f"origin {live.url} on the bucket" in error
-    assert f"datasette files-s3 cors s3files --origin {live.url} --apply" in error
+    assert f"origin {site.url} on the bucket" in error
+    assert f"datasette files-s3 cors s3files --origin {site.url} --apply" in error
 
 
 @pytest.mark.parametrize("size", [1 * MIB + 5, 6 * MIB + 5], ids=["direct-post", "multipart"])
-def test_a_lost_complete_answer_still_ends_done(page, live, moto, tmp_path, size):
+def test_a_lost_complete_answer_still_ends_done(page, site, browser_s3, tmp_path, size):
     """Datasette registers the file but its answer never reaches the page: the
     retried complete is told "already completed" with the file, and shows it."""
     path = make_file(tmp_path, "lost-answer.bin", size)
@@ -244,11 +245,11 @@ def test_a_lost_complete_answer_still_ends_done(page, live, moto, tmp_path, size
     expect(row).to_have_attribute("data-status", "done", timeout=30_000)
     assert answered == [201]
     assert row.get_attribute("data-file-id") == retried.value.json()["file"]["id"]
-    objects = moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])
+    objects = browser_s3.client().list_objects_v2(Bucket=site.bucket).get("Contents", [])
     assert [o["Size"] for o in objects] == [size]
 
 
-def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, live, moto, tmp_path):
+def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, site, browser_s3, tmp_path):
     path = make_file(tmp_path, "cancel-early.bin", 6 * MIB + 5)
     held = []
 
@@ -259,16 +260,16 @@ def test_cancel_while_create_is_on_its_way_aborts_the_upload_s3_started(page, li
     page.goto(PAGE)
     choose(page, path)
     wait_until(page, lambda: held)
-    client = moto.client()
-    assert client.list_multipart_uploads(Bucket=live.bucket).get("Uploads")
+    client = browser_s3.client()
+    assert client.list_multipart_uploads(Bucket=site.bucket).get("Uploads")
     page.click(".dfs3-file .dfs3-cancel")
     expect(page.locator(".dfs3-file")).to_have_attribute("data-status", "cancelled")
     # The upload is over for the page although create has not answered yet.
     expect(page.locator(".dfs3-summary")).to_contain_text("1 cancelled")
     route, answer = held[0]
     route.fulfill(response=answer)
-    wait_until(page, lambda: not client.list_multipart_uploads(Bucket=live.bucket).get("Uploads"), timeout=10)
-    assert client.list_objects_v2(Bucket=live.bucket).get("Contents") is None
+    wait_until(page, lambda: not client.list_multipart_uploads(Bucket=site.bucket).get("Uploads"), timeout=10)
+    assert client.list_objects_v2(Bucket=site.bucket).get("Contents") is None
 
 
 DROP_FILES = """(sizes) => {
@@ -286,7 +287,7 @@ def dropped_bytes(size: int, n: int) -> bytes:
     return bytes((i * 7 + n) % 251 for i in range(size))
 
 
-def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
+def test_dropped_files_upload_one_direct_one_multipart(page, site, browser_s3):
     sizes = [300_000, 6 * MIB + 11]  # under and over the 5 MiB multipart threshold
     page.goto(PAGE)
     transfer = page.evaluate_handle(DROP_FILES, sizes)
@@ -298,11 +299,11 @@ def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
     expect(rows).to_have_count(2)
     for n in range(2):
         expect(rows.nth(n)).to_have_attribute("data-status", "done", timeout=60_000)
-    client = moto.client()
+    client = browser_s3.client()
     for n, size in enumerate(sizes):
         file_id = rows.nth(n).get_attribute("data-file-id")
         key = f"uploads/{file_id.removeprefix('df-')}/dropped-{n}.bin"
-        assert client.get_object(Bucket=live.bucket, Key=key)["Body"].read() == dropped_bytes(size, n)
+        assert client.get_object(Bucket=site.bucket, Key=key)["Body"].read() == dropped_bytes(size, n)
     ids = [rows.nth(n).get_attribute("data-file-id") for n in range(2)]
     # What each file page shows is what the store checked: the whole file's
     # SHA-256 for the single POST, the composite of the parts for multipart.
@@ -314,7 +315,7 @@ def test_dropped_files_upload_one_direct_one_multipart(page, live, moto):
 
 
 def test_reload_after_a_lost_complete_answer_shows_the_file_without_uploading_again(
-    page, live, moto, tmp_path
+    page, site, browser_s3, tmp_path
 ):
     path = make_file(tmp_path, "reloaded.bin", 6 * MIB + 5)
     registered = []
@@ -340,6 +341,6 @@ def test_reload_after_a_lost_complete_answer_shows_the_file_without_uploading_ag
     row = page.locator(".dfs3-file")
     expect(row).to_have_attribute("data-status", "done", timeout=30_000)
     assert row.get_attribute("data-file-id") == registered[0]
-    objects = moto.client().list_objects_v2(Bucket=live.bucket).get("Contents", [])
+    objects = browser_s3.client().list_objects_v2(Bucket=site.bucket).get("Contents", [])
     assert len(objects) == 1
-    assert moto.client().list_multipart_uploads(Bucket=live.bucket).get("Uploads") is None
+    assert browser_s3.client().list_multipart_uploads(Bucket=site.bucket).get("Uploads") is None

@@ -7,14 +7,15 @@ import os
 
 import httpx
 import pytest
-from live_servers import DatasetteProcess, live_config
-from page_helpers import choose
 from playwright.sync_api import expect
+
+from e2e.page_helpers import choose
+from tests.live_servers import DatasetteProcess, live_config
 
 
 @pytest.mark.parametrize("stock_page", ["/-/files/upload/s3files", "/-/files/source/s3files"])
 def test_stock_pages_upload_through_the_bundled_uploader_with_a_checked_hash(
-    page, live, moto, tmp_path, stock_page
+    page, site, browser_s3, tmp_path, stock_page
 ):
     content = os.urandom(3 * 1024 * 1024 + 17)
     path = tmp_path / "straight-to-s3.bin"
@@ -30,29 +31,31 @@ def test_stock_pages_upload_through_the_bundled_uploader_with_a_checked_hash(
 
     # The file's bytes went to the S3 endpoint's origin...
     uploads = [
-        (method, url) for method, url in requests if method == "POST" and url.startswith(moto.endpoint_url)
+        (method, url)
+        for method, url in requests
+        if method == "POST" and url.startswith(browser_s3.endpoint_url)
     ]
     assert len(uploads) == 1
     # ...and Datasette saw only the metadata calls.
-    posts_to_datasette = [line for line in live.requests_logged() if line.startswith("POST ")]
+    posts_to_datasette = [line for line in site.requests_logged() if line.startswith("POST ")]
     assert posts_to_datasette == [
         "POST /-/files/upload/s3files/-/prepare",
         "POST /-/files/upload/s3files/-/complete",
     ]
-    (key,) = [item["Key"] for item in moto.client().list_objects_v2(Bucket=live.bucket)["Contents"]]
+    (key,) = [item["Key"] for item in browser_s3.client().list_objects_v2(Bucket=site.bucket)["Contents"]]
     assert key.startswith("uploads/") and key.endswith("/straight-to-s3.bin")
-    assert moto.client().get_object(Bucket=live.bucket, Key=key)["Body"].read() == content
+    assert browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read() == content
 
     file_id = row.get_attribute("data-file-id")
-    info = httpx.get(f"{live.url}/-/files/{file_id}.json").json()
+    info = httpx.get(f"{site.url}/-/files/{file_id}.json").json()
     assert info["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
-    listing = httpx.get(f"{live.url}/-/files/source/s3files")
+    listing = httpx.get(f"{site.url}/-/files/source/s3files")
     assert "straight-to-s3.bin" in listing.text
 
 
-def test_stock_upload_page_names_a_missing_bucket(chromium, moto, tmp_path):
+def test_stock_upload_page_names_a_missing_bucket(chromium, browser_s3, tmp_path):
     """Before, prepare answered 200 and the page said only "Network error"."""
-    datasette = DatasetteProcess(live_config(moto.source_config("no-such-bucket-xyz"))).start()
+    datasette = DatasetteProcess(live_config(browser_s3.source_config("no-such-bucket-xyz"))).start()
     context = chromium.new_context(base_url=datasette.url)
     try:
         context.add_cookies([{"name": "ds_actor", "value": datasette.cookie_for(), "url": datasette.url}])

@@ -1,5 +1,5 @@
 """The bundled uploader as a user meets it, in real Chromium against `datasette serve`
-and `moto_server`: what a fresh page shows, what the total means, a quiet console,
+and this run's S3 server: what a fresh page shows, what the total means, a quiet console,
 and errors that name their real cause (a missing bucket is not a CORS problem)."""
 
 from __future__ import annotations
@@ -8,20 +8,22 @@ import re
 import uuid
 
 import pytest
-from live_servers import DatasetteProcess, live_config
-from page_helpers import MIB, PAGE, Network, choose, make_file
 from playwright.sync_api import expect
+
+from e2e.page_helpers import MIB, PAGE, Network, choose, make_file
+from tests.live_servers import DatasetteProcess, live_config
 
 CORS_ADVICE = re.compile(r"CORS|files-s3 cors", re.IGNORECASE)
 
 
 @pytest.fixture
-def live(request, moto):
+def site(request, browser_s3):
     """A Datasette on a fresh bucket, multipart above 5 MiB. `indirect` params:
     `config` (more source options), `bucket_exists` (False: the source names a
-    bucket nobody created), `strict_cors` (moto without its global CORS rule)."""
+    bucket nobody created), `strict_cors` (only bucket CORS rules apply: the
+    run's own S3 server, which on moto runs without its global CORS rule)."""
     options = getattr(request, "param", {})
-    server = request.getfixturevalue("moto_strict_cors") if options.get("strict_cors") else moto
+    server = request.getfixturevalue("s3_server") if options.get("strict_cors") else browser_s3
     bucket = f"e2e-ui-{uuid.uuid4().hex[:12]}"
     config = server.source_config(bucket, multipart_threshold="5MiB", **options.get("config", {}))
     datasette = DatasetteProcess(live_config(config))
@@ -79,7 +81,7 @@ def test_small_upload_leaves_the_console_quiet(page, tmp_path):
 # --- the total ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("live", [{"config": {"allowed_content_types": ["text/plain"]}}], indirect=True)
+@pytest.mark.parametrize("site", [{"config": {"allowed_content_types": ["text/plain"]}}], indirect=True)
 def test_total_counts_uploaded_files_not_failed_ones(page, tmp_path):
     texts = [make_file(tmp_path, f"ok-{n}.txt", 100 + n) for n in range(2)]
     refused = [make_file(tmp_path, f"refused-{n}.bin", 3) for n in range(2)]
@@ -96,7 +98,9 @@ def test_cancelled_file_leaves_the_total_and_its_row_keeps_what_it_sent(page, tm
     small = make_file(tmp_path, "small.bin", 1500)
     medium = make_file(tmp_path, "medium.bin", 40 * MIB + 777)
     page.goto(PAGE)
-    Network(page).set(upload=10 * MIB)
+    # Slow enough that the cancel lands mid-upload on a busy machine: at 10 MiB/s the
+    # whole file could finish (LocalStack, two loaded cores) before the click.
+    Network(page).set(upload=2 * MIB)
     choose(page, small, medium)
     rows = page.locator(".dfs3-file")
     expect(rows.nth(0)).to_have_attribute("data-status", "done", timeout=30_000)
@@ -114,19 +118,19 @@ def test_cancelled_file_leaves_the_total_and_its_row_keeps_what_it_sent(page, tm
 # --- errors that cannot heal -------------------------------------------------
 
 
-@pytest.mark.parametrize("live", [{"bucket_exists": False}], indirect=True)
-def test_missing_bucket_at_create_is_told_once_without_cors_advice(page, live, tmp_path):
+@pytest.mark.parametrize("site", [{"bucket_exists": False}], indirect=True)
+def test_missing_bucket_at_create_is_told_once_without_cors_advice(page, site, tmp_path):
     requests = Requests(page)
     page.goto(PAGE)
     choose(page, make_file(tmp_path, "big.bin", 6 * MIB))
     error = error_of(page.locator(".dfs3-file"))
-    assert f"bucket '{live.bucket}' does not exist" in error
+    assert f"bucket '{site.bucket}' does not exist" in error
     assert not CORS_ADVICE.search(error), error
     assert requests.count("POST", r"/multipart/create$") == 1
 
 
-@pytest.mark.parametrize("live", [{"bucket_exists": False}], indirect=True)
-def test_missing_bucket_on_direct_upload_is_told_once_without_cors_advice(page, live, tmp_path):
+@pytest.mark.parametrize("site", [{"bucket_exists": False}], indirect=True)
+def test_missing_bucket_on_direct_upload_is_told_once_without_cors_advice(page, site, tmp_path):
     requests = Requests(page)
     page.goto(PAGE)
     choose(page, make_file(tmp_path, "small.bin", 1000))
@@ -134,19 +138,19 @@ def test_missing_bucket_on_direct_upload_is_told_once_without_cors_advice(page, 
     assert "does not exist" in error
     assert not CORS_ADVICE.search(error), error
     assert requests.count("POST", r"/-/prepare$") == 1
-    assert requests.count("POST", "^" + re.escape(live.s3.endpoint_url)) <= 1
+    assert requests.count("POST", "^" + re.escape(site.s3.endpoint_url)) <= 1
 
 
 # moto without its global CORS rule answers POST uploads with no CORS headers at
 # all, as S3 answers for a bucket that is not there: the page sees no response.
-@pytest.mark.parametrize("live", [{"strict_cors": True}], indirect=True)
-def test_no_answer_from_a_bucket_that_is_gone_names_the_bucket_not_cors(page, live, tmp_path):
+@pytest.mark.parametrize("site", [{"strict_cors": True}], indirect=True)
+def test_no_answer_from_a_bucket_that_is_gone_names_the_bucket_not_cors(page, site, tmp_path):
     """The bucket is deleted after prepare answered (so the page goes on to send),
     and Datasette, asked same-origin, finds it missing."""
 
     def delete_bucket_then_answer(route):
         answer = route.fetch()
-        live.s3.client().delete_bucket(Bucket=live.bucket)
+        site.s3.client().delete_bucket(Bucket=site.bucket)
         route.fulfill(response=answer)
 
     page.route(re.compile(r"/-/prepare$"), delete_bucket_then_answer)
@@ -154,13 +158,13 @@ def test_no_answer_from_a_bucket_that_is_gone_names_the_bucket_not_cors(page, li
     page.goto(PAGE)
     choose(page, make_file(tmp_path, "small.bin", 1000))
     error = error_of(page.locator(".dfs3-file"))
-    assert f"bucket '{live.bucket}' does not exist" in error
+    assert f"bucket '{site.bucket}' does not exist" in error
     assert not CORS_ADVICE.search(error), error
-    assert requests.count("POST", "^" + re.escape(live.s3.endpoint_url)) == 1
+    assert requests.count("POST", "^" + re.escape(site.s3.endpoint_url)) == 1
     assert requests.count("POST", r"/-/bucket$") == 1
 
 
-def test_refused_request_is_shown_as_datasette_said_and_not_sent_again(page, live, tmp_path):
+def test_refused_request_is_shown_as_datasette_said_and_not_sent_again(page, site, tmp_path):
     """A 4xx from our endpoints needs someone to change something: here the
     actor's sign-in is gone, and create answers 403."""
     requests = Requests(page)

@@ -1,128 +1,120 @@
 """Shared fixtures: a real S3-protocol server over HTTP and a real Datasette.
 
-By default the S3 server is moto in server mode (ThreadedMotoServer on an
-ephemeral loopback port). Set DATASETTE_FILES_S3_TEST_BUCKET (plus the usual
+The S3 server is this run's (`--s3=moto|localstack`, see the root
+conftest.py). Set DATASETTE_FILES_S3_TEST_BUCKET (plus the usual
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION and optionally
-DATASETTE_FILES_S3_TEST_ENDPOINT) to run the same tests against a real bucket;
-each test then works under its own random prefix.
+DATASETTE_FILES_S3_TEST_ENDPOINT) to run the `bucket` tests against a real
+bucket instead: each test then works under its own random area of it, and
+asserts only about that area. Tests that need a bucket of their own (its CORS
+or lifecycle rules, every object in it) get one on this run's server.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 
-import boto3
+import httpx
 import pytest
 import pytest_asyncio
-from botocore.config import Config
 from datasette.app import Datasette
-from helpers import datasette_config
 
-REAL_BUCKET = os.environ.get("DATASETTE_FILES_S3_TEST_BUCKET")
-
-
-@dataclass
-class S3Target:
-    """Where tests put objects, and how to reach it."""
-
-    endpoint_url: str | None
-    region: str
-    access_key_id: str
-    secret_access_key: str
-    real: bool
-
-    def client(self):
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            config=Config(s3={"addressing_style": "path"} if self.endpoint_url else {}),
-        )
-
-
-@pytest.fixture(scope="session")
-def s3_target():
-    if REAL_BUCKET:
-        yield S3Target(
-            endpoint_url=os.environ.get("DATASETTE_FILES_S3_TEST_ENDPOINT"),
-            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-            access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-            real=True,
-        )
-        return
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield S3Target(
-        endpoint_url=f"http://{host}:{port}",
-        region="us-east-1",
-        access_key_id="testing-key-id",
-        secret_access_key="testing-secret-key",
-        real=False,
-    )
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto():
-    """A moto_server process with only bucket CORS rules, shared by the tests that
-    need S3 in its own process (CLI preflights, live Datasette processes)."""
-    from live_servers import MotoProcess
-
-    server = MotoProcess().start()
-    yield server
-    server.stop()
+from tests.fault_injection import FlakyS3Proxy
+from tests.helpers import datasette_config
+from tests.s3_servers import S3Server
 
 
 @dataclass
 class Bucket:
-    """A bucket (moto: a fresh one; real: the configured one) and a test prefix."""
+    """Where one test keeps objects: a fresh bucket, or its own area of the real bucket.
+
+    `area` is the part of the bucket that is the test's own ("" for a fresh
+    bucket); the source's `prefix` lies inside it.
+    """
 
     name: str
-    prefix: str
-    target: S3Target
+    area: str
+    server: S3Server
     client: object
 
+    @property
+    def prefix(self) -> str:
+        return self.area + "uploads/"
+
     def source_config(self, **overrides) -> dict:
-        config = {
-            "bucket": self.name,
-            "region": self.target.region,
-            "prefix": self.prefix,
-            "access_key_id": self.target.access_key_id,
-            "secret_access_key": self.target.secret_access_key,
-        }
-        if self.target.endpoint_url:
-            config["endpoint_url"] = self.target.endpoint_url
-        config.update(overrides)
-        return {k: v for k, v in config.items() if v is not None}
+        """A source config for this bucket; a `prefix` override is taken within the test's area."""
+        prefix = self.area + overrides.pop("prefix") if "prefix" in overrides else self.prefix
+        return self.server.source_config(overrides.pop("bucket", self.name), prefix=prefix, **overrides)
 
     def keys(self, under: str = "") -> list[str]:
-        response = self.client.list_objects_v2(Bucket=self.name, Prefix=under)
-        return [item["Key"] for item in response.get("Contents", [])]
+        """Keys under `under`, which must lie within the test's area."""
+        assert under.startswith(self.area), f"{under!r} is outside this test's area {self.area!r}"
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=under)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def multipart_uploads(self, under: str | None = None) -> list[dict]:
+        """Multipart uploads in progress under `under` (default: the source's prefix)."""
+        under = self.prefix if under is None else under
+        assert under.startswith(self.area), f"{under!r} is outside this test's area {self.area!r}"
+        answer = self.client.list_multipart_uploads(Bucket=self.name, Prefix=under)
+        return answer.get("Uploads", [])
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
 
+    def empty_area(self) -> None:
+        """Delete every object and abort every multipart upload in the test's area."""
+        for upload in self.multipart_uploads(self.area):
+            self.client.abort_multipart_upload(
+                Bucket=self.name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for key in self.keys(self.area):
+            self.client.delete_object(Bucket=self.name, Key=key)
+
 
 @pytest.fixture
-def bucket(s3_target):
-    client = s3_target.client()
-    if s3_target.real:
-        prefix = f"datasette-files-s3-tests/{uuid.uuid4().hex}/"
-        yield Bucket(REAL_BUCKET, prefix, s3_target, client)
-        for key in Bucket(REAL_BUCKET, prefix, s3_target, client).keys(prefix):
-            client.delete_object(Bucket=REAL_BUCKET, Key=key)
+def bucket(bucket_store):
+    """A fresh bucket on this run's server, or (real-bucket mode) a fresh area of the real bucket."""
+    client = bucket_store.client()
+    if not bucket_store.can_create_buckets:
+        area = Bucket(
+            bucket_store.bucket, f"datasette-files-s3-tests/{uuid.uuid4().hex}/", bucket_store, client
+        )
+        yield area
+        area.empty_area()
         return
-    name = f"test-{uuid.uuid4().hex[:20]}"
+    name = f"bucket-{uuid.uuid4().hex[:20]}"
     client.create_bucket(Bucket=name)
-    yield Bucket(name, "uploads/", s3_target, client)
+    yield Bucket(name, "", bucket_store, client)
+
+
+@pytest.fixture
+def bucket_name(s3_server) -> str:
+    """The name of a fresh bucket on this run's server, no CORS rule, the test's alone."""
+    name = f"own-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_proxy(bucket):
+    """A logging proxy in front of the test's S3 server (its `requests`), or None for a real bucket.
+
+    Point a source's endpoint_url at its `url` to see every request Datasette sends to S3.
+    """
+    if bucket.server.port is None:
+        yield None
+        return
+    proxy = FlakyS3Proxy(bucket.server.port).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def http():
+    """An HTTP client for requests straight to S3 (presigned POSTs, part PUTs)."""
+    with httpx.Client(timeout=120) as client:
+        yield client
 
 
 @pytest_asyncio.fixture
@@ -149,20 +141,20 @@ async def ds(make_datasette, bucket):
 
 
 @pytest.fixture
-def proxy(moto):
-    """The ScopedS3Proxy in front of the `moto` process (tests/tenant_proxy.py)."""
-    from tenant_proxy import ScopedS3Proxy
+def proxy(s3_server):
+    """The ScopedS3Proxy in front of this run's S3 server, moto for the tenant tests (tests/tenant_proxy.py)."""
+    from tests.tenant_proxy import ScopedS3Proxy
 
-    server = ScopedS3Proxy(moto.port).start()
+    server = ScopedS3Proxy(s3_server.port).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def shared_bucket(moto):
+def shared_bucket(s3_server):
     """A fresh bucket shared with another tenant, team-2/, who has an object and an open upload in it."""
     name = f"shared-{uuid.uuid4().hex[:12]}"
-    admin = moto.client()
+    admin = s3_server.client()
     admin.create_bucket(Bucket=name)
     admin.put_object(Bucket=name, Key="team-2/theirs.txt", Body=b"theirs")
     admin.create_multipart_upload(Bucket=name, Key="team-2/theirs.bin")

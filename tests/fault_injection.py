@@ -1,9 +1,9 @@
-"""Loopback servers that fail on demand, for the reliability tests.
+"""Loopback servers that fail on demand, for the reliability and fault tests.
 
-- `TcpSwitch`: a TCP forwarder in front of moto_server that can be cut and
+- `TcpSwitch`: a TCP forwarder in front of the S3 server that can be cut and
   restored. Cutting it makes S3 unreachable (connections refused, open ones
-  reset) while moto keeps its in-memory state; stopping moto itself would lose
-  every bucket and object.
+  reset) while the server keeps its in-memory state; stopping the server
+  itself would lose every bucket and object.
 - `FlakyS3Proxy`: an HTTP forwarder that answers 503 to the first N PUTs of a
   chosen multipart part, as a flaky network or an S3 hiccup would, and logs
   every request it forwards (so a test can count what reached S3).
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from live_servers import free_port
+from tests.live_servers import free_port
 
 
 class TcpSwitch:
@@ -132,7 +132,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        # A HEAD answer has no body but tells the object's size: pass that on.
+        length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -142,7 +144,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 class FlakyS3Proxy:
-    """HTTP forwarder to moto; `fail_part(n, times)` makes part n's next PUTs answer 503.
+    """HTTP forwarder to an S3 server; `fail_part(n, times)` makes part n's next PUTs answer 503.
 
     `requests` lists every request received, as (method, path with query).
     """
@@ -161,6 +163,10 @@ class FlakyS3Proxy:
     def start(self) -> FlakyS3Proxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def methods_for(self, filename: str) -> list[str]:
+        """The methods of the requests for an object named `filename`, in order."""
+        return [method for method, path in self.requests if path.split("?", 1)[0].endswith("/" + filename)]
 
     def fail_part(self, number: int, times: int) -> None:
         with self.lock:

@@ -16,14 +16,19 @@ async def prepare(ds, cookies, source="s3files", **body):
     )
 
 
-def post_to_bucket(prepared: dict, content: bytes, filename="hello.txt", content_type="text/plain"):
-    """POST the presigned form straight to the bucket, fields first and `file` last."""
-    response = httpx.post(
+def post_form(prepared: dict, content: bytes, filename="hello.txt", content_type="text/plain"):
+    """POST the presigned form straight to the bucket, fields first and `file` last; the answer."""
+    return httpx.post(
         prepared["upload_url"],
         data=prepared["upload_fields"],
         files={"file": (filename, content, content_type)},
         timeout=60,
     )
+
+
+def post_to_bucket(prepared: dict, content: bytes, filename="hello.txt", content_type="text/plain"):
+    """`post_form`, which the bucket must accept."""
+    response = post_form(prepared, content, filename, content_type)
     assert response.status_code in (200, 201, 204), response.text
     return response
 

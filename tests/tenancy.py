@@ -23,10 +23,11 @@ import boto3
 import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from fault_injection import Broker
-from helpers import actor_cookies, upload
-from live_servers import MotoProcess
-from tenant_proxy import ScopedS3Proxy
+
+from tests.fault_injection import Broker
+from tests.helpers import actor_cookies, upload
+from tests.s3_servers import MotoServer
+from tests.tenant_proxy import ScopedS3Proxy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 EXAMPLE_BUCKET = "example-bucket"
@@ -102,7 +103,7 @@ def create_user(iam, name: str, policy: dict | None) -> dict:
     return {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
 
 
-class IamMoto(MotoProcess):
+class IamMoto(MotoServer):
     """moto_server in its own process, with IAM enforcement that can be switched.
 
     `enforce(True)` makes every later call authenticate against moto's IAM

@@ -39,7 +39,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-from s3_access import Policy, S3Request, classify
+from tests.s3_access import Policy, S3Request, classify
 
 CHUNK = 1024 * 1024
 # S3 itself refuses a POST whose fields before the file exceed 20 KB; more than

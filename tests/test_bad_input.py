@@ -2,10 +2,10 @@
 says what to fix, never a 500, and nothing registered or signed."""
 
 import pytest
-from helpers import actor_cookies, upload
 
 from datasette_files_s3.errors import UploadRejected
 from datasette_files_s3.keys import check_filename
+from tests.helpers import actor_cookies, upload
 
 
 async def assert_nothing_registered(ds):

@@ -7,12 +7,12 @@ import time
 from datetime import datetime
 
 import pytest
-from fault_injection import Broker
-from helpers import actor_cookies, prepare, upload
 
 from datasette_files_s3.config import CLOCK_SKEW_SECONDS, parse_source_config
 from datasette_files_s3.credentials import BrokerCredentialsProvider, refresh_time
 from datasette_files_s3.errors import CredentialsUnavailable
+from tests.fault_injection import Broker
+from tests.helpers import actor_cookies, prepare, upload
 
 BROKER_SECRET = "broker-secret-value-9f2c"
 SESSION_TOKEN = "session-token-value-71ab"
@@ -20,20 +20,20 @@ SESSION_TOKEN = "session-token-value-71ab"
 
 def source_config(broker, bucket, **extra) -> dict:
     config = {"credentials_url": broker.url, "credentials_url_secret": BROKER_SECRET, "region": "us-east-1"}
-    if bucket.target.endpoint_url:
-        config["endpoint_url"] = bucket.target.endpoint_url
+    if bucket.server.endpoint_url:
+        config["endpoint_url"] = bucket.server.endpoint_url
     return {**config, **extra}
 
 
 @pytest.fixture
 def broker(bucket):
-    if bucket.target.real:
+    if not bucket.server.can_create_buckets:
         pytest.skip("the broker hands out the test keys; not meaningful against a real bucket")
     server = Broker(
         BROKER_SECRET,
         f"s3://{bucket.name}/from-broker/",
-        bucket.target.access_key_id,
-        bucket.target.secret_access_key,
+        bucket.server.access_key_id,
+        bucket.server.secret_access_key,
         SESSION_TOKEN,
     ).start()
     yield server
@@ -158,7 +158,7 @@ async def test_unusable_broker_answer_names_the_missing_field(broker, bucket):
 
 
 async def test_unreachable_broker_is_credentials_unavailable(bucket):
-    from live_servers import free_port
+    from tests.live_servers import free_port
 
     config = parse_source_config(
         "gone",

@@ -1,18 +1,16 @@
 """A missing or refused bucket is named at prepare and at multipart create,
 not left to fail in the browser; a successful check is remembered, a failed
-one never is. Every S3 request counted here went over HTTP to moto."""
+one never is. Every S3 request counted here went over HTTP to the run's S3 server."""
 
 import asyncio
 import uuid
-from urllib.parse import urlparse
 
 import pytest
-from fault_injection import FlakyS3Proxy
-from helpers import actor_cookies
-from live_servers import MotoProcess
 
 from datasette_files_s3 import database, files_bridge
 from datasette_files_s3.bucket_check import VERIFIED_SECONDS
+from tests.helpers import actor_cookies
+from tests.s3_servers import MotoServer
 
 MISSING = "no-such-bucket-xyz"
 
@@ -46,13 +44,11 @@ def assert_unusable_bucket(response, message):
 
 
 @pytest.fixture
-def counted(s3_target):
-    """A forwarder to the test's moto server that logs every request it passes on."""
-    if s3_target.real:
-        pytest.skip("counts requests to the local moto server")
-    proxy = FlakyS3Proxy(urlparse(s3_target.endpoint_url).port).start()
-    yield proxy
-    proxy.stop()
+def counted(s3_proxy):
+    """The logging proxy in front of the test's S3 server; these tests count what reaches S3."""
+    if s3_proxy is None:
+        pytest.skip("counts requests to a local S3 server")
+    return s3_proxy
 
 
 def bucket_checks(proxy) -> list[str]:
@@ -67,7 +63,7 @@ def bucket_checks(proxy) -> list[str]:
 )
 async def test_missing_bucket_is_named_and_nothing_is_started(make_datasette, bucket, path, direct_uploads):
     # Bucket names are global on real S3: there, one nobody can have made.
-    missing = f"no-such-bucket-{uuid.uuid4().hex}" if bucket.target.real else MISSING
+    missing = f"no-such-bucket-{uuid.uuid4().hex}" if not bucket.server.can_create_buckets else MISSING
     config = bucket.source_config(bucket=missing, direct_uploads=direct_uploads)
     ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
     assert_unusable_bucket(await post(ds, path), missing_message(missing))
@@ -140,10 +136,13 @@ async def test_a_bucket_that_disappears_is_checked_again_after_s3_says_so(make_d
     assert len(bucket_checks(counted)) == 2
 
 
+USES_MOTO_IAM = pytest.mark.store("moto", reason="uses moto's IAM")
+
+
 @pytest.fixture(scope="module")
 def iam_moto():
     """moto checking keys and IAM policies, with a bucket `guarded` holding `uploads/`."""
-    server = MotoProcess(enforce_iam=True).start()
+    server = MotoServer(enforce_iam=True).start()
     server.client().create_bucket(Bucket="guarded")
     yield server
     server.stop()
@@ -158,6 +157,7 @@ def keys_config(server, keys: dict) -> dict:
     )
 
 
+@USES_MOTO_IAM
 async def test_keys_scoped_to_the_prefix_pass_the_check_though_head_bucket_is_refused(
     make_datasette, iam_moto
 ):
@@ -181,6 +181,7 @@ async def test_keys_scoped_to_the_prefix_pass_the_check_though_head_bucket_is_re
     assert (await post(ds, PREPARE)).status_code == 200
 
 
+@USES_MOTO_IAM
 @pytest.mark.parametrize("known_key", [True, False], ids=["no-policy", "unknown-key"])
 async def test_refused_keys_are_named_as_access_denied(make_datasette, iam_moto, known_key):
     if known_key:

@@ -1,13 +1,18 @@
 """The confirm step enforces on its own what the policy asks of S3, because
-moto (and some S3-compatible stores) enforce none of it."""
+moto (and some S3-compatible stores) enforce none of it.
+
+A POST that breaks its policy has two outcomes, each tested on the store that
+gives it: an enforcing store (LocalStack, AWS) refuses it and nothing lands; a
+permissive one (moto) takes it, and then confirm refuses and deletes it.
+"""
 
 import time
 
 import httpx
 import pytest
-from helpers import actor_cookies, complete, post_to_bucket, prepare, upload
 
 from datasette_files_s3 import cleanup, files_bridge, uploads
+from tests.helpers import actor_cookies, complete, post_form, post_to_bucket, prepare, upload
 
 
 async def registered_ids(ds) -> list[str]:
@@ -21,6 +26,12 @@ async def prepared(ds, cookies, **body):
     return response.json()
 
 
+LETS_IT_THROUGH = pytest.mark.store(
+    "permissive", reason="the store must take the POST for confirm to judge it"
+)
+
+
+@LETS_IT_THROUGH
 async def test_complete_rejects_size_mismatch_and_deletes_object(ds, bucket):
     cookies = actor_cookies(ds)
     data = await prepared(ds, cookies, size=10)
@@ -33,6 +44,7 @@ async def test_complete_rejects_size_mismatch_and_deletes_object(ds, bucket):
     assert await registered_ids(ds) == []
 
 
+@LETS_IT_THROUGH
 async def test_complete_rejects_content_type_mismatch(ds, bucket):
     cookies = actor_cookies(ds)
     data = await prepared(ds, cookies, size=4, content_type="image/png")
@@ -43,6 +55,62 @@ async def test_complete_rejects_content_type_mismatch(ds, bucket):
     assert "content type text/html but image/png was declared" in response.json()["errors"][0]
     assert await registered_ids(ds) == []
     assert bucket.keys(bucket.prefix) == []
+
+
+@pytest.mark.store("enforcing")
+async def test_store_refuses_a_post_over_the_declared_size(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=10)
+    refused = post_form(data, b"this is far more than ten bytes")
+    assert refused.status_code == 400 and "<Code>EntityTooLarge</Code>" in refused.text
+    assert bucket.keys(bucket.prefix) == []
+    response = await complete(ds, cookies, data["upload_token"])
+    assert response.status_code == 400
+    assert "No file has been uploaded for this token yet" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
+
+
+@pytest.mark.store("enforcing")
+async def test_store_refuses_a_post_of_another_content_type(ds, bucket):
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=4, content_type="image/png")
+    fields = {**data["upload_fields"], "Content-Type": "text/html"}
+    refused = post_form({**data, "upload_fields": fields}, b"<b/>", content_type="text/html")
+    assert refused.status_code == 403 and "Policy Condition failed" in refused.text
+    assert bucket.keys(bucket.prefix) == []
+    assert (await complete(ds, cookies, data["upload_token"])).status_code == 400
+    assert await registered_ids(ds) == []
+
+
+def to_another_key(data: dict) -> tuple[dict, str]:
+    """The prepared form with its key changed to a sibling the policy did not sign; and that key."""
+    other = data["upload_fields"]["key"].rsplit("/", 1)[0] + "/overwritten.txt"
+    return {**data, "upload_fields": {**data["upload_fields"], "key": other}}, other
+
+
+@pytest.mark.store("enforcing")
+async def test_store_refuses_a_post_to_a_key_the_policy_did_not_sign(ds, bucket):
+    data = await prepared(ds, actor_cookies(ds), size=3)
+    lying, other = to_another_key(data)
+    refused = post_form(lying, b"abc")
+    assert refused.status_code == 403 and "Policy Condition failed" in refused.text
+    assert bucket.keys(bucket.prefix) == []
+
+
+@LETS_IT_THROUGH
+async def test_a_post_to_another_key_lands_where_confirm_never_looks(ds, bucket):
+    """What doctor's policy warning is about: on a store that ignores the policy,
+    the form can write any key, and confirm, which checks only the signed key,
+    never sees it."""
+    cookies = actor_cookies(ds)
+    data = await prepared(ds, cookies, size=3)
+    lying, other = to_another_key(data)
+    post_to_bucket(lying, b"abc")
+    assert bucket.keys(bucket.prefix) == [other]
+    response = await complete(ds, cookies, data["upload_token"])
+    assert response.status_code == 400
+    assert "No file has been uploaded for this token yet" in response.json()["errors"][0]
+    assert await registered_ids(ds) == []
 
 
 async def test_complete_before_upload_says_so(ds, bucket):

@@ -11,10 +11,10 @@ import datasette_files
 from datasette import hookimpl
 from datasette.plugins import pm
 from datasette_files.base import Storage, StorageCapabilities
-from helpers import send_through_datasette
 
 from datasette_files_s3 import files_bridge
 from datasette_files_s3.storage import S3Storage
+from tests.helpers import send_through_datasette
 
 
 def test_module_level_source_registries_exist():

@@ -2,7 +2,8 @@
 
 import httpx
 import pytest
-from helpers import actor_cookies, prepare, upload
+
+from tests.helpers import actor_cookies, prepare, upload
 
 
 @pytest.mark.asyncio
@@ -14,7 +15,7 @@ async def test_prepare_returns_presigned_post_to_bucket(ds, bucket):
     data = response.json()
     assert data["ok"] is True
     assert data["upload_method"] == "POST"
-    assert data["upload_url"].startswith(bucket.target.endpoint_url or "https://")
+    assert data["upload_url"].startswith(bucket.server.endpoint_url or "https://")
     fields = data["upload_fields"]
     assert fields["key"].startswith(bucket.prefix)
     assert fields["key"].endswith("/report.pdf")

@@ -5,9 +5,9 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from helpers import actor_cookies, upload
 
 from datasette_files_s3.keys import download_type
+from tests.helpers import actor_cookies, upload
 
 ACTIVE = b"<html><script>alert(document.domain)</script></html>"
 

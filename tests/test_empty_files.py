@@ -1,8 +1,10 @@
 """Zero-byte files upload like any other: S3 stores them, so we accept them."""
 
 import httpx
-from helpers import actor_cookies, prepare, send_through_datasette, upload
-from test_upload_policy import conditions_by_name, decode_policy
+import pytest
+
+from tests.helpers import actor_cookies, prepare, send_through_datasette, upload
+from tests.test_upload_policy import conditions_by_name, decode_policy
 
 
 async def test_prepare_signs_a_policy_for_exactly_zero_bytes(ds):
@@ -24,6 +26,7 @@ async def test_empty_file_uploads_to_the_bucket_and_is_registered(ds, bucket):
     assert httpx.get(redirect.headers["location"]).content == b""
 
 
+@pytest.mark.store("permissive", reason="the store must take the byte for confirm to judge it")
 async def test_complete_refuses_a_non_empty_object_for_an_empty_file(ds, bucket):
     cookies = actor_cookies(ds)
     prepared = (await prepare(ds, cookies, filename="empty.txt", size=0)).json()
@@ -34,6 +37,14 @@ async def test_complete_refuses_a_non_empty_object_for_an_empty_file(ds, bucket)
     )
     assert response.status_code == 400
     assert "Uploaded object is 1 bytes but 0 were declared" in response.json()["errors"][0]
+    assert bucket.keys(bucket.prefix) == []
+
+
+@pytest.mark.store("enforcing")
+async def test_store_refuses_a_byte_for_an_empty_file(ds, bucket):
+    prepared = (await prepare(ds, actor_cookies(ds), filename="empty.txt", size=0)).json()
+    refused = httpx.post(prepared["upload_url"], data=prepared["upload_fields"], files={"file": ("e", b"x")})
+    assert refused.status_code == 400 and "<Code>EntityTooLarge</Code>" in refused.text
     assert bucket.keys(bucket.prefix) == []
 
 

@@ -1,4 +1,4 @@
-"""docs/examples/upload.py, run as a user runs it, against a live Datasette and moto."""
+"""docs/examples/upload.py, run as a user runs it, against a live Datasette and this run's S3 server."""
 
 import asyncio
 import hashlib
@@ -8,17 +8,17 @@ import sys
 import uuid
 from pathlib import Path
 
-from live_servers import DatasetteProcess, live_config
+from tests.live_servers import DatasetteProcess, live_config
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "upload.py"
 
 
-def test_example_script_uploads_with_a_checked_sha256(moto, tmp_path):
+def test_example_script_uploads_with_a_checked_sha256(s3_server, tmp_path):
     from datasette.app import Datasette
 
     bucket = f"example-{uuid.uuid4().hex[:12]}"
-    moto.create_bucket(bucket)
-    server = DatasetteProcess(live_config(moto.source_config(bucket))).start()
+    s3_server.create_bucket(bucket)
+    server = DatasetteProcess(live_config(s3_server.source_config(bucket))).start()
     try:
         token = asyncio.run(Datasette(memory=True, secret=server.secret).create_token("alice"))
         content = os.urandom(200_000)
@@ -34,7 +34,7 @@ def test_example_script_uploads_with_a_checked_sha256(moto, tmp_path):
         file_id, content_hash, url = run.stdout.split()
         assert content_hash == "sha256:" + hashlib.sha256(content).hexdigest()
         assert url == f"/-/files/{file_id}"
-        (key,) = [o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]]
-        assert moto.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
+        (key,) = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+        assert s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
     finally:
         server.stop()

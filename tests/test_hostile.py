@@ -1,4 +1,4 @@
-"""Hostile input against a real `datasette serve` process and moto_server.
+"""Hostile input against a real `datasette serve` process and this run's S3 server.
 
 Property-based: hypothesis throws arbitrary JSON bodies, headers, cookies and
 tokens at every endpoint the plugin serves or takes over. The properties:
@@ -19,8 +19,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from live_clients import complete, expect, multipart_call, post_to_bucket, prepare, signed_in
-from live_servers import DatasetteProcess, MotoProcess, live_config
+
+from tests.live_clients import complete, expect, multipart_call, post_to_bucket, prepare, signed_in
+from tests.live_servers import DatasetteProcess, live_config
 
 EXAMPLES = 100
 SOURCES = ("s3files", "s3other", "s3proxy")
@@ -34,15 +35,15 @@ PREFIXES = {"s3files": "files/", "s3other": "other/", "s3proxy": "proxy/"}
 ULID_PATH = re.compile(r"^[0-9a-z]{26}/[^/]+$")
 
 
-class Live:
-    """One moto_server, one bucket and one Datasette with three s3 sources."""
+class HostileSite:
+    """A bucket of its own on the run's S3 server and one Datasette with three s3 sources."""
 
-    def __init__(self, tmp_path_factory):
-        self.moto = MotoProcess().start()
+    def __init__(self, s3_server, tmp_path_factory):
+        self.s3 = s3_server
         self.bucket = f"hostile-{uuid.uuid4().hex[:12]}"
-        self.moto.create_bucket(self.bucket)
+        self.s3.create_bucket(self.bucket)
         sources = {
-            name: {"storage": "s3", "config": self.moto.source_config(self.bucket, prefix=prefix.rstrip("/"))}
+            name: {"storage": "s3", "config": self.s3.source_config(self.bucket, prefix=prefix.rstrip("/"))}
             for name, prefix in PREFIXES.items()
         }
         sources["s3proxy"]["config"]["direct_uploads"] = False
@@ -63,14 +64,13 @@ class Live:
     def stop(self):
         self.client.close()
         self.server.stop()
-        self.moto.stop()
 
     def registered(self) -> list[tuple]:
         with sqlite3.connect(self.server.internal) as db:
             return list(db.execute("select id, path, source_id from datasette_files"))
 
     def keys(self) -> set[str]:
-        response = self.moto.client().list_objects_v2(Bucket=self.bucket)
+        response = self.s3.client().list_objects_v2(Bucket=self.bucket)
         return {item["Key"] for item in response.get("Contents", [])}
 
     def send(self, method: str, path: str, content: bytes = b"", headers=None, cookie=None) -> httpx.Response:
@@ -83,19 +83,19 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = Live(tmp_path_factory)
+def hostile(s3_server, tmp_path_factory):
+    server = HostileSite(s3_server, tmp_path_factory)
     yield server
     print(f"\nhostile input: {server.requests} requests sent")
     server.stop()
 
 
 @pytest.fixture(autouse=True)
-def nothing_registered_or_outside_prefixes(live, request):
+def nothing_registered_or_outside_prefixes(hostile, request):
     """After every test here: no 5xx in the access log and no object outside the prefixes."""
     yield
-    assert [line for line in live.server.log().splitlines() if '" 5' in line and "HTTP/" in line] == []
-    for key in live.keys():
+    assert [line for line in hostile.server.log().splitlines() if '" 5' in line and "HTTP/" in line] == []
+    for key in hostile.keys():
         prefix = key.split("/", 1)[0] + "/"
         assert prefix in PREFIXES.values(), key
         assert ULID_PATH.match(key[len(prefix) :]), key
@@ -185,22 +185,22 @@ READ_ONLY_PATHS = {"/-/files-s3/upload/{s}/-/bucket"}
 source_names = st.sampled_from([*SOURCES, "nope", "..", "%2e%2e", "s3files%00"])
 
 
-def real_tokens(live) -> dict:
+def real_tokens(hostile) -> dict:
     """One genuine direct-upload token and one multipart token, issued once per module."""
-    if not hasattr(live, "tokens"):
-        with signed_in(live.server.url, live.cookies["alice"]) as alice:
+    if not hasattr(hostile, "tokens"):
+        with signed_in(hostile.server.url, hostile.cookies["alice"]) as alice:
             multipart = multipart_call(alice, "s3files", "create", {"filename": "t.bin", "size": 6 * 1024**2})
-            live.tokens = {
+            hostile.tokens = {
                 "post": prepare(alice, "s3files", "t.txt", 3, "text/plain")["upload_token"],
                 "multipart": expect(multipart, "create", 200).json()["upload_token"],
             }
-    return live.tokens
+    return hostile.tokens
 
 
-def cookie_value(live, who):
+def cookie_value(hostile, who):
     if who == "garbage":
         return "not-a-signed-cookie"
-    return live.cookies.get(who) if who else None
+    return hostile.cookies.get(who) if who else None
 
 
 def assert_no_server_error(response: httpx.Response) -> None:
@@ -219,9 +219,9 @@ def assert_no_server_error(response: httpx.Response) -> None:
     extra=st.dictionaries(st.sampled_from(["Origin", "X-Forwarded-For", "Referer", "Accept"]), header_text),
     who=cookies,
 )
-def test_arbitrary_posts_never_500_never_register(live, path, source, body, content_type, extra, who):
+def test_arbitrary_posts_never_500_never_register(hostile, path, source, body, content_type, extra, who):
     headers = {**extra, "Content-Type": content_type} if content_type else dict(extra)
-    response = live.send("POST", path.format(s=source), body, headers, cookie_value(live, who))
+    response = hostile.send("POST", path.format(s=source), body, headers, cookie_value(hostile, who))
     assert_no_server_error(response)
     if (
         response.headers.get("content-type", "").startswith("application/json")
@@ -229,7 +229,7 @@ def test_arbitrary_posts_never_500_never_register(live, path, source, body, cont
     ):
         # Success is only ever a signed upload (a token), never anything done.
         assert response.json().get("ok") is not True or "upload_token" in response.json()
-    assert live.registered() == []
+    assert hostile.registered() == []
 
 
 @HYPOTHESIS
@@ -242,9 +242,9 @@ def test_arbitrary_posts_never_500_never_register(live, path, source, body, cont
     source=st.sampled_from(SOURCES),
     who=cookies,
 )
-def test_mutated_tokens_are_refused(live, kind, mutation, where, char, action, source, who):
+def test_mutated_tokens_are_refused(hostile, kind, mutation, where, char, action, source, who):
     """A real token with bytes flipped, cut or added, sent to every token-taking endpoint."""
-    token = real_tokens(live)[kind]
+    token = real_tokens(hostile)[kind]
     position = where % len(token)
     if mutation == "flip":
         mutated = token[:position] + (char if token[position] != char else "~") + token[position + 1 :]
@@ -266,12 +266,12 @@ def test_mutated_tokens_are_refused(live, kind, mutation, where, char, action, s
         "multipart-complete": f"/-/files-s3/upload/{source}/-/multipart/complete",
     }
     body = json.dumps({"upload_token": mutated, "part_numbers": [1]}).encode()
-    response = live.send(
-        "POST", paths[action], body, {"Content-Type": "application/json"}, cookie_value(live, who)
+    response = hostile.send(
+        "POST", paths[action], body, {"Content-Type": "application/json"}, cookie_value(hostile, who)
     )
     assert_no_server_error(response)
     assert response.status_code in (400, 403, 404), response.text
-    assert live.registered() == []
+    assert hostile.registered() == []
 
 
 @HYPOTHESIS
@@ -280,21 +280,21 @@ def test_mutated_tokens_are_refused(live, kind, mutation, where, char, action, s
     suffix=st.sampled_from(["", ".json", "/download", "/thumbnail", "/-/delete", "/-/update"]),
     who=cookies,
 )
-def test_arbitrary_file_urls_never_500(live, file_id, suffix, who):
+def test_arbitrary_file_urls_never_500(hostile, file_id, suffix, who):
     method = "POST" if suffix.startswith("/-/") else "GET"
-    response = live.send(method, f"/-/files/df-{file_id}{suffix}", b"", {}, cookie_value(live, who))
+    response = hostile.send(method, f"/-/files/df-{file_id}{suffix}", b"", {}, cookie_value(hostile, who))
     assert_no_server_error(response)
 
 
 @HYPOTHESIS
 @given(filename=any_text(min_size=1, max_size=80), source=st.sampled_from(["s3files", "s3other"]))
-def test_any_filename_signs_only_a_key_inside_the_prefix(live, filename, source):
-    response = live.send(
+def test_any_filename_signs_only_a_key_inside_the_prefix(hostile, filename, source):
+    response = hostile.send(
         "POST",
         f"/-/files/upload/{source}/-/prepare",
         json.dumps({"filename": filename, "content_type": "text/plain", "size": 3}).encode(),
         {"Content-Type": "application/json"},
-        live.cookies["alice"],
+        hostile.cookies["alice"],
     )
     assert_no_server_error(response)
     if response.status_code == 200:
@@ -310,14 +310,8 @@ def test_any_filename_signs_only_a_key_inside_the_prefix(live, filename, source)
 
 
 @pytest.fixture
-def alice(live):
-    with signed_in(live.server.url, live.cookies["alice"]) as client:
-        yield client
-
-
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=60) as client:
+def alice(hostile):
+    with signed_in(hostile.server.url, hostile.cookies["alice"]) as client:
         yield client
 
 
@@ -327,12 +321,12 @@ def uploaded_plan(alice, http, source="s3files", content=b"abc"):
     return plan
 
 
-def cleanup(live, plan, source="s3files"):
+def cleanup(hostile, plan, source="s3files"):
     """Remove what a refused token left so the next test starts clean."""
-    live.moto.client().delete_object(Bucket=live.bucket, Key=plan["upload_fields"]["key"])
+    hostile.s3.client().delete_object(Bucket=hostile.bucket, Key=plan["upload_fields"]["key"])
 
 
-def test_tampered_token_is_refused(live, alice, http):
+def test_tampered_token_is_refused(hostile, alice, http):
     plan = uploaded_plan(alice, http)
     token = plan["upload_token"]
     payload, _, signature = token.rpartition(".")
@@ -340,58 +334,58 @@ def test_tampered_token_is_refused(live, alice, http):
         response = complete(alice, "s3files", tampered)
         assert response.status_code == 400
         assert "not valid" in response.json()["errors"][0]
-    assert live.registered() == []
-    cleanup(live, plan)
+    assert hostile.registered() == []
+    cleanup(hostile, plan)
 
 
-def test_expired_token_is_refused(live, alice, http):
+def test_expired_token_is_refused(hostile, alice, http):
     """A ticket signed with the server's secret but whose confirm window has passed."""
     from datasette.app import Datasette
 
     from datasette_files_s3 import uploads
 
     plan = uploaded_plan(alice, http)
-    signer = Datasette(memory=True, secret=live.server.secret)
+    signer = Datasette(memory=True, secret=hostile.server.secret)
     ticket = uploads.read_ticket(signer, plan["upload_token"])
     expired = uploads.UploadTicket(**{**ticket.__dict__, "expires_at": time.time() - 2 * 3600})
     response = complete(alice, "s3files", uploads.sign_ticket(signer, expired))
     assert response.status_code == 400
     assert "expired" in response.json()["errors"][0]
-    assert live.registered() == []
-    cleanup(live, plan)
+    assert hostile.registered() == []
+    cleanup(hostile, plan)
 
 
-def test_replayed_token_registers_once(live, alice, http):
+def test_replayed_token_registers_once(hostile, alice, http):
     plan = uploaded_plan(alice, http)
     first = complete(alice, "s3files", plan["upload_token"])
     assert first.status_code == 201
     again = [complete(alice, "s3files", plan["upload_token"]) for _ in range(3)]
     assert [r.status_code for r in again] == [409, 409, 409]
     assert "already been completed" in again[0].json()["errors"][0]
-    assert [row[0] for row in live.registered()] == [first.json()["file"]["id"]]
+    assert [row[0] for row in hostile.registered()] == [first.json()["file"]["id"]]
     delete = alice.post(f"/-/files/{first.json()['file']['id']}/-/delete")
     assert delete.status_code == 200
-    assert live.registered() == []
+    assert hostile.registered() == []
 
 
-def test_token_for_one_source_is_refused_by_another(live, alice, http):
+def test_token_for_one_source_is_refused_by_another(hostile, alice, http):
     plan = uploaded_plan(alice, http)
     response = complete(alice, "s3other", plan["upload_token"])
     assert response.status_code == 400
     assert "belongs to source 's3files'" in response.json()["errors"][0]
     response = multipart_call(alice, "s3other", "complete", {"upload_token": plan["upload_token"]})
     assert response.status_code == 400
-    assert live.registered() == []
-    cleanup(live, plan)
+    assert hostile.registered() == []
+    cleanup(hostile, plan)
 
 
-def test_token_from_another_actor_is_refused(live, alice, http):
+def test_token_from_another_actor_is_refused(hostile, alice, http):
     plan = uploaded_plan(alice, http)
-    with signed_in(live.server.url, live.cookies["bob"]) as bob:
+    with signed_in(hostile.server.url, hostile.cookies["bob"]) as bob:
         response = complete(bob, "s3files", plan["upload_token"])
     assert response.status_code == 403
-    assert live.registered() == []
-    cleanup(live, plan)
+    assert hostile.registered() == []
+    cleanup(hostile, plan)
 
 
 # --- filenames built to escape the prefix ------------------------------------------------
@@ -418,7 +412,7 @@ ESCAPES = [
 
 @pytest.mark.parametrize("filename", ESCAPES)
 @pytest.mark.parametrize("route", ["direct", "multipart", "proxy"])
-def test_filenames_cannot_escape_the_prefix(live, alice, http, filename, route):
+def test_filenames_cannot_escape_the_prefix(hostile, alice, http, filename, route):
     """Refused (400), or stored under the source's prefix as <id>/<one plain name>."""
     content = b"escape attempt"
     if route == "direct":
@@ -457,10 +451,10 @@ def test_filenames_cannot_escape_the_prefix(live, alice, http, filename, route):
         done = complete(alice, "s3proxy", plan["upload_token"])
     assert done.status_code in (200, 201), done.text
     file_id = done.json()["file"]["id"]
-    [(_, path, _)] = [row for row in live.registered() if row[0] == file_id]
+    [(_, path, _)] = [row for row in hostile.registered() if row[0] == file_id]
     assert ULID_PATH.match(path) and posixpath.normpath(path) == path, path
     assert alice.post(f"/-/files/{file_id}/-/delete").status_code == 200
-    assert live.registered() == []
+    assert hostile.registered() == []
 
 
 def prepare_raw(client, source, filename, size):
@@ -482,14 +476,14 @@ def prepare_raw(client, source, filename, size):
         ("complete", b'{"upload_token": ["tok_x"]}'),
     ],
 )
-def test_proxy_mode_refuses_what_datasette_files_would_500_on(live, action, body):
+def test_proxy_mode_refuses_what_datasette_files_would_500_on(hostile, action, body):
     """datasette-files' own prepare/complete crash (500) on these, or keep ".." as a name; we answer 400."""
-    response = live.send(
+    response = hostile.send(
         "POST",
         f"/-/files/upload/s3proxy/-/{action}",
         body,
         {"Content-Type": "application/json"},
-        live.cookies["alice"],
+        hostile.cookies["alice"],
     )
     assert response.status_code == 400, response.text
     assert response.json()["ok"] is False

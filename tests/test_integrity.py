@@ -12,11 +12,11 @@ import json
 
 import httpx
 import pytest
-from helpers import actor_cookies, complete, post_to_bucket, prepare
 
 from datasette_files_s3 import files_bridge, uploads
 from datasette_files_s3.config import CLOCK_SKEW_SECONDS
 from datasette_files_s3.errors import ObjectChanged
+from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 CONTENT = b"integrity from the browser to the bucket\n" * 50
 HEX = hashlib.sha256(CONTENT).hexdigest()
@@ -118,6 +118,10 @@ async def swapped_after_confirm(ds, bucket):
     return completed.json()["file"], again.status_code
 
 
+# LocalStack 2026.3 refuses the second POST (wrong SHA-256), then never answers a GET
+# of that key (measured: the presigned GET times out). Until an enforcing store can
+# serve the key again, only the permissive branch runs (on moto).
+@pytest.mark.store("permissive", reason="LocalStack hangs on a GET of a key after refusing a POST to it")
 async def test_a_swapped_object_is_refused_by_the_store_or_at_download(ds, bucket):
     file, status = await swapped_after_confirm(ds, bucket)
     download = await ds.client.get(file["download_url"], cookies=actor_cookies(ds))

@@ -12,8 +12,9 @@ import hashlib
 
 import httpx
 import pytest_asyncio
-from helpers import actor_cookies
-from test_multipart_endpoints import CONTENT, PART, api, create, open_uploads, part_bytes
+
+from tests.helpers import actor_cookies
+from tests.test_multipart_endpoints import CONTENT, PART, api, create, open_uploads, part_bytes
 
 
 @pytest_asyncio.fixture

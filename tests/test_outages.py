@@ -3,23 +3,22 @@ and the rest of Datasette keeps working."""
 
 import shutil
 
-from helpers import actor_cookies, post_to_bucket, prepare, upload
-from live_servers import MotoProcess, free_port
+from tests.helpers import actor_cookies, post_to_bucket, prepare, upload
+from tests.live_servers import free_port
+from tests.s3_servers import start_s3_server
 
 
-async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make_datasette, tmp_path):
-    """moto_server as a process we can stop; its state is in memory, so the
-    object is uploaded again after the restart on the same port."""
-    moto = MotoProcess().start()
+async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make_datasette, s3_kind):
+    """An S3 server of this run's kind as a process we can stop; its state is in
+    memory, so the object is uploaded again after the restart on the same port."""
+    s3 = start_s3_server(s3_kind)
     try:
-        moto.create_bucket("outage-bucket")
-        ds = await make_datasette(
-            {"s3files": {"storage": "s3", "config": moto.source_config("outage-bucket")}}
-        )
+        s3.create_bucket("outage-bucket")
+        ds = await make_datasette({"s3files": {"storage": "s3", "config": s3.source_config("outage-bucket")}})
         cookies = actor_cookies(ds)
         prepared = (await prepare(ds, cookies, size=3)).json()
         post_to_bucket(prepared, b"abc")
-        moto.stop()
+        s3.stop()
         response = await ds.client.post(
             "/-/files/upload/s3files/-/complete",
             json={"upload_token": prepared["upload_token"]},
@@ -28,12 +27,12 @@ async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make
         assert response.status_code == 503
         message = response.json()["errors"][0]
         assert "source 's3files'" in message and "cannot reach the S3 endpoint 127.0.0.1" in message
-        assert "testing-secret-key" not in response.text
+        assert s3.secret_access_key not in response.text
         count = await ds.get_internal_database().execute("select count(*) from datasette_files")
         assert count.single_value() == 0
 
-        moto.start()
-        moto.create_bucket("outage-bucket")
+        s3.start()
+        s3.create_bucket("outage-bucket")
         post_to_bucket(prepared, b"abc")
         response = await ds.client.post(
             "/-/files/upload/s3files/-/complete",
@@ -42,48 +41,46 @@ async def test_unreachable_s3_at_confirm_is_503_and_token_still_works_later(make
         )
         assert response.status_code == 201
     finally:
-        moto.stop()
+        s3.stop()
 
 
-async def test_prepare_while_s3_is_down_is_503_naming_the_endpoint(make_datasette):
+async def test_prepare_while_s3_is_down_is_503_naming_the_endpoint(make_datasette, s3_kind):
     """Signing a POST needs no S3, but the bucket check before it does."""
-    moto = MotoProcess().start()
+    s3 = start_s3_server(s3_kind)
     try:
-        moto.create_bucket("down-at-prepare")
+        s3.create_bucket("down-at-prepare")
         ds = await make_datasette(
-            {"s3files": {"storage": "s3", "config": moto.source_config("down-at-prepare")}}
+            {"s3files": {"storage": "s3", "config": s3.source_config("down-at-prepare")}}
         )
-        moto.stop()
+        s3.stop()
         response = await prepare(ds, actor_cookies(ds), size=3)
         assert response.status_code == 503
         body = response.json()
         assert body["errors"] == [
-            f"datasette-files source 's3files': cannot reach the S3 endpoint 127.0.0.1:{moto.port} "
+            f"datasette-files source 's3files': cannot reach the S3 endpoint 127.0.0.1:{s3.port} "
             "(list_objects_v2: EndpointConnectionError)"
         ]
         assert body["retryable"] is True
-        assert "testing-secret-key" not in response.text
+        assert s3.secret_access_key not in response.text
     finally:
-        moto.stop()
+        s3.stop()
 
 
-async def test_delete_during_outage_is_503_and_keeps_the_file(make_datasette):
-    moto = MotoProcess().start()
+async def test_delete_during_outage_is_503_and_keeps_the_file(make_datasette, s3_kind):
+    s3 = start_s3_server(s3_kind)
     try:
-        moto.create_bucket("delete-outage")
-        ds = await make_datasette(
-            {"s3files": {"storage": "s3", "config": moto.source_config("delete-outage")}}
-        )
+        s3.create_bucket("delete-outage")
+        ds = await make_datasette({"s3files": {"storage": "s3", "config": s3.source_config("delete-outage")}})
         cookies = actor_cookies(ds)
         file_id = (await upload(ds, cookies, b"keep me"))["file"]["id"]
-        moto.stop()
+        s3.stop()
         response = await ds.client.post(f"/-/files/{file_id}/-/delete", cookies=cookies)
         assert response.status_code == 503
         assert response.json()["ok"] is False
         assert "cannot reach the S3 endpoint" in response.json()["errors"][0]
         assert (await ds.client.get(f"/-/files/{file_id}.json")).status_code == 200
     finally:
-        moto.stop()
+        s3.stop()
 
 
 async def test_other_sources_work_while_one_s3_endpoint_is_down(make_datasette, bucket, tmp_path):

@@ -8,9 +8,9 @@ import sqlite3
 import httpx
 from datasette.database import QueryInterrupted
 from datasette.utils.asgi import Request
-from helpers import actor_cookies, complete, post_to_bucket, prepare
 
 from datasette_files_s3 import database, uploads, views
+from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 PENDING = database.PENDING_TABLE
 

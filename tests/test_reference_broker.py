@@ -22,8 +22,9 @@ from datetime import datetime
 
 import httpx
 import pytest
-from live_servers import free_port, wait_for_http
-from tenancy import (
+
+from tests.live_servers import free_port, wait_for_http
+from tests.tenancy import (
     EXAMPLES,
     IamMoto,
     aws_client,
@@ -34,7 +35,11 @@ from tenancy import (
     round_trip,
     set_up_tenant_role,
 )
-from tenant_proxy import ScopedS3Proxy
+from tests.tenant_proxy import ScopedS3Proxy
+
+# moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
+pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
+
 
 SECRET = "team-1-shared-secret-4f1c"
 SCRIPT = EXAMPLES / "sts_broker.py"
@@ -167,14 +172,14 @@ def test_identity_outside_the_trust_policy_gets_502_naming_sts(iam_store, tmp_pa
 
 
 async def test_plugin_uploads_and_downloads_inside_the_prefix_with_the_brokers_credentials(
-    moto, tmp_path, make_datasette
+    s3_server, tmp_path, make_datasette
 ):
     bucket = f"shared-{uuid.uuid4().hex[:12]}"
-    moto.client().create_bucket(Bucket=bucket)
-    moto.client().put_object(Bucket=bucket, Key="team-2/theirs.txt", Body=b"theirs")
-    role_arn, broker = set_up_tenant_role(moto.endpoint_url, bucket)
+    s3_server.client().create_bucket(Bucket=bucket)
+    s3_server.client().put_object(Bucket=bucket, Key="team-2/theirs.txt", Body=b"theirs")
+    role_arn, broker = set_up_tenant_role(s3_server.endpoint_url, bucket)
     # The proxy stands in for IAM: moto ignores session policies and fails presigned requests under IAM.
-    proxy = ScopedS3Proxy(moto.port).start()
+    proxy = ScopedS3Proxy(s3_server.port).start()
     try:
         with BrokerProcess(tmp_path, broker_config(bucket, role_arn, proxy.url), broker) as process:
             source = brokered_source(process.url, SECRET, proxy.url)

@@ -1,4 +1,4 @@
-"""Load and faults against a real `datasette serve` process and a moto_server process.
+"""Load and faults against a real `datasette serve` process and this run's S3 server process.
 
 Every upload here goes the way a browser's would: JSON to Datasette, bytes
 straight to the S3 endpoint. Afterwards each test checks three places agree:
@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
-from fault_injection import Broker, FlakyS3Proxy, TcpSwitch
-from live_clients import (
+
+from tests.fault_injection import Broker, FlakyS3Proxy, TcpSwitch
+from tests.live_clients import (
     complete,
     direct_upload,
     expect,
@@ -27,20 +26,14 @@ from live_clients import (
     prepare,
     signed_in,
 )
-from live_servers import MOTO_KEY_ID, MOTO_SECRET, DatasetteProcess, MotoProcess, live_config
+from tests.live_servers import DatasetteProcess, live_config
+from tests.s3_servers import S3Server
 
 MiB = 1024**2
 SMALL_UPLOADS = 200
 SMALL_CLIENTS = 50
 MULTIPART_UPLOADS = 10
 MULTIPART_SIZE = 20 * MiB
-
-
-@pytest.fixture
-def bucket(moto) -> str:
-    name = f"rel-{uuid.uuid4().hex[:16]}"
-    moto.create_bucket(name)
-    return name
 
 
 @pytest.fixture
@@ -58,20 +51,14 @@ def serve(tmp_path):
         server.stop()
 
 
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=120) as client:
-        yield client
-
-
 def registered(server: DatasetteProcess) -> dict[str, str]:
     """{file id: path} from the server's internal database file."""
     with sqlite3.connect(server.internal) as db:
         return dict(db.execute("select id, path from datasette_files"))
 
 
-def all_keys(moto: MotoProcess, bucket: str) -> set[str]:
-    pages = moto.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+def all_keys(s3_server: S3Server, bucket_name: str) -> set[str]:
+    pages = s3_server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket_name)
     return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
 
@@ -92,9 +79,9 @@ def server_errors(server: DatasetteProcess) -> list[str]:
     return [line for line in server.log().splitlines() if '" 5' in line and "HTTP/" in line]
 
 
-def test_load_small_and_multipart_uploads_each_registered_exactly_once(moto, bucket, serve, http):
+def test_load_small_and_multipart_uploads_each_registered_exactly_once(s3_server, bucket_name, serve, http):
     """200 direct uploads from 50 concurrent clients while 10 multipart uploads of 20 MiB run."""
-    config = live_config(moto.source_config(bucket, prefix="load"))
+    config = live_config(s3_server.source_config(bucket_name, prefix="load"))
     # Datasette times even its permission queries against the wall clock. With
     # 60 clients on 2 shared cores a CI run once saw one starved past the default
     # 1 s and interrupted (a 503 now, retried by the uploader); this test is
@@ -121,32 +108,34 @@ def test_load_small_and_multipart_uploads_each_registered_exactly_once(moto, buc
     assert len(ids) == len(set(ids)) == SMALL_UPLOADS + MULTIPART_UPLOADS
     rows = registered(server)
     assert set(rows) == set(ids)
-    assert all_keys(moto, bucket) == {"load/" + path for path in rows.values()}
-    s3 = moto.client()
+    assert all_keys(s3_server, bucket_name) == {"load/" + path for path in rows.values()}
+    s3 = s3_server.client()
     for name, file in files.items():
         key = "load/" + rows[file["id"]]
         assert key.endswith("/" + name)
         if name in small:
-            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == small[name], name
+            assert s3.get_object(Bucket=bucket_name, Key=key)["Body"].read() == small[name], name
         else:
             # S3's multipart ETag (MD5 of the parts' MD5s, "-N") proves the bytes without reading 20 MiB back.
-            assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') == multipart_etag(
+            assert s3.head_object(Bucket=bucket_name, Key=key)["ETag"].strip('"') == multipart_etag(
                 big[name], file_part_size(server, file["id"])
             ), name
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket=bucket_name).get("Uploads", []) == []
     assert server_errors(server) == []
 
 
-def test_s3_unreachable_at_confirm_then_same_token_confirms(moto, bucket, serve, http):
+def test_s3_unreachable_at_confirm_then_same_token_confirms(s3_server, bucket_name, serve, http):
     """S3 goes away between the upload and the confirm, then comes back.
 
-    Stopping moto_server would lose its in-memory buckets and objects, so
-    Datasette reaches moto through a TCP forwarder we cut and restore: from
-    Datasette's side the endpoint refuses connections, and moto's state stays.
-    The browser's POST goes to moto directly (public_endpoint_url).
+    Stopping the S3 server would lose its in-memory buckets and objects, so
+    Datasette reaches it through a TCP forwarder we cut and restore: from
+    Datasette's side the endpoint refuses connections, and the server's state
+    stays. The browser's POST goes to the server directly (public_endpoint_url).
     """
-    switch = TcpSwitch(moto.port).start()
-    config = moto.source_config(bucket, endpoint_url=switch.url, public_endpoint_url=moto.endpoint_url)
+    switch = TcpSwitch(s3_server.port).start()
+    config = s3_server.source_config(
+        bucket_name, endpoint_url=switch.url, public_endpoint_url=s3_server.endpoint_url
+    )
     server = serve(live_config(config))
     client = signed_in(server.url, server.cookie_for())
     plan = prepare(client, "s3files", "outage.txt", 5, "text/plain")
@@ -168,19 +157,19 @@ def test_s3_unreachable_at_confirm_then_same_token_confirms(moto, bucket, serve,
     switch.cut()
 
 
-def test_broker_fails_then_recovers_without_restart(moto, bucket, serve, http):
+def test_broker_fails_then_recovers_without_restart(s3_server, bucket_name, serve, http):
     """The broker is down at startup (503 naming it), comes back, and uploads work in the same process."""
     broker = Broker(
         secret="broker-secret",
-        s3_folder=f"s3://{bucket}/brokered/",
-        access_key_id=MOTO_KEY_ID,
-        secret_access_key=MOTO_SECRET,
+        s3_folder=f"s3://{bucket_name}/brokered/",
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
         session_token="session-token",
         failing=True,
     ).start()
     try:
         config = {
-            "endpoint_url": moto.endpoint_url,
+            "endpoint_url": s3_server.endpoint_url,
             "region": "us-east-1",
             "credentials_url": broker.url,
             "credentials_url_secret": "broker-secret",
@@ -198,7 +187,7 @@ def test_broker_fails_then_recovers_without_restart(moto, bucket, serve, http):
         broker.failing = False
         file = direct_upload(client, http, "s3files", b"after the outage", "a.txt", "text/plain")
         assert server.process.pid == pid
-        assert all_keys(moto, bucket) == {"brokered/" + registered(server)[file["id"]]}
+        assert all_keys(s3_server, bucket_name) == {"brokered/" + registered(server)[file["id"]]}
 
         # Keys already fetched keep working while the broker is down again.
         broker.failing = True
@@ -208,8 +197,8 @@ def test_broker_fails_then_recovers_without_restart(moto, bucket, serve, http):
         broker.stop()
 
 
-def test_restart_between_prepare_and_confirm(moto, bucket, serve, http):
-    server = serve(live_config(moto.source_config(bucket)))
+def test_restart_between_prepare_and_confirm(s3_server, bucket_name, serve, http):
+    server = serve(live_config(s3_server.source_config(bucket_name)))
     client = signed_in(server.url, server.cookie_for())
     plan = prepare(client, "s3files", "restart.txt", 7, "text/plain")
     old_pid = server.process.pid
@@ -222,9 +211,9 @@ def test_restart_between_prepare_and_confirm(moto, bucket, serve, http):
     assert set(registered(server)) == {file["id"]}
 
 
-def test_restart_between_parts_of_a_multipart_upload(moto, bucket, serve, http):
+def test_restart_between_parts_of_a_multipart_upload(s3_server, bucket_name, serve, http):
     """Part 1 is sent, Datasette restarts, S3 still lists part 1 and the rest completes the upload."""
-    server = serve(live_config(moto.source_config(bucket, multipart_threshold="5MiB")))
+    server = serve(live_config(s3_server.source_config(bucket_name, multipart_threshold="5MiB")))
     client = signed_in(server.url, server.cookie_for())
     content = os.urandom(12 * MiB)
     created = expect(
@@ -259,14 +248,16 @@ def test_restart_between_parts_of_a_multipart_upload(moto, bucket, serve, http):
     done = expect(multipart_call(client, "s3files", "complete", {"upload_token": token}), "complete", 201)
     file = done.json()["file"]
     key = "uploads/" + registered(server)[file["id"]]
-    assert moto.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
+    assert s3_server.client().get_object(Bucket=bucket_name, Key=key)["Body"].read() == content
 
 
-def test_part_upload_fails_twice_then_succeeds(moto, bucket, serve, http):
+def test_part_upload_fails_twice_then_succeeds(s3_server, bucket_name, serve, http):
     """The browser's PUTs go through a proxy that answers 503 to part 2 twice; the third try lands."""
-    proxy = FlakyS3Proxy(moto.port).start()
+    proxy = FlakyS3Proxy(s3_server.port).start()
     try:
-        config = moto.source_config(bucket, multipart_threshold="5MiB", public_endpoint_url=proxy.url)
+        config = s3_server.source_config(
+            bucket_name, multipart_threshold="5MiB", public_endpoint_url=proxy.url
+        )
         server = serve(live_config(config))
         client = signed_in(server.url, server.cookie_for())
         content = os.urandom(11 * MiB)
@@ -274,22 +265,24 @@ def test_part_upload_fails_twice_then_succeeds(moto, bucket, serve, http):
         file = multipart_upload(client, http, "s3files", content, "flaky.bin", workers=1, attempts=3)
         assert proxy.part_attempts == {1: 1, 2: 3, 3: 1}
         key = "uploads/" + registered(server)[file["id"]]
-        assert moto.client().get_object(Bucket=bucket, Key=key)["Body"].read() == content
+        assert s3_server.client().get_object(Bucket=bucket_name, Key=key)["Body"].read() == content
     finally:
         proxy.stop()
 
 
-def test_part_that_keeps_failing_registers_nothing(moto, bucket, serve, http):
+def test_part_that_keeps_failing_registers_nothing(s3_server, bucket_name, serve, http):
     """Three failed tries give up; completing then is refused and nothing is registered."""
-    proxy = FlakyS3Proxy(moto.port).start()
+    proxy = FlakyS3Proxy(s3_server.port).start()
     try:
-        config = moto.source_config(bucket, multipart_threshold="5MiB", public_endpoint_url=proxy.url)
+        config = s3_server.source_config(
+            bucket_name, multipart_threshold="5MiB", public_endpoint_url=proxy.url
+        )
         server = serve(live_config(config))
         client = signed_in(server.url, server.cookie_for())
         proxy.fail_part(1, times=3)
         with pytest.raises(Exception, match="PUT part 1: HTTP 503"):
             multipart_upload(client, http, "s3files", os.urandom(6 * MiB), "never.bin", workers=1, attempts=3)
         assert registered(server) == {}
-        assert all_keys(moto, bucket) == set()
+        assert all_keys(s3_server, bucket_name) == set()
     finally:
         proxy.stop()

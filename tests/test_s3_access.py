@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 import pytest
-from s3_access import Policy, S3Access, UnsupportedPolicy, classify
-from tenancy import example_policy, tenant_policy
+
+from tests.s3_access import Policy, S3Access, UnsupportedPolicy, classify
+from tests.tenancy import example_policy, tenant_policy
 
 B = "arn:aws:s3:::shared"
 

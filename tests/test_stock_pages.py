@@ -2,7 +2,8 @@
 s3 sources that upload direct; the stock element stays everywhere else."""
 
 import pytest
-from helpers import actor_cookies
+
+from tests.helpers import actor_cookies
 
 SWAP = "document.createElement('datasette-files-s3-upload')"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import async_chunks
-from live_servers import MotoProcess, free_port
 
 from datasette_files_s3.errors import BucketUnusable, CredentialsUnavailable, StorageUnavailable
 from datasette_files_s3.storage import S3Storage
+from tests.helpers import async_chunks
+from tests.live_servers import free_port
 
 MIB = 1024**2
 
@@ -79,7 +79,7 @@ async def test_stream_file_yields_chunks(storage, bucket):
 async def test_list_files_relative_to_prefix_with_cursor(storage, bucket):
     for i in range(5):
         put(bucket, f"dir/f{i}.txt", b"x" * i)
-    bucket.client.put_object(Bucket=bucket.name, Key="outside/prefix.txt", Body=b"x")
+    bucket.client.put_object(Bucket=bucket.name, Key=bucket.area + "outside/prefix.txt", Body=b"x")
     first, cursor = await storage.list_files(limit=2)
     assert [f.path for f in first] == ["dir/f0.txt", "dir/f1.txt"]
     assert cursor is not None
@@ -159,36 +159,31 @@ async def test_receive_upload_failure_leaves_no_multipart_upload(storage, bucket
 
     with pytest.raises(ConnectionError):
         await storage.receive_upload("p/broken.bin", broken_stream(), "application/octet-stream")
-    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    assert bucket.multipart_uploads() == []
 
 
-def test_receive_upload_memory_stays_flat():
+def test_receive_upload_memory_stays_flat(s3_server, bucket_name):
     """Streaming 96 MiB through receive_upload holds a few 8 MiB parts at most, about
     what streaming 32 MiB holds: memory does not grow with the file. Buffering the
     whole file would peak at 96 MiB or more.
 
     Measured in a child process (tests/memory_probe.py), so nothing else this test
-    run allocates is counted; moto runs as its own process, so its copy of the
-    bytes is not counted either. How many parts are in memory at once depends on
-    how fast moto answers, hence bounds well clear of both outcomes."""
-    moto = MotoProcess().start()
-    try:
-        moto.create_bucket("flat-memory")
-        probe = subprocess.run(
-            [sys.executable, str(Path(__file__).parent / "memory_probe.py"), "32", "96"],
-            input=json.dumps(moto.source_config("flat-memory")),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert probe.returncode == 0, probe.stderr
-        peaks = {int(mib): peak for mib, peak in json.loads(probe.stdout).items()}
-        assert peaks[96] < 64 * MIB, f"peak {peaks[96] / MIB:.1f} MiB"
-        assert peaks[96] < peaks[32] + 32 * MIB, {mib: f"{peak / MIB:.1f} MiB" for mib, peak in peaks.items()}
-        head = moto.client().head_object(Bucket="flat-memory", Key="uploads/m/96.bin")
-        assert head["ContentLength"] == 96 * MIB
-    finally:
-        moto.stop()
+    run allocates is counted; the S3 server runs as its own process, so its copy of
+    the bytes is not counted either. How many parts are in memory at once depends on
+    how fast the server answers, hence bounds well clear of both outcomes."""
+    probe = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "memory_probe.py"), "32", "96"],
+        input=json.dumps(s3_server.source_config(bucket_name)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr
+    peaks = {int(mib): peak for mib, peak in json.loads(probe.stdout).items()}
+    assert peaks[96] < 64 * MIB, f"peak {peaks[96] / MIB:.1f} MiB"
+    assert peaks[96] < peaks[32] + 32 * MIB, {mib: f"{peak / MIB:.1f} MiB" for mib, peak in peaks.items()}
+    head = s3_server.client().head_object(Bucket=bucket_name, Key="uploads/m/96.bin")
+    assert head["ContentLength"] == 96 * MIB
 
 
 async def test_unreachable_endpoint_names_source_and_endpoint(bucket):
@@ -199,7 +194,7 @@ async def test_unreachable_endpoint_names_source_and_endpoint(bucket):
         await storage.get_file_metadata("x")
     message = str(info.value)
     assert "cannot reach the S3 endpoint 127.0.0.1" in message
-    assert bucket.target.secret_access_key not in message
+    assert bucket.server.secret_access_key not in message
 
 
 async def test_missing_bucket_is_named(bucket):

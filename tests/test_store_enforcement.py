@@ -19,8 +19,9 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from s3_access import Policy
-from tenancy import (
+
+from tests.s3_access import Policy
+from tests.tenancy import (
     ACCOUNT,
     EXAMPLES,
     IamMoto,
@@ -33,6 +34,10 @@ from tenancy import (
     set_up_tenant_role,
     tenant_policy,
 )
+
+# moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
+pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
+
 
 BUCKET = "shared"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "tenants.md"

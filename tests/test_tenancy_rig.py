@@ -15,7 +15,10 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from tenancy import (
+
+from datasette_files_s3.config import parse_source_config
+from datasette_files_s3.credentials import BrokerCredentialsProvider
+from tests.tenancy import (
     TenantBroker,
     aws_client,
     brokered_source,
@@ -25,15 +28,16 @@ from tenancy import (
     tenant_policy,
 )
 
-from datasette_files_s3.config import parse_source_config
-from datasette_files_s3.credentials import BrokerCredentialsProvider
+# moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
+pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
+
 
 SECRET = "tenant-one-broker-secret"
 
 
 @pytest.fixture
-def broker(moto, proxy, shared_bucket):
-    role_arn, caller = set_up_tenant_role(moto.endpoint_url, shared_bucket)
+def broker(s3_server, proxy, shared_bucket):
+    role_arn, caller = set_up_tenant_role(s3_server.endpoint_url, shared_bucket)
     server = TenantBroker(SECRET, shared_bucket, "team-1/", proxy, role_arn, caller).start()
     yield server
     server.stop()
@@ -109,9 +113,9 @@ def test_denial_body_is_s3s_xml_error_document(presigner, shared_bucket):
         "other-bucket",
     ],
 )
-def test_denies_object_calls_outside_the_prefix(tenant_s3, shared_bucket, moto, call):
+def test_denies_object_calls_outside_the_prefix(tenant_s3, shared_bucket, s3_server, call):
     assert outcome(lambda: call(tenant_s3, shared_bucket)) in ("AccessDenied", "403")
-    assert sorted(o["Key"] for o in moto.client().list_objects_v2(Bucket=shared_bucket)["Contents"]) == [
+    assert sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=shared_bucket)["Contents"]) == [
         "team-2/theirs.txt"
     ]
 
@@ -218,7 +222,7 @@ def test_presigned_get_inside_the_prefix_is_forwarded(tenant_s3, presigner, shar
 
 
 def test_presigned_part_put_inside_the_prefix_is_forwarded_and_outside_denied(
-    tenant_s3, presigner, shared_bucket, moto
+    tenant_s3, presigner, shared_bucket, s3_server
 ):
     upload_id = tenant_s3.create_multipart_upload(Bucket=shared_bucket, Key="team-1/parts.bin")["UploadId"]
     params = {"Bucket": shared_bucket, "Key": "team-1/parts.bin", "UploadId": upload_id, "PartNumber": 1}
@@ -226,14 +230,14 @@ def test_presigned_part_put_inside_the_prefix_is_forwarded_and_outside_denied(
         presigner.generate_presigned_url("upload_part", Params=params), content=b"a" * 6_000_000
     )
     assert response.status_code == 200 and response.headers["etag"]
-    their_upload = moto.client().create_multipart_upload(Bucket=shared_bucket, Key="team-2/parts.bin")[
+    their_upload = s3_server.client().create_multipart_upload(Bucket=shared_bucket, Key="team-2/parts.bin")[
         "UploadId"
     ]
     params = {"Bucket": shared_bucket, "Key": "team-2/parts.bin", "UploadId": their_upload, "PartNumber": 1}
     response = httpx.put(presigner.generate_presigned_url("upload_part", Params=params), content=b"b" * 1000)
     assert response.status_code == 403
     assert (
-        moto.client()
+        s3_server.client()
         .list_parts(Bucket=shared_bucket, Key="team-2/parts.bin", UploadId=their_upload)
         .get("Parts")
         is None
@@ -241,22 +245,22 @@ def test_presigned_part_put_inside_the_prefix_is_forwarded_and_outside_denied(
 
 
 def test_presigned_post_inside_the_prefix_streams_without_holding_the_file(
-    proxy, presigner, shared_bucket, moto
+    proxy, presigner, shared_bucket, s3_server
 ):
     post = presigner.generate_presigned_post(shared_bucket, "team-1/posted.bin")
     content = b"f" * (8 * 1024 * 1024)
     response = httpx.post(post["url"], data=post["fields"], files={"file": ("posted.bin", content)})
     assert response.status_code == 204, response.text
-    assert moto.client().head_object(Bucket=shared_bucket, Key="team-1/posted.bin")["ContentLength"] == len(
-        content
-    )
+    assert s3_server.client().head_object(Bucket=shared_bucket, Key="team-1/posted.bin")[
+        "ContentLength"
+    ] == len(content)
     # Only the form fields before the file part were held: at most one 64 KiB read.
     assert proxy.largest_form_head <= 64 * 1024
 
 
 @pytest.mark.parametrize("key", ["team-2/posted.bin", "${filename}"])
 def test_presigned_post_outside_the_prefix_is_denied_by_its_form_key(
-    proxy, presigner, shared_bucket, moto, key
+    proxy, presigner, shared_bucket, s3_server, key
 ):
     post = presigner.generate_presigned_post(shared_bucket, key)
     response = httpx.post(post["url"], data=post["fields"], files={"file": ("escape.bin", b"x" * 1000)})
@@ -264,7 +268,7 @@ def test_presigned_post_outside_the_prefix_is_denied_by_its_form_key(
     assert ET.fromstring(response.content).findtext("Code") == "AccessDenied"
     assert proxy.requests[-1].keys == (key.replace("${filename}", "escape.bin"),)
     assert "escape.bin" not in [
-        o["Key"] for o in moto.client().list_objects_v2(Bucket=shared_bucket)["Contents"]
+        o["Key"] for o in s3_server.client().list_objects_v2(Bucket=shared_bucket)["Contents"]
     ]
 
 

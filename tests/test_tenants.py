@@ -1,7 +1,7 @@
 """Issue 14: every feature under credentials scoped to one tenant's prefix.
 
 The Datasette here takes its keys and S3Folder (`s3://shared-.../team-1/`)
-from a TenantBroker: real STS session credentials from moto, limited by
+from a TenantBroker: real STS session credentials from s3_server, limited by
 docs/examples/tenant-session-policy.json. moto ignores session policies and
 s3:prefix conditions (docs/tenants.md), so the ScopedS3Proxy in front of it
 enforces them and answers S3's exact AccessDenied: every denial in these
@@ -26,11 +26,22 @@ import pytest
 import pytest_asyncio
 from click.testing import CliRunner
 from datasette.cli import cli
-from helpers import actor_cookies, datasette_config, post_to_bucket, prepare, send_through_datasette, upload
 from PIL import Image
-from tenancy import EXAMPLES, TenantBroker, brokered_source, round_trip, set_up_tenant_role
 
 from datasette_files_s3 import cors, files_bridge, uploads
+from tests.helpers import (
+    actor_cookies,
+    datasette_config,
+    post_to_bucket,
+    prepare,
+    send_through_datasette,
+    upload,
+)
+from tests.tenancy import EXAMPLES, TenantBroker, brokered_source, round_trip, set_up_tenant_role
+
+# moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
+pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
+
 
 SOURCE = "tenant"
 PREFIX = "team-1/"
@@ -42,8 +53,8 @@ MULTIPART = f"/-/files-s3/upload/{SOURCE}/-/multipart"
 
 
 @pytest.fixture
-def broker(moto, proxy, shared_bucket):
-    role_arn, caller = set_up_tenant_role(moto.endpoint_url, shared_bucket)
+def broker(s3_server, proxy, shared_bucket):
+    role_arn, caller = set_up_tenant_role(s3_server.endpoint_url, shared_bucket)
     server = TenantBroker(SECRET, shared_bucket, PREFIX, proxy, role_arn, caller).start()
     yield server
     server.stop()
@@ -96,21 +107,23 @@ async def put_parts(ds, token: str, numbers: list[int], content: bytes = CONTENT
         assert response.status_code == 200, response.text
 
 
-def open_uploads(moto, bucket: str) -> list[str]:
+def open_uploads(s3_server, bucket: str) -> list[str]:
     """The keys of the bucket's incomplete multipart uploads, as the bucket owner sees them."""
-    return sorted(u["Key"] for u in moto.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+    return sorted(
+        u["Key"] for u in s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    )
 
 
 # --- the plugin's features --------------------------------------------------------------------
 
 
-async def test_direct_upload_download_and_delete(tds, proxy, shared_bucket, moto):
+async def test_direct_upload_download_and_delete(tds, proxy, shared_bucket, s3_server):
     file = await round_trip(tds, SOURCE, b"tenant bytes", "t.txt")
     key = PREFIX + file["id"].removeprefix("df-") + "/t.txt"
-    assert moto.client().get_object(Bucket=shared_bucket, Key=key)["Body"].read() == b"tenant bytes"
+    assert s3_server.client().get_object(Bucket=shared_bucket, Key=key)["Body"].read() == b"tenant bytes"
     deleted = await tds.client.post(f"/-/files/{file['id']}/-/delete", cookies=actor_cookies(tds))
     assert deleted.status_code == 200, deleted.text
-    assert "Contents" not in moto.client().list_objects_v2(Bucket=shared_bucket, Prefix=PREFIX)
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=shared_bucket, Prefix=PREFIX)
     assert_stayed_inside(proxy, shared_bucket)
 
 
@@ -130,13 +143,13 @@ async def test_multipart_upload_resumes_and_completes(tds, proxy, shared_bucket)
     assert_stayed_inside(proxy, shared_bucket)
 
 
-async def test_cancelled_multipart_upload_is_aborted(tds, proxy, shared_bucket, moto):
+async def test_cancelled_multipart_upload_is_aborted(tds, proxy, shared_bucket, s3_server):
     token = (await create(tds))["upload_token"]
     await put_parts(tds, token, [1])
-    assert [k for k in open_uploads(moto, shared_bucket) if k.startswith(PREFIX)] != []
+    assert [k for k in open_uploads(s3_server, shared_bucket) if k.startswith(PREFIX)] != []
     cancelled = await multipart(tds, "abort", upload_token=token)
     assert cancelled.json() == {"ok": True}
-    assert open_uploads(moto, shared_bucket) == ["team-2/theirs.bin"]
+    assert open_uploads(s3_server, shared_bucket) == ["team-2/theirs.bin"]
     assert_stayed_inside(proxy, shared_bucket)
 
 
@@ -161,7 +174,7 @@ async def test_thumbnail_of_an_image(tds, proxy, shared_bucket):
     assert_stayed_inside(proxy, shared_bucket)
 
 
-async def test_proxy_path_without_direct_uploads(make_datasette, broker, proxy, shared_bucket, moto):
+async def test_proxy_path_without_direct_uploads(make_datasette, broker, proxy, shared_bucket, s3_server):
     ds = await make_datasette(
         {SOURCE: {"storage": "s3", "config": tenant_config(broker, proxy, direct_uploads=False)}}
     )
@@ -175,7 +188,7 @@ async def test_proxy_path_without_direct_uploads(make_datasette, broker, proxy, 
     done = await send_through_datasette(ds, cookies, prepared.json(), content, "p.txt", SOURCE)
     assert done.status_code == 201, done.text
     key = PREFIX + done.json()["file"]["id"].removeprefix("df-") + "/p.txt"
-    assert moto.client().get_object(Bucket=shared_bucket, Key=key)["Body"].read() == content
+    assert s3_server.client().get_object(Bucket=shared_bucket, Key=key)["Body"].read() == content
     assert_stayed_inside(proxy, shared_bucket)
 
 
@@ -206,7 +219,7 @@ def config_file(tmp_path, broker, proxy):
 
 
 @pytest_asyncio.fixture
-async def abandoned(tmp_path, make_datasette, broker, proxy, shared_bucket, moto):
+async def abandoned(tmp_path, make_datasette, broker, proxy, shared_bucket, s3_server):
     """An internal database recording an abandoned multipart upload (one part sent) and an
     abandoned direct upload, both with expired tokens, plus a fresh multipart upload."""
     internal = str(tmp_path / "internal.db")
@@ -230,15 +243,15 @@ async def abandoned(tmp_path, make_datasette, broker, proxy, shared_bucket, moto
 
 
 def test_cleanup_works_inside_the_prefix_from_its_own_records(
-    abandoned, config_file, proxy, shared_bucket, moto
+    abandoned, config_file, proxy, shared_bucket, s3_server
 ):
     result = files_s3("cleanup", SOURCE, "-c", config_file, "--internal", abandoned)
     assert result.exit_code == 0, result.output
     # The expired multipart upload is aborted and the unconfirmed object deleted; the fresh upload
     # and the other tenant's upload stay.
-    uploads = open_uploads(moto, shared_bucket)
+    uploads = open_uploads(s3_server, shared_bucket)
     assert len(uploads) == 2 and "team-2/theirs.bin" in uploads
-    assert [o["Key"] for o in moto.client().list_objects_v2(Bucket=shared_bucket)["Contents"]] == [
+    assert [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=shared_bucket)["Contents"]] == [
         "team-2/theirs.txt"
     ]
     assert "abort team-1/" in result.output and "delete team-1/" in result.output
@@ -249,12 +262,14 @@ def test_cleanup_works_inside_the_prefix_from_its_own_records(
     assert_stayed_inside(proxy, shared_bucket, denied_ok=("ListMultipartUploads",))
 
 
-def test_cleanup_without_internal_database_says_what_it_cannot_clean(config_file, proxy, shared_bucket, moto):
+def test_cleanup_without_internal_database_says_what_it_cannot_clean(
+    config_file, proxy, shared_bucket, s3_server
+):
     result = files_s3("cleanup", SOURCE, "-c", config_file)
     assert result.exit_code == 0, result.output
     assert "not permitted with these credentials" in result.output
     assert "Traceback" not in result.output
-    assert open_uploads(moto, shared_bucket) == ["team-2/theirs.bin"]
+    assert open_uploads(s3_server, shared_bucket) == ["team-2/theirs.bin"]
     assert proxy.outside(shared_bucket, PREFIX) == []
 
 
@@ -271,8 +286,8 @@ def check_lines(output: str) -> dict[str, str]:
     return lines
 
 
-def test_doctor_reports_bucket_level_checks_it_may_not_run(config_file, proxy, shared_bucket, moto):
-    moto.client().put_bucket_cors(
+def test_doctor_reports_bucket_level_checks_it_may_not_run(config_file, proxy, shared_bucket, s3_server):
+    s3_server.client().put_bucket_cors(
         Bucket=shared_bucket, CORSConfiguration={"CORSRules": [cors.needed_rule([ORIGIN])]}
     )
     result = files_s3("doctor", SOURCE, "-c", config_file, "--origin", ORIGIN)
@@ -302,14 +317,14 @@ def test_cors_command_says_reading_the_rules_is_not_permitted(config_file, proxy
 
 
 def test_cors_apply_fails_clearly_when_writing_the_rules_is_not_permitted(
-    config_file, proxy, shared_bucket, moto
+    config_file, proxy, shared_bucket, s3_server
 ):
     result = files_s3("cors", SOURCE, "-c", config_file, "--origin", ORIGIN, "--apply")
     assert result.exit_code == 1
     assert "not permitted with these credentials" in result.output and "Traceback" not in result.output
     # The bucket's rules were not changed.
     with pytest.raises(Exception, match="NoSuchCORSConfiguration"):
-        moto.client().get_bucket_cors(Bucket=shared_bucket)
+        s3_server.client().get_bucket_cors(Bucket=shared_bucket)
 
 
 def test_cleanup_lifecycle_says_installing_the_rule_is_not_permitted(config_file, proxy, shared_bucket):

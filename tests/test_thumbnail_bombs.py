@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from helpers import actor_cookies, assert_icon_and_none_cached, thumbnail_after_upload, upload
-from live_clients import complete, direct_upload, expect, prepare, signed_in
-from live_servers import DatasetteProcess, live_config
 from PIL import Image
 
 from datasette_files_s3.thumbnails import MAX_PIXELS, FailedThumbnails, ImageRefused, check_pixels
+from tests.helpers import actor_cookies, assert_icon_and_none_cached, thumbnail_after_upload, upload
+from tests.live_clients import complete, direct_upload, expect, prepare, signed_in
+from tests.live_servers import DatasetteProcess, live_config
 
 BOMB_SIDE = 13_000  # 169 megapixels: over a second to decode here, and 169 MB
 
@@ -83,7 +83,7 @@ def test_failure_memory_is_bounded_and_forgets_the_oldest():
     assert [f in failed for f in ("df-a", "df-b", "df-c", "df-d")] == [True, False, True, True]
 
 
-# --- through Datasette and moto ---------------------------------------------------
+# --- through Datasette and the S3 server ---------------------------------------------------
 
 
 async def test_bomb_gets_the_icon_and_is_never_decoded(ds, bomb, caplog):
@@ -93,27 +93,30 @@ async def test_bomb_gets_the_icon_and_is_never_decoded(ds, bomb, caplog):
     assert f"{BOMB_SIDE}x{BOMB_SIDE} is {BOMB_SIDE**2} pixels, over the" in caplog.text
 
 
-async def test_failed_thumbnail_is_not_tried_again(ds, bucket, caplog):
-    """moto's request log (werkzeug) shows one GET of the object: complete's attempt, never the icon requests'."""
-    if bucket.target.real:
-        pytest.skip("counts requests in moto's log")
-    with caplog.at_level("INFO", logger="werkzeug"):
-        file = (
-            await upload(ds, actor_cookies(ds), broken_png(), filename="broken.png", content_type="image/png")
-        )["file"]
-        responses = [await ds.client.get(file["thumbnail_url"]) for _ in range(3)]
+def through(s3_proxy, bucket, **overrides) -> dict:
+    """A source config for the test bucket whose S3 requests go through the logging proxy."""
+    if s3_proxy is None:
+        pytest.skip("counts the requests Datasette sends to a local S3 server")
+    return bucket.source_config(endpoint_url=s3_proxy.url, **overrides)
+
+
+async def test_failed_thumbnail_is_not_tried_again(make_datasette, bucket, s3_proxy):
+    """The proxy's log shows one GET of the object: complete's attempt, never the icon requests'."""
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": through(s3_proxy, bucket)}})
+    file = (
+        await upload(ds, actor_cookies(ds), broken_png(), filename="broken.png", content_type="image/png")
+    )["file"]
+    responses = [await ds.client.get(file["thumbnail_url"]) for _ in range(3)]
     assert [r.headers["content-type"] for r in responses] == ["image/svg+xml"] * 3
-    gets = [m for m in caplog.messages if "/broken.png" in m and "GET /" in m]
+    gets = [method for method in s3_proxy.methods_for("broken.png") if method == "GET"]
     assert len(gets) == 1, gets
 
 
-async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasette, bucket, caplog):
+async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasette, bucket, s3_proxy):
     """datasette-files' own complete would read the whole object and decode it on the
     event loop; the thumbnail is made on its first request instead, bounded and off the loop."""
-    if bucket.target.real:
-        pytest.skip("counts requests in moto's log")
     ds = await make_datasette(
-        {"proxied": {"storage": "s3", "config": bucket.source_config(direct_uploads=False)}}
+        {"proxied": {"storage": "s3", "config": through(s3_proxy, bucket, direct_uploads=False)}}
     )
     cookies = actor_cookies(ds)
     image = io.BytesIO()
@@ -132,12 +135,12 @@ async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasett
         cookies=cookies,
     )
     assert sent.status_code == 200, sent.text
-    with caplog.at_level("INFO", logger="werkzeug"):
-        done = await ds.client.post(
-            "/-/files/upload/proxied/-/complete", json={"upload_token": plan["upload_token"]}, cookies=cookies
-        )
+    before = len(s3_proxy.methods_for("green.png"))
+    done = await ds.client.post(
+        "/-/files/upload/proxied/-/complete", json={"upload_token": plan["upload_token"]}, cookies=cookies
+    )
     assert done.status_code == 201, done.text
-    assert not [m for m in caplog.messages if "/green.png" in m and "GET /" in m]
+    assert "GET" not in s3_proxy.methods_for("green.png")[before:]
     thumbnail = await ds.client.get(done.json()["file"]["thumbnail_url"])
     assert thumbnail.headers["content-type"] in ("image/png", "image/jpeg")
     assert Image.open(io.BytesIO(thumbnail.content)).size == (64, 48)
@@ -147,13 +150,13 @@ async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasett
 
 
 @pytest.fixture(scope="module")
-def live(moto, tmp_path_factory):
+def bomb_site(s3_server, tmp_path_factory):
     bucket = f"bombs-{uuid.uuid4().hex[:12]}"
-    moto.create_bucket(bucket)
-    config = live_config(moto.source_config(bucket))
+    s3_server.create_bucket(bucket)
+    config = live_config(s3_server.source_config(bucket))
     config["plugins"]["datasette-files"]["sources"]["s3proxy"] = {
         "storage": "s3",
-        "config": moto.source_config(bucket, prefix="proxy", direct_uploads=False),
+        "config": s3_server.source_config(bucket, prefix="proxy", direct_uploads=False),
     }
     server = DatasetteProcess(config, internal=str(tmp_path_factory.mktemp("bombs") / "internal.db")).start()
     yield server
@@ -171,7 +174,7 @@ def proxy_upload(client: httpx.Client, content: bytes, filename: str) -> dict:
 
 
 @pytest.mark.parametrize("route", ["direct", "proxy"])
-def test_bomb_thumbnails_never_hold_up_other_requests(live, truncated_bomb, route):
+def test_bomb_thumbnails_never_hold_up_other_requests(bomb_site, truncated_bomb, route):
     """Four requests for a bomb's thumbnail at once; meanwhile /-/versions.json answers in under 200 ms.
 
     The bomb is cut short, so decoding it would fail after most of a second
@@ -180,12 +183,12 @@ def test_bomb_thumbnails_never_hold_up_other_requests(live, truncated_bomb, rout
     that. Proxy mode: nothing was tried yet, so the first request reads the
     header and refuses it. Either way nothing is decoded: no luck involved.
     """
-    with signed_in(live.url, live.cookie_for("alice")) as alice, httpx.Client(timeout=60) as http:
+    with signed_in(bomb_site.url, bomb_site.cookie_for("alice")) as alice, httpx.Client(timeout=60) as http:
         if route == "direct":
             file = direct_upload(alice, http, "s3files", truncated_bomb, "bomb.png", "image/png")
         else:
             file = proxy_upload(alice, truncated_bomb, "bomb.png")
-        with httpx.Client(base_url=live.url, timeout=60) as other, ThreadPoolExecutor(4) as pool:
+        with httpx.Client(base_url=bomb_site.url, timeout=60) as other, ThreadPoolExecutor(4) as pool:
             other.get("/-/versions.json")  # the connection is open before timing starts
             thumbnails = [pool.submit(alice.get, file["thumbnail_url"]) for _ in range(4)]
             waits = []

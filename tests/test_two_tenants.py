@@ -6,7 +6,7 @@ TenantBroker. They are processes, not two in-process Datasettes, because
 datasette-files keeps its sources in one module-wide registry: two instances
 in one process would share them, which no deployment does.
 
-As in tests/test_tenants.py, every AccessDenied is the ScopedS3Proxy's (moto
+As in tests/test_tenants.py, every AccessDenied is the ScopedS3Proxy's (s3_server
 ignores session policies), and the proxy's request log is the store's view.
 """
 
@@ -26,14 +26,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
-from helpers import actor_cookies
-from live_clients import direct_upload, multipart_call, signed_in
-from live_servers import DatasetteProcess, live_config
-from tenancy import TenantBroker, brokered_source, set_up_tenant_role
-from tenant_proxy import ScopedS3Proxy
 
 from datasette_files_s3 import files_bridge
 from datasette_files_s3.credentials import BrokerCredentialsProvider
+from tests.helpers import actor_cookies
+from tests.live_clients import direct_upload, multipart_call, signed_in
+from tests.live_servers import DatasetteProcess, live_config
+from tests.tenancy import TenantBroker, brokered_source, set_up_tenant_role
+from tests.tenant_proxy import ScopedS3Proxy
+
+# moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
+pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
+
 
 SOURCE = "tenant"
 PART = 5 * 1024 * 1024
@@ -58,12 +62,12 @@ class Tenant:
 
 
 @pytest.fixture(scope="module")
-def world(moto, tmp_path_factory):
+def world(s3_server, tmp_path_factory):
     """One bucket, one proxy, two tenants each with its own broker, secret and Datasette."""
-    proxy = ScopedS3Proxy(moto.port).start()
+    proxy = ScopedS3Proxy(s3_server.port).start()
     bucket = f"shared-{uuid.uuid4().hex[:12]}"
-    moto.client().create_bucket(Bucket=bucket)
-    role_arn, caller = set_up_tenant_role(moto.endpoint_url, bucket)
+    s3_server.client().create_bucket(Bucket=bucket)
+    role_arn, caller = set_up_tenant_role(s3_server.endpoint_url, bucket)
     tenants = {}
     try:
         for team in ("team-1", "team-2"):
@@ -114,18 +118,18 @@ def part_url(tenant: Tenant, token: str, number: int = 1) -> str:
     return signed.json()["urls"][str(number)]
 
 
-def open_uploads(moto, bucket: str, prefix: str) -> list[dict]:
-    return moto.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+def open_uploads(s3_server, bucket: str, prefix: str) -> list[dict]:
+    return s3_server.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
 
 
-def test_each_tenant_uploads_into_its_own_folder(two, moto):
+def test_each_tenant_uploads_into_its_own_folder(two, s3_server):
     proxy, bucket, one, other = two
     for tenant in (one, other):
         with tenant.client() as client, httpx.Client(timeout=60) as http:
             file = direct_upload(client, http, SOURCE, b"from " + tenant.prefix.encode(), "f.txt")
         key = tenant.prefix + file["id"].removeprefix("df-") + "/f.txt"
         assert (
-            moto.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
             == b"from " + tenant.prefix.encode()
         )
     assert one.keys() and other.keys() and not one.keys() & other.keys()
@@ -153,7 +157,7 @@ def test_direct_upload_token_of_one_is_refused_by_the_other(two):
 
 
 @pytest.mark.parametrize("step", ["sign", "parts", "complete", "abort"])
-def test_multipart_token_of_one_is_refused_by_the_other(two, moto, step):
+def test_multipart_token_of_one_is_refused_by_the_other(two, s3_server, step):
     proxy, bucket, one, other = two
     token = start_multipart(one)
     with other.client() as client:
@@ -166,11 +170,13 @@ def test_multipart_token_of_one_is_refused_by_the_other(two, moto, step):
         assert multipart_call(client, SOURCE, "abort", {"upload_token": token}).json() == {"ok": True}
 
 
-def test_part_url_of_one_cannot_reach_the_others_upload(two, moto):
+def test_part_url_of_one_cannot_reach_the_others_upload(two, s3_server):
     proxy, bucket, one, other = two
     url = part_url(one, start_multipart(one))
     their_token = start_multipart(other)
-    [theirs] = [u for u in open_uploads(moto, bucket, other.prefix) if u["Key"].endswith("/big.bin")][-1:]
+    [theirs] = [u for u in open_uploads(s3_server, bucket, other.prefix) if u["Key"].endswith("/big.bin")][
+        -1:
+    ]
     # A client rewrites tenant one's signed part URL to point at tenant two's upload.
     parts = urlsplit(url)
     query = "&".join(
@@ -183,7 +189,9 @@ def test_part_url_of_one_cannot_reach_the_others_upload(two, moto):
     assert response.status_code == 403
     assert ET.fromstring(response.content).findtext("Code") == "AccessDenied"
     assert (
-        moto.client().list_parts(Bucket=bucket, Key=theirs["Key"], UploadId=theirs["UploadId"]).get("Parts")
+        s3_server.client()
+        .list_parts(Bucket=bucket, Key=theirs["Key"], UploadId=theirs["UploadId"])
+        .get("Parts")
         is None
     )
     with other.client() as client:
@@ -209,7 +217,7 @@ def test_neither_reads_the_others_files(two):
     assert crafted.status_code == 400 and crafted.json()["ok"] is False
 
 
-def test_cleanup_of_one_leaves_the_others_objects_alone(two, moto, tmp_path):
+def test_cleanup_of_one_leaves_the_others_objects_alone(two, s3_server, tmp_path):
     proxy, bucket, one, other = two
     with other.client() as client, httpx.Client(timeout=60) as http:
         theirs = direct_upload(client, http, SOURCE, b"keep me", "keep.txt")
@@ -247,18 +255,21 @@ def test_cleanup_of_one_leaves_the_others_objects_alone(two, moto, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "outside the prefix" in result.stdout
-    assert moto.client().get_object(Bucket=bucket, Key=other.prefix + their_path)["Body"].read() == b"keep me"
+    assert (
+        s3_server.client().get_object(Bucket=bucket, Key=other.prefix + their_path)["Body"].read()
+        == b"keep me"
+    )
 
 
 # --- the broker moves a tenant during an upload -----------------------------------------------
 
 
 @pytest.fixture
-def lone_tenant(moto):
-    proxy = ScopedS3Proxy(moto.port).start()
+def lone_tenant(s3_server):
+    proxy = ScopedS3Proxy(s3_server.port).start()
     bucket = f"moving-{uuid.uuid4().hex[:12]}"
-    moto.client().create_bucket(Bucket=bucket)
-    role_arn, caller = set_up_tenant_role(moto.endpoint_url, bucket)
+    s3_server.client().create_bucket(Bucket=bucket)
+    role_arn, caller = set_up_tenant_role(s3_server.endpoint_url, bucket)
     broker = TenantBroker("moving-secret", bucket, "team-1/", proxy, role_arn, caller).start()
     yield proxy, bucket, broker
     broker.stop()
@@ -289,7 +300,7 @@ async def call(ds, step: str, **body) -> httpx.Response:
     )
 
 
-async def test_moved_multipart_upload_ends_with_a_clear_error(moving, moto):
+async def test_moved_multipart_upload_ends_with_a_clear_error(moving, s3_server):
     ds, proxy, bucket, broker = moving
     created = await call(
         ds, "create", filename="big.bin", content_type="application/octet-stream", size=len(CONTENT)
@@ -322,7 +333,7 @@ async def test_moved_multipart_upload_ends_with_a_clear_error(moving, moto):
     done = await call(ds, "complete", upload_token=new_token)
     assert done.status_code == 201, done.text
     assert done.json()["file"]["id"].removeprefix("df-") in str(
-        moto.client().list_objects_v2(Bucket=bucket, Prefix="team-3/")["Contents"]
+        s3_server.client().list_objects_v2(Bucket=bucket, Prefix="team-3/")["Contents"]
     )
     new_keys = {i["AccessKeyId"] for i in broker.issued[1:]}
     assert [r for r in proxy.requests if r.access_key_id in new_keys and r.outside(bucket, "team-3/")] == []

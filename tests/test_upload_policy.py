@@ -10,7 +10,8 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import actor_cookies, prepare
+
+from tests.helpers import actor_cookies, prepare
 
 
 def decode_policy(fields: dict) -> dict:

@@ -1,0 +1,112 @@
+"""Which S3 server a test run talks to, and what each test needs of it.
+
+`pytest --s3=moto` (the default, or DATASETTE_FILES_S3_TEST_SERVER=moto) runs
+against moto, which enforces nothing; `pytest --s3=localstack` against
+LocalStack's S3, which enforces POST policies, signatures and CORS as AWS
+does. A test that needs one kind says so, and is skipped, with the reason, in
+a run against the other:
+
+    @pytest.mark.store("enforcing")   # the store must refuse what the policy forbids
+    @pytest.mark.store("permissive")  # the store must let it through (to test our own checks)
+    @pytest.mark.store("moto", reason="...")  # moto itself (its backend, its quirks)
+
+Unmarked tests run against either. CI runs both, so every test runs somewhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.s3_servers import KINDS, ExistingBucket, LocalStackServer, MotoServer, start_s3_server
+
+REAL_BUCKET = os.environ.get("DATASETTE_FILES_S3_TEST_BUCKET")
+SERVER_CLASSES = {"moto": MotoServer, "localstack": LocalStackServer}
+STORE_NEEDS = {
+    "enforcing": "an S3 store that enforces POST policies",
+    "permissive": "an S3 store that accepts what a POST policy forbids",
+    "moto": "moto",
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--s3",
+        choices=KINDS,
+        default=os.environ.get("DATASETTE_FILES_S3_TEST_SERVER", "moto"),
+        help="the S3 server the tests run against: moto (enforces nothing) or localstack (enforces)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "store(kind, reason=None): the test needs an 'enforcing' store, a 'permissive' one, or 'moto' itself",
+    )
+
+
+def pytest_report_header(config):
+    kind = config.getoption("s3")
+    bucket = f"; real-bucket mode: {REAL_BUCKET}" if REAL_BUCKET else ""
+    return f"S3 server: {kind} ({'enforces' if SERVER_CLASSES[kind].enforces_policy else 'enforces nothing'}){bucket}"
+
+
+@pytest.fixture(scope="session")
+def s3_kind(request) -> str:
+    """The kind of S3 server this run talks to: "moto" or "localstack"."""
+    return request.config.getoption("s3")
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_kind):
+    """This run's S3 server process; on moto only bucket CORS rules apply (no global CORS)."""
+    server = start_s3_server(s3_kind)
+    yield server
+    server.stop()
+
+
+def existing_bucket(config) -> ExistingBucket:
+    """Real-bucket mode's bucket, asked once per run whether it enforces POST policies."""
+    if not hasattr(config, "_existing_bucket"):
+        store = ExistingBucket(REAL_BUCKET)
+        store.enforces_policy = store.probe_policy_enforcement()
+        config._existing_bucket = store
+    return config._existing_bucket
+
+
+@pytest.fixture(scope="session")
+def bucket_store(request):
+    """Where the `bucket` fixture puts its objects: the configured real bucket, or this run's server."""
+    if REAL_BUCKET:
+        return existing_bucket(request.config)
+    return request.getfixturevalue("s3_server")
+
+
+def store_matches(need: str, kind: str, enforces: bool) -> bool:
+    """Whether a store of this kind (enforcing or not) meets a `store(...)` marker's need."""
+    if need == "enforcing":
+        return enforces
+    if need == "permissive":
+        return not enforces
+    return kind == need
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Skip a test marked `store(...)` when this run's store is of the other kind (before any fixture)."""
+    marker = item.get_closest_marker("store")
+    if marker is None:
+        return
+    need = marker.args[0]
+    if need not in STORE_NEEDS:
+        raise pytest.UsageError(f"store({need!r}): use 'enforcing', 'permissive' or 'moto'")
+    if REAL_BUCKET and "bucket" in item.fixturenames:
+        store = existing_bucket(item.config)
+        kind, enforces = store.kind, store.enforces_policy
+    else:
+        kind = item.config.getoption("s3")
+        enforces = SERVER_CLASSES[kind].enforces_policy
+    if not store_matches(need, kind, enforces):
+        why = marker.kwargs.get("reason")
+        pytest.skip(f"needs {STORE_NEEDS[need]}{f' ({why})' if why else ''}; this run's store is {kind}")
