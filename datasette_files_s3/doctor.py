@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -141,8 +142,8 @@ async def head_or_list(storage, prefix: str) -> tuple[dict, str]:
     return answer, "; HeadBucket is not permitted with these credentials, listing the prefix worked"
 
 
-async def check_bucket(storage) -> tuple[Check, str | None, bool]:
-    """HEAD the bucket: (check, the server's Date header or None, whether the server answered)."""
+async def check_bucket(storage) -> tuple[Check, str | None]:
+    """HEAD the bucket: (check, the server's Date header or None)."""
     config = storage.config
     host = endpoint_host(config)
     connection = await storage.connection()
@@ -155,7 +156,7 @@ async def check_bucket(storage) -> tuple[Check, str | None, bool]:
             "no S3 credentials found",
             "set access_key_id and secret_access_key, credentials_url, or AWS_ACCESS_KEY_ID",
         )
-        return check, None, False
+        return check, None
     except BotoCoreError as ex:
         check = Check(
             "bucket",
@@ -163,7 +164,7 @@ async def check_bucket(storage) -> tuple[Check, str | None, bool]:
             f"cannot reach the S3 endpoint {host} ({type(ex).__name__})",
             "check endpoint_url (scheme, host and port) and that this machine can reach it",
         )
-        return check, None, False
+        return check, None
     except Exception as ex:
         response = getattr(ex, "response", {}) or {}
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -195,7 +196,7 @@ async def check_bucket(storage) -> tuple[Check, str | None, bool]:
             )
         else:
             check = Check("bucket", FAIL, f"HeadBucket failed ({code or type(ex).__name__})")
-        return check, headers.get("date"), True
+        return check, headers.get("date")
     headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     actual_region = headers.get("x-amz-bucket-region")
     if actual_region and actual_region != config.region:
@@ -207,7 +208,7 @@ async def check_bucket(storage) -> tuple[Check, str | None, bool]:
         )
     else:
         check = Check("bucket", PASS, f"'{connection.bucket}' is reachable at {host} ({config.region}){note}")
-    return check, headers.get("date"), True
+    return check, headers.get("date")
 
 
 class Probe:
@@ -301,6 +302,75 @@ class Probe:
         return Check("delete", PASS, "deleted it")
 
 
+def s3_error_code(body: str) -> str:
+    """The `<Code>` of an S3 XML error answer, or ''."""
+    match = re.search(r"<Code>([^<]+)</Code>", body or "")
+    return match.group(1) if match else ""
+
+
+async def try_post(http: httpx.AsyncClient, url: str, fields: dict, body: bytes) -> tuple[bool, str]:
+    """POST a form to the bucket: (whether the store took it, what it answered, for the report)."""
+    response = await http.post(url, data=fields, files={"file": ("probe.txt", body, "text/plain")})
+    code = s3_error_code(response.text)
+    return response.status_code < 300, f"HTTP {response.status_code}{' ' + code if code else ''}"
+
+
+# What a store that ignores POST policy conditions lets any user with upload permission do.
+POLICY_NOT_ENFORCED = (
+    "on this store any user with upload permission can write any size, and overwrite other keys in "
+    "the bucket until confirm catches it, or forever for keys we never confirm"
+)
+
+
+async def check_policy(storage, http: httpx.AsyncClient) -> Check:
+    """Does the store enforce our POST policy? Break it twice: one byte over the size, another key."""
+    if not storage.config.direct_uploads:
+        return Check(
+            "policy", PASS, "not needed: direct_uploads is off, so browsers never POST to the bucket"
+        )
+    connection = await storage.connection()
+    name = uuid.uuid4().hex
+    signed, other = f"{PROBE_DIR}/{name}-signed.txt", f"{PROBE_DIR}/{name}-other.txt"
+    plan, _ = await storage.presigned_post(signed, "text/plain", len(PROBE_BODY), 60)
+    fields = plan.upload_fields
+    try:
+        over = await try_post(http, plan.upload_url, fields, PROBE_BODY + b"!")
+        elsewhere = await try_post(
+            http, plan.upload_url, {**fields, "key": connection.prefix + other}, PROBE_BODY
+        )
+    except httpx.HTTPError as ex:
+        return Check("policy", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
+    finally:
+        for path in (signed, other):  # whatever the store let in
+            try:
+                await storage.delete_file(path)
+            except FilesS3Error:
+                pass
+    taken = [
+        what
+        for what, (accepted, _) in (
+            ("one byte over the signed size", over),
+            ("one to a key it was not signed for", elsewhere),
+        )
+        if accepted
+    ]
+    if taken:
+        return Check(
+            "policy",
+            WARN,
+            f"the store accepted a POST {' and '.join(taken)}: it does not enforce POST policies, so "
+            + POLICY_NOT_ENFORCED,
+            "use a store that enforces POST policies (AWS S3 does), or set direct_uploads: false "
+            "so uploads go through Datasette",
+        )
+    return Check(
+        "policy",
+        PASS,
+        f"the store refused a POST one byte over the signed size ({over[1]}) "
+        f"and one to a key it was not signed for ({elsewhere[1]})",
+    )
+
+
 async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str) -> list[Check]:
     """Send real preflights for POST and PUT from each origin, and check ETag is exposed."""
     if not storage.config.direct_uploads:
@@ -387,12 +457,11 @@ async def run_checks(
     checks = [await check_credentials(storage)]
     if checks[-1].status == FAIL:
         return checks
-    bucket_check, date_header, answered = await check_bucket(storage)
+    bucket_check, date_header = await check_bucket(storage)
     checks.append(bucket_check)
-    if answered:
-        checks.append(judge_clock(date_header, time.time()))
     if bucket_check.status == FAIL:
         return checks
+    checks.append(judge_clock(date_header, time.time()))
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
         probe = Probe(storage, http)
         checks.append(await probe.write())
@@ -401,6 +470,7 @@ async def run_checks(
                 checks.append(await probe.read())
                 checks.append(await probe.range_read())
                 checks.append(await probe.presign())
+                checks.append(await check_policy(storage, http))
             checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
             checks.append(await check_checksums(storage, http))
         finally:

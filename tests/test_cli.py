@@ -200,6 +200,41 @@ def test_doctor_fails_on_a_bucket_fault(tmp_path, s3_server, bucket_name, bucket
     assert fix in result.output
 
 
+def test_doctor_stops_after_a_failed_bucket_check(tmp_path, s3_server):
+    """The README's promise: nothing after a failed bucket check runs, not even the clock."""
+    path = write_config(tmp_path, s3_server.source_config("no-such-bucket-here"))
+    result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)
+    assert result.exit_code == 1
+    assert list(check_lines(result.output)) == ["credentials", "bucket"]
+
+
+@pytest.mark.store("permissive", reason="the POSTs that break the policy must get through")
+def test_doctor_warns_when_the_store_does_not_enforce_the_post_policy(s3_server, bucket_name, config_path):
+    result = files_s3("doctor", SOURCE, "-c", config_path)
+    assert result.exit_code == 0, result.output  # a warning, not a failure
+    line = check_lines(result.output)["policy"]
+    assert line.startswith(
+        "[WARN] policy: the store accepted a POST one byte over the signed size and one to a key "
+        "it was not signed for: it does not enforce POST policies"
+    )
+    assert (
+        "any user with upload permission can write any size, and overwrite other keys in the bucket "
+        "until confirm catches it, or forever for keys we never confirm" in line
+    )
+    assert "fix: use a store that enforces POST policies" in result.output
+    assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0  # probes removed
+
+
+@pytest.mark.store("enforcing")
+def test_doctor_says_when_the_store_enforces_the_post_policy(s3_server, bucket_name, config_path):
+    result = files_s3("doctor", SOURCE, "-c", config_path)
+    assert check_lines(result.output)["policy"] == (
+        "[PASS] policy: the store refused a POST one byte over the signed size (HTTP 400 EntityTooLarge) "
+        "and one to a key it was not signed for (HTTP 403 AccessDenied)"
+    )
+    assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0
+
+
 def test_doctor_fails_on_bad_credentials(tmp_path, s3_server, broker):
     path = write_config(tmp_path, broker_source_config(broker, s3_server, "wrong-broker-secret"))
     result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)
