@@ -19,10 +19,9 @@ import os
 
 import pytest
 
-from tests.s3_servers import KINDS, ExistingBucket, LocalStackServer, MotoServer, start_s3_server
+from tests.s3_servers import SERVER_KINDS, ExistingBucket, start_s3_server
 
 REAL_BUCKET = os.environ.get("DATASETTE_FILES_S3_TEST_BUCKET")
-SERVER_CLASSES = {"moto": MotoServer, "localstack": LocalStackServer}
 STORE_NEEDS = {
     "enforcing": "an S3 store that enforces POST policies",
     "permissive": "an S3 store that accepts what a POST policy forbids",
@@ -33,7 +32,7 @@ STORE_NEEDS = {
 def pytest_addoption(parser):
     parser.addoption(
         "--s3",
-        choices=KINDS,
+        choices=list(SERVER_KINDS),
         default=os.environ.get("DATASETTE_FILES_S3_TEST_SERVER", "moto"),
         help="the S3 server the tests run against: moto (enforces nothing) or localstack (enforces)",
     )
@@ -49,7 +48,7 @@ def pytest_configure(config):
 def pytest_report_header(config):
     kind = config.getoption("s3")
     bucket = f"; real-bucket mode: {REAL_BUCKET}" if REAL_BUCKET else ""
-    return f"S3 server: {kind} ({'enforces' if SERVER_CLASSES[kind].enforces_policy else 'enforces nothing'}){bucket}"
+    return f"S3 server: {kind} ({'enforces' if SERVER_KINDS[kind].enforces_policy else 'enforces nothing'}){bucket}"
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +105,7 @@ def pytest_runtest_setup(item):
         kind, enforces = store.kind, store.enforces_policy
     else:
         kind = item.config.getoption("s3")
-        enforces = SERVER_CLASSES[kind].enforces_policy
+        enforces = SERVER_KINDS[kind].enforces_policy
     if not store_matches(need, kind, enforces):
         why = marker.kwargs.get("reason")
         pytest.skip(f"needs {STORE_NEEDS[need]}{f' ({why})' if why else ''}; this run's store is {kind}")

@@ -14,6 +14,7 @@ root conftest.py); `start_s3_server(kind)` starts one of that kind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,13 +26,13 @@ from typing import ClassVar
 from uuid import uuid4
 
 import boto3
+import httpx
 from botocore.config import Config
 
 from tests.live_servers import BIN, free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALSTACK_SCRIPT = ROOT / "scripts" / "localstack_s3.py"
-KINDS = ("moto", "localstack")
 
 
 class S3Server:
@@ -232,7 +233,7 @@ class ExistingBucket(S3Server):
     kind = "existing"
     can_create_buckets = False
 
-    def __init__(self, bucket: str, enforces_policy: bool | None = None):
+    def __init__(self, bucket: str):
         self.bucket = bucket
         self.port = None
         self.process = None
@@ -240,17 +241,16 @@ class ExistingBucket(S3Server):
         self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         self.access_key_id = os.environ["AWS_ACCESS_KEY_ID"]
         self.secret_access_key = os.environ["AWS_SECRET_ACCESS_KEY"]
-        self.enforces_policy = enforces_policy
+        self.enforces_policy: bool | None = None  # unknown until probe_policy_enforcement asks
 
     def start(self) -> ExistingBucket:
         return self
 
     def probe_policy_enforcement(self) -> bool:
         """Ask the store, as `files-s3 doctor` does, whether it refuses POSTs that break their policy."""
-        import asyncio
-
-        import httpx
-
+        # Imported here, not at the top: the root conftest imports this module
+        # first thing, and importing the plugin before Datasette has loaded its
+        # entry points makes Datasette register it half-imported, with no hooks.
         from datasette_files_s3 import doctor
         from datasette_files_s3.storage import S3Storage
 
@@ -268,10 +268,10 @@ class ExistingBucket(S3Server):
         raise RuntimeError("real-bucket mode: tests get a prefix in the configured bucket, never a bucket")
 
 
+# The kinds a run can choose with --s3.
+SERVER_KINDS: dict[str, type[S3Server]] = {"moto": MotoServer, "localstack": LocalStackServer}
+
+
 def start_s3_server(kind: str, **options) -> S3Server:
     """Start an S3 server of this kind ("moto" or "localstack") on a free loopback port."""
-    if kind == "moto":
-        return MotoServer(**options).start()
-    if kind == "localstack":
-        return LocalStackServer(**options).start()
-    raise ValueError(f"unknown S3 server kind {kind!r}: one of {', '.join(KINDS)}")
+    return SERVER_KINDS[kind](**options).start()
