@@ -384,14 +384,16 @@ export class FileUpload extends EventTarget {
 
   async sendPart(n, left, signal) {
     const blob = this.partBlob(n);
-    if (this.partChecksums && !this.partChecksums.has(n)) {
-      this.partChecksums.set(n, await sha256Base64(blob, { signal }));
-    }
     await this.withRetries(async () => {
       let response;
       try {
         response = await this.toBucket(
           async () => {
+            // Hashed once the part's turn to send has come: hashing reads the
+            // part into memory, so hashing every part up front held the whole file.
+            if (this.partChecksums && !this.partChecksums.has(n)) {
+              this.partChecksums.set(n, await sha256Base64(blob, { signal }));
+            }
             const { url, headers } = await this.partUrl(n, left, signal);
             return {
               method: "PUT",
