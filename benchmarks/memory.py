@@ -1,4 +1,4 @@
-"""Peak resident memory of another process while a block of code runs.
+"""Peak resident memory (and CPU time) of another process while a block of code runs.
 
 Linux only: reads /proc/PID/status. Before the block the kernel's high-water
 mark (VmHWM) is reset through /proc/PID/clear_refs where we may write it, so
@@ -8,6 +8,7 @@ where we may not.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -71,11 +72,22 @@ class PeakRSS:
         return (self.peak - self.idle) / MiB
 
 
-def chromium_renderer_pids(browser) -> list[int]:
-    """Process ids of a Playwright Chromium's renderers (pages and their workers run there)."""
+def chromium_processes(browser) -> list[dict]:
+    """A Playwright Chromium's processes: {"type": "browser" | "renderer" | "GPU" | ..., "id": pid}."""
     session = browser.new_browser_cdp_session()
     try:
-        processes = session.send("SystemInfo.getProcessInfo")["processInfo"]
+        return session.send("SystemInfo.getProcessInfo")["processInfo"]
     finally:
         session.detach()
-    return [p["id"] for p in processes if p["type"] == "renderer"]
+
+
+def chromium_renderer_pids(browser) -> list[int]:
+    """Process ids of a Playwright Chromium's renderers (pages and their workers run there)."""
+    return [p["id"] for p in chromium_processes(browser) if p["type"] == "renderer"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used so far, user and system (its own, not its children's)."""
+    # Fields 14 and 15 of /proc/PID/stat; split after the command name, which may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

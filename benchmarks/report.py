@@ -17,6 +17,13 @@ def size_label(size: int) -> str:
     return f"{size // 1024**3} GiB" if size >= 1024**3 else f"{size // 1024**2} MiB"
 
 
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table from a header and rows of already-rendered cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def path_by_size_table(results: dict, sizes: list[int], paths: list[tuple[str, str]], cell) -> str:
     """One row per path, one column per file size; `cell(entry)` renders a measured entry (or None)."""
     header = "| path | " + " | ".join(size_label(s) for s in sizes) + " |"

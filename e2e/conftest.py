@@ -13,18 +13,8 @@ import uuid
 
 import pytest
 
-from tests.live_servers import DatasetteProcess, live_config
+from tests.live_servers import CHROMIUM, CHROMIUM_ARGS, DatasetteProcess, live_config
 from tests.s3_servers import MotoServer
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="session")

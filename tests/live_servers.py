@@ -8,6 +8,7 @@ loopback on a free port. The S3 servers are in tests/s3_servers.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,6 +20,16 @@ from pathlib import Path
 import httpx
 
 BIN = Path(sys.executable).parent
+# Debian's Chromium, launched the same way by the browser tests and the browser benchmark.
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
