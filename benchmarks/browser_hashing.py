@@ -26,11 +26,9 @@ from pathlib import Path
 from memory import PeakRSS, chromium_renderer_pids
 from playwright.sync_api import sync_playwright
 
-from tests.live_servers import DatasetteProcess
+from tests.live_servers import CHROMIUM, CHROMIUM_ARGS, DatasetteProcess
 
 MIB = 1024**2
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 STATIC = "/-/static-plugins/datasette_files_s3"
 
 # Each takes (file, partSize) and resolves to the milliseconds it took.
