@@ -27,17 +27,31 @@ def startup(datasette):
     return inner
 
 
+# The URL prefixes our routes share: datasette-files' upload API for a source,
+# one of its files, and our bundled uploader for a source.
+UPLOAD_API = r"^/-/files/upload/(?P<source_slug>[^/]+)"
+FILE = r"^/-/files/(?P<file_id>df-[a-z0-9]+)"
+UPLOADER = r"^/-/files-s3/upload/(?P<source_slug>[^/]+)"
+
+
 @hookimpl(tryfirst=True)
 def register_routes():
-    """Our routes first: they take over datasette-files' upload API for s3 sources."""
+    """Every route we serve. Ours come first: they take over datasette-files'
+    upload API (and file views) for s3 sources, handing other sources back."""
     return [
-        (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/prepare$", views.upload_prepare),
-        (r"^/-/files/upload/(?P<source_slug>[^/]+)/-/complete$", views.upload_complete),
-        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/thumbnail$", views.file_thumbnail),
-        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/-/delete$", views.file_delete),
-        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/-/update$", views.file_update),
-        (r"^/-/files/(?P<file_id>df-[a-z0-9]+)/download$", views.file_download),
-        *multipart_views.ROUTES,
+        (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
+        (UPLOAD_API + r"/-/complete$", views.upload_complete),
+        (FILE + r"/thumbnail$", views.file_thumbnail),
+        (FILE + r"/-/delete$", views.file_delete),
+        (FILE + r"/-/update$", views.file_update),
+        (FILE + r"/download$", views.file_download),
+        (UPLOADER + r"$", multipart_views.upload_page),
+        (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
+        (UPLOADER + r"/-/multipart/create$", multipart_views.multipart_create),
+        (UPLOADER + r"/-/multipart/sign$", multipart_views.multipart_sign),
+        (UPLOADER + r"/-/multipart/parts$", multipart_views.multipart_parts),
+        (UPLOADER + r"/-/multipart/complete$", multipart_views.multipart_complete),
+        (UPLOADER + r"/-/multipart/abort$", multipart_views.multipart_abort),
     ]
 
 

@@ -53,6 +53,12 @@ class ObjectChanged(FilesS3Error):
     status = 409
 
 
+class BodyTooLarge(UploadRejected):
+    """The request body is larger than an endpoint reads (413)."""
+
+    status = 413
+
+
 class AlreadyCompleted(UploadRejected):
     """The token's file is already registered (409 Conflict).
 

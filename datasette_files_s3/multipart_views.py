@@ -14,15 +14,9 @@ from datasette import Forbidden, NotFound, Response
 
 from . import files_bridge, multipart, uploads
 from .errors import SourceNotFound
+from .http import actor_id, authorized_storage, json_api, read_json_body, s3_storage
 from .storage import S3Storage
-from .views import (
-    actor_id,
-    authorized_storage,
-    json_api,
-    read_json_body,
-    s3_storage,
-    thumbnail_quietly,
-)
+from .thumbnails import thumbnail_quietly
 
 PAGE_TEMPLATE = "datasette_files_s3_upload.html"
 
@@ -150,17 +144,6 @@ async def bucket_status(request, datasette):
     await read_json_body(request)
     await storage.check_bucket(fresh=True)
     return Response.json({"ok": True})
-
-
-ROUTES = [
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)$", upload_page),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/bucket$", bucket_status),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/create$", multipart_create),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/sign$", multipart_sign),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/parts$", multipart_parts),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/complete$", multipart_complete),
-    (r"^/-/files-s3/upload/(?P<source_slug>[^/]+)/-/multipart/abort$", multipart_abort),
-]
 
 
 # datasette-files' pages that show its <datasette-file-upload> for a source.

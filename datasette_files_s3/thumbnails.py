@@ -184,6 +184,15 @@ async def ensure_thumbnail(datasette, storage, row) -> bool:
     return True
 
 
+async def thumbnail_quietly(datasette, storage, row) -> bool:
+    """Make a thumbnail now if cheap; True when one is cached. A failure only means the icon."""
+    try:
+        return await ensure_thumbnail(datasette, storage, row)
+    except Exception as ex:
+        logger.warning("thumbnail for %s not generated: %s", row["id"], type(ex).__name__)
+        return False
+
+
 async def make_thumbnail(storage, row, generators: list):
     """Read the image (bounded, even if the object grew since it was registered)
     and render it in the decode pool; None when it is refused or unreadable."""

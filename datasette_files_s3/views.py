@@ -9,128 +9,28 @@ for the client's mistakes and 502/503 when S3 or the credentials broker fails.
 from __future__ import annotations
 
 import functools
-import logging
-import sqlite3
 import time
 
 from datasette import Forbidden, Response
-from datasette.database import QueryInterrupted
-from datasette.utils import error_body
 from datasette.utils.asgi import Request
 
 from . import files_bridge, uploads
-from .errors import AlreadyCompleted, FilesS3Error, SourceNotFound, UploadForbidden, UploadRejected
+from .errors import UploadRejected
+from .http import (
+    ANSWERED_ERRORS,
+    actor_id,
+    authorized_storage,
+    error_answer,
+    error_response,
+    json_api,
+    read_body_capped,
+    read_json_body,
+    replaying,
+    require_upload_permission,
+)
 from .keys import check_filename
 from .storage import S3Storage, whole_reads_refused
-from .thumbnails import ensure_thumbnail
-
-logger = logging.getLogger("datasette_files_s3")
-
-MAX_JSON_BODY = 64 * 1024
-# What a failed read or write of Datasette's internal database raises.
-INTERNAL_DATABASE_ERRORS = (sqlite3.Error, QueryInterrupted)
-
-
-class BodyTooLarge(UploadRejected):
-    status = 413
-
-
-def actor_id(request):
-    """The requesting actor's id as a string, or None when anonymous."""
-    actor = request.actor or {}
-    return str(actor["id"]) if actor.get("id") is not None else None
-
-
-def s3_storage(source: str) -> S3Storage:
-    """The S3Storage configured for a source, or SourceNotFound."""
-    storage = files_bridge.storage_for(source)
-    if not isinstance(storage, S3Storage):
-        raise SourceNotFound(f"Source not found: '{source}' is not an s3 source here")
-    return storage
-
-
-async def read_json_body(request) -> dict:
-    """A JSON object from a POST with Content-Type application/json, read with a size cap.
-
-    Requiring application/json means a cross-site HTML form cannot drive these
-    endpoints: a browser sends that type cross-origin only after a CORS preflight.
-    """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise UploadRejected("Send the body as JSON with the header Content-Type: application/json")
-    return uploads.parse_json_object(await read_body_capped(request))
-
-
-async def read_body_capped(request) -> bytes:
-    """The request body, refusing (413) anything over MAX_JSON_BODY as it arrives."""
-    body = bytearray()
-    more_body = True
-    while more_body:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            break
-        body += message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if len(body) > MAX_JSON_BODY:
-            raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
-    return bytes(body)
-
-
-def json_api(view):
-    """POST-only JSON endpoint: turns our exceptions into JSON errors, never a 500."""
-
-    @functools.wraps(view)
-    async def wrapper(request, datasette):
-        if request.method != "POST":
-            return Response.error("Use POST with a JSON body", 405, headers={"Allow": "POST"})
-        try:
-            return await view(request, datasette)
-        except AlreadyCompleted as ex:
-            return await already_completed(datasette, ex)
-        except FilesS3Error as ex:
-            if ex.status >= 500:
-                logger.warning("%s", ex)
-            return error_response(ex)
-        except INTERNAL_DATABASE_ERRORS as ex:
-            return internal_database_failed(ex)
-
-    return wrapper
-
-
-def error_response(ex: FilesS3Error) -> Response:
-    """Datasette's JSON error body for one of our errors, plus `retryable`:
-    whether sending the same request again may succeed (a missing bucket is a
-    502 that will not heal; an unreachable endpoint is a 503 that may)."""
-    body = error_body(ex.messages, ex.status)
-    body["retryable"] = ex.retryable
-    return Response.json(body, status=ex.status, headers=ex.headers)
-
-
-async def already_completed(datasette, ex: AlreadyCompleted) -> Response:
-    """409 for a completed token, with the file it registered (if it can be read)."""
-    body = error_body(ex.messages, ex.status)
-    try:
-        row = await files_bridge.file_record(datasette, ex.file_id)
-    except INTERNAL_DATABASE_ERRORS:
-        row = None  # the refusal stands; only the courtesy of naming the file is lost
-    if row is not None:
-        body["file"] = files_bridge.file_json(datasette, row)
-    return Response.json(body, status=ex.status)
-
-
-def internal_database_failed(ex: Exception, outcome: str = "nothing was changed; ") -> Response:
-    """503 for a failed read or write of Datasette's internal database, or one
-    that ran past sql_time_limit_ms (a permission check waiting behind a slow
-    commit on a busy machine: QueryInterrupted).
-
-    Each of our own writes is one transaction, so for our endpoints a failure
-    leaves nothing half done and the same request can simply be sent again.
-    """
-    message = f"Datasette's internal database failed ({type(ex).__name__}): {outcome}try again"
-    # SQLite's own words ("database is locked") help; QueryInterrupted's text
-    # would add the query and its parameters, which have no place in a log.
-    logger.warning("%s: %s", message, ex if isinstance(ex, sqlite3.Error) else "interrupted")
-    return Response.json({**error_body([message], 503), "retryable": True}, status=503)
+from .thumbnails import thumbnail_quietly
 
 
 def s3_sources_only(stock_view, check_bucket: bool = False):
@@ -157,10 +57,8 @@ def s3_sources_only(stock_view, check_bucket: bool = False):
                         # Only someone who may upload learns about the bucket.
                         await require_upload_permission(datasette, request, storage.source)
                         await storage.check_bucket()
-                except FilesS3Error as ex:
-                    return error_response(ex)
-                except INTERNAL_DATABASE_ERRORS as ex:
-                    return internal_database_failed(ex)
+                except ANSWERED_ERRORS as ex:
+                    return await error_answer(datasette, ex)
                 # Its complete would read the whole object for a thumbnail and
                 # decode it on the event loop; thumbnails.py makes it instead.
                 with whole_reads_refused():
@@ -193,20 +91,6 @@ async def checked_for_stock(request) -> Request:
     return replaying(request, body)
 
 
-def replaying(request, body: bytes) -> Request:
-    """The same request, its body (already read) to be read again by another view."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(request.scope, replay)
-
-
 async def file_update(request, datasette):
     """POST /-/files/{id}/-/update: datasette-files' own, behind our JSON check.
 
@@ -219,24 +103,10 @@ async def file_update(request, datasette):
     try:
         uploads.load_json(body)
     except UploadRejected as ex:
-        return Response.error(ex.messages, ex.status)
+        return error_response(ex)
     except ValueError:
         pass  # not JSON: datasette-files says so itself
     return await files_bridge.stock_file_update(replaying(request, body), datasette)
-
-
-async def require_upload_permission(datasette, request, source: str) -> None:
-    """UploadForbidden unless the actor holds files-upload on the source."""
-    if not await files_bridge.can_upload(datasette, request.actor, source):
-        raise UploadForbidden(f"Permission denied: you need files-upload on source '{source}'")
-
-
-async def authorized_storage(request, datasette) -> S3Storage:
-    """The s3 source named in the URL, once the actor is known to hold files-upload on it."""
-    source = request.url_vars["source_slug"]
-    storage = s3_storage(source)
-    await require_upload_permission(datasette, request, source)
-    return storage
 
 
 @s3_sources_only(files_bridge.stock_upload_prepare, check_bucket=True)
@@ -277,15 +147,6 @@ async def upload_complete(request, datasette):
     return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
 
 
-async def thumbnail_quietly(datasette, storage, row) -> bool:
-    """Make a thumbnail now if cheap; True when one is cached. A failure only means the icon."""
-    try:
-        return await ensure_thumbnail(datasette, storage, row)
-    except Exception as ex:
-        logger.warning("thumbnail for %s not generated: %s", row["id"], type(ex).__name__)
-        return False
-
-
 async def browsable_s3_file(request, datasette):
     """(row, storage) for an s3 file the actor may browse; None when the id
     is not an s3 file (datasette-files' own view answers those)."""
@@ -318,13 +179,10 @@ def storage_errors_as_json(stock_view):
     async def wrapper(request, datasette):
         try:
             return await stock_view(request, datasette)
-        except FilesS3Error as ex:
-            logger.warning("%s", ex)
-            return error_response(ex)
-        except INTERNAL_DATABASE_ERRORS as ex:
+        except ANSWERED_ERRORS as ex:
             # datasette-files' own views may have changed something already
             # (delete removes the object before its rows), so promise nothing.
-            return internal_database_failed(ex, outcome="")
+            return await error_answer(datasette, ex, outcome="")
 
     return wrapper
 
