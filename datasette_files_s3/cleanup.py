@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import bucket_admin, database
+from . import bucket_admin, database, files_bridge
 from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error, NotPermitted
 from .keys import file_id_created_at, file_id_for_path
@@ -88,26 +88,12 @@ async def check_internal_database(datasette) -> None:
     """The internal database must be one `datasette serve` with datasette-files has used."""
     db = datasette.get_internal_database()
     tables = set(await db.table_names())
-    missing = {"datasette_files", "datasette_files_sources", database.PENDING_TABLE} - tables
+    missing = {files_bridge.FILES_TABLE, files_bridge.SOURCES_TABLE, database.PENDING_TABLE} - tables
     if missing:
         raise FilesS3Error(
             f"the internal database has no {', '.join(sorted(missing))} table: pass the file "
             "that `datasette serve --internal` uses with this plugin"
         )
-
-
-async def is_registered(datasette, source: str, file_id: str, path: str) -> bool:
-    """Whether datasette-files knows this file, by id or by its path in this source."""
-    row = (
-        await datasette.get_internal_database().execute(
-            """
-            SELECT 1 FROM datasette_files f JOIN datasette_files_sources s ON s.id = f.source_id
-            WHERE f.id = ? OR (s.slug = ? AND f.path = ?)
-            """,
-            [file_id, source, path],
-        )
-    ).first()
-    return row is not None
 
 
 async def object_size(storage, key_path: str) -> int | None:
@@ -168,7 +154,7 @@ async def clean_pending(storage, datasette, result: CleanupResult, now: float) -
         if key is None:
             result.actions.append(Action("keep", row["path"], 0, "pending path is outside the prefix"))
             continue
-        if await is_registered(datasette, source, row["file_id"], row["path"]):
+        if await files_bridge.id_or_path_registered(datasette, source, row["file_id"], row["path"]):
             in_use.add(key)
             result.actions.append(Action("keep", key, 0, "registered file"))
             if not result.dry_run:
@@ -197,7 +183,9 @@ async def clean_completed(storage, datasette, result: CleanupResult, now: float)
     for row in await database.completed_uploads(datasette, storage.source):
         key = safe_key(result.prefix, row["path"])
         expired = row["forget_after"] < now
-        if key is None or await is_registered(datasette, storage.source, row["file_id"], row["path"]):
+        if key is None or await files_bridge.id_or_path_registered(
+            datasette, storage.source, row["file_id"], row["path"]
+        ):
             if expired and not result.dry_run:
                 await database.forget_completed(datasette, row["file_id"])
             continue
@@ -234,27 +222,6 @@ class Tally:
         self.size += size
 
 
-async def source_known_since(datasette, source: str) -> float | None:
-    """When this internal database first recorded the source, in seconds since the
-    epoch, or None if it never did (or the time cannot be read).
-
-    datasette-files writes `datasette_files_sources.created_at` (SQLite's
-    `datetime('now')`, UTC) when a source is first seen and never updates it.
-    """
-    row = (
-        await datasette.get_internal_database().execute(
-            "SELECT created_at FROM datasette_files_sources WHERE slug = ?", [source]
-        )
-    ).first()
-    if row is None or not row["created_at"]:
-        return None
-    try:
-        created = datetime.fromisoformat(str(row["created_at"]).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
-
-
 async def clean_unrecorded(
     storage, datasette, result: CleanupResult, older_than: int, now: float, in_use: set, delete: bool
 ) -> None:
@@ -262,7 +229,7 @@ async def clean_unrecorded(
     a pending row for: delete those old enough when `delete` (--unrecorded), else
     count them in one note."""
     prefix, source = result.prefix, storage.source
-    known_since = await source_known_since(datasette, source)
+    known_since = await files_bridge.source_known_since(datasette, source)
     if known_since is None:
         result.notes.append(
             f"this internal database does not record when it first saw source '{source}', so objects "
@@ -279,7 +246,7 @@ async def clean_unrecorded(
         if file_id is None:
             not_ours += 1
             continue
-        if key in judged or await is_registered(datasette, source, file_id, path):
+        if key in judged or await files_bridge.id_or_path_registered(datasette, source, file_id, path):
             continue
         size = item.get("Size", 0)
         # A minute's margin: created_at has whole seconds, stamped by SQLite's clock.

@@ -18,6 +18,8 @@ import time
 import weakref
 from functools import partial
 
+from . import files_bridge
+
 PENDING_TABLE = "datasette_files_s3_pending"
 COMPLETED_TABLE = "datasette_files_s3_completed"
 
@@ -245,7 +247,7 @@ async def register_and_forget(datasette, file_insert: tuple[str, dict], ticket, 
         conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE file_id = ?", [ticket.file_id])
         conn.execute(
             f"""DELETE FROM {COMPLETED_TABLE} WHERE forget_after < ?
-            AND file_id IN (SELECT id FROM datasette_files)""",
+            AND file_id IN ({files_bridge.REGISTERED_IDS_SQL})""",
             [time.time()],
         )
 
@@ -257,7 +259,8 @@ async def completion_state(datasette, file_id: str) -> str | None:
     "deleted" when a token completed it and the file was deleted since, else None."""
     row = (
         await datasette.get_internal_database().execute(
-            f"""SELECT EXISTS(SELECT 1 FROM datasette_files WHERE id = :id) AS registered,
+            # One query, so a registration between two reads cannot look like a deletion.
+            f"""SELECT :id IN ({files_bridge.REGISTERED_IDS_SQL}) AS registered,
             EXISTS(SELECT 1 FROM {COMPLETED_TABLE} WHERE file_id = :id) AS completed""",
             {"id": file_id},
         )
@@ -299,16 +302,6 @@ async def pending_uploads(
         params.append(expired_before)
     rows = await datasette.get_internal_database().execute(sql + " ORDER BY created_at", params)
     return [dict(row) for row in rows.rows]
-
-
-async def is_registered(datasette, file_id: str) -> bool:
-    """True once datasette-files has a row for this file id."""
-    row = (
-        await datasette.get_internal_database().execute(
-            "SELECT 1 FROM datasette_files WHERE id = ?", [file_id]
-        )
-    ).first()
-    return row is not None
 
 
 async def pending_upload(datasette, file_id: str) -> dict | None:

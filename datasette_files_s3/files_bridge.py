@@ -1,4 +1,6 @@
-"""Every use of datasette-files' non-public names lives here, and only here.
+"""Every use of datasette-files' non-public names, and every query on its
+tables (datasette_files, datasette_files_sources, datasette_files_thumbnails),
+lives here, and only here.
 
 datasette-files 0.1a3 has no public API for "the storage of source X",
 "register this file" or "fall back to your own view", so we reach into its
@@ -9,12 +11,21 @@ datasette-files changes one, that test fails first.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import datasette_files
 from datasette import Response
 from datasette_files import FileSourceResource
 
 from .config import SECRET_OPTIONS, safe_url
+
+# The tables datasette-files keeps in the internal database that we read or write.
+FILES_TABLE = "datasette_files"
+SOURCES_TABLE = "datasette_files_sources"
+THUMBNAILS_TABLE = "datasette_files_thumbnails"
+# A subquery for the ids of every registered file, for our own statements that
+# must see datasette-files' rows in the same query or transaction as ours.
+REGISTERED_IDS_SQL = f"SELECT id FROM {FILES_TABLE}"
 
 # datasette-files' own views, used for sources that are not ours.
 stock_upload_prepare = datasette_files.upload_prepare
@@ -101,8 +112,8 @@ def file_row_insert(
     two processes writing one internal database.
     """
     return (
-        """
-        INSERT INTO datasette_files
+        f"""
+        INSERT INTO {FILES_TABLE}
             (id, source_id, path, filename, content_type, content_hash, size, uploaded_by, metadata)
         VALUES
             (:id, :source_id, :path, :filename, :content_type, :content_hash, :size, :uploaded_by, :metadata)
@@ -139,3 +150,63 @@ def file_json(datasette, row) -> dict:
         "download_url": datasette.urls.path(f"/-/files/{file_id}/download"),
         "thumbnail_url": datasette.urls.path(f"/-/files/{file_id}/thumbnail"),
     }
+
+
+async def _any_row(datasette, sql: str, params: list) -> bool:
+    """Whether a query on the internal database returns any row."""
+    return (await datasette.get_internal_database().execute(sql, params)).first() is not None
+
+
+async def file_registered(datasette, file_id: str) -> bool:
+    """True once datasette-files has a row for this file id."""
+    return await _any_row(datasette, f"SELECT 1 FROM {FILES_TABLE} WHERE id = ?", [file_id])
+
+
+async def id_or_path_registered(datasette, source: str, file_id: str, path: str) -> bool:
+    """Whether datasette-files knows this file, by its id or by its path in this source
+    (cleanup's test: a file registered under another id still owns its key)."""
+    return await _any_row(
+        datasette,
+        f"""
+        SELECT 1 FROM {FILES_TABLE} f JOIN {SOURCES_TABLE} s ON s.id = f.source_id
+        WHERE f.id = ? OR (s.slug = ? AND f.path = ?)
+        """,
+        [file_id, source, path],
+    )
+
+
+async def source_known_since(datasette, source: str) -> float | None:
+    """When this internal database first recorded the source, in seconds since the
+    epoch, or None if it never did (or the time cannot be read).
+
+    datasette-files writes `datasette_files_sources.created_at` (SQLite's
+    `datetime('now')`, UTC) when a source is first seen and never updates it.
+    """
+    row = (
+        await datasette.get_internal_database().execute(
+            f"SELECT created_at FROM {SOURCES_TABLE} WHERE slug = ?", [source]
+        )
+    ).first()
+    if row is None or not row["created_at"]:
+        return None
+    try:
+        created = datetime.fromisoformat(str(row["created_at"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+
+
+async def thumbnail_cached(datasette, file_id: str) -> bool:
+    """True when datasette-files' cache already holds a thumbnail for the file."""
+    return await _any_row(datasette, f"SELECT 1 FROM {THUMBNAILS_TABLE} WHERE file_id = ?", [file_id])
+
+
+async def cache_thumbnail(datasette, file_id: str, generator_name: str, result) -> None:
+    """Store a generator's ThumbnailResult in datasette-files' thumbnail cache,
+    where its own thumbnail view serves it from."""
+    await datasette.get_internal_database().execute_write(
+        f"""INSERT OR REPLACE INTO {THUMBNAILS_TABLE}
+           (file_id, thumbnail, content_type, width, height, generator)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        [file_id, result.thumb_bytes, result.content_type, result.width, result.height, generator_name],
+    )

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 
-from . import checksums, database, uploads
+from . import checksums, database, files_bridge, uploads
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import AlreadyCompleted, StorageUnavailable, TooManyUploads, UploadForbidden, UploadRejected
 
@@ -270,7 +270,7 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
     if not resume_matches(ticket, upload, time.time()) or ticket.folder not in (None, await storage.folder()):
         return None  # another file, expired, or started where the broker no longer sends us
     if await database.pending_upload(datasette, ticket.file_id) is None:
-        if await database.is_registered(datasette, ticket.file_id):
+        if await files_bridge.file_registered(datasette, ticket.file_id):
             raise AlreadyCompleted(ticket.file_id)
         return None  # cancelled
     uploads.check_request_allowed(storage.config, upload, single_request=False)
@@ -308,7 +308,7 @@ async def discard(datasette, storage, ticket: uploads.UploadTicket) -> None:
 
 async def abort(datasette, storage, ticket: uploads.UploadTicket) -> None:
     """Cancel an upload that has not been completed."""
-    if await database.is_registered(datasette, ticket.file_id):
+    if await files_bridge.file_registered(datasette, ticket.file_id):
         raise UploadRejected("This upload has already been completed; delete the file instead")
     await discard(datasette, storage, ticket)
 

@@ -128,21 +128,11 @@ def render(generators: list, data: bytes, row):
     return None
 
 
-async def cached_thumbnail_exists(datasette, file_id: str) -> bool:
-    """True when datasette-files' cache already holds a thumbnail for the file."""
-    row = (
-        await datasette.get_internal_database().execute(
-            "SELECT 1 FROM datasette_files_thumbnails WHERE file_id = ?", [file_id]
-        )
-    ).first()
-    return row is not None
-
-
 async def settled(datasette, file_id: str) -> bool | None:
     """True when a thumbnail is cached, False when making one failed, None when not yet tried."""
     if file_id in failed:
         return False
-    if await cached_thumbnail_exists(datasette, file_id):
+    if await files_bridge.thumbnail_cached(datasette, file_id):
         return True
     return None
 
@@ -175,12 +165,7 @@ async def ensure_thumbnail(datasette, storage, row) -> bool:
         failed.add(row["id"])
         return False
     generator_name, result = made
-    await datasette.get_internal_database().execute_write(
-        """INSERT OR REPLACE INTO datasette_files_thumbnails
-           (file_id, thumbnail, content_type, width, height, generator)
-           VALUES (?, ?, ?, ?, ?, ?)""",
-        [row["id"], result.thumb_bytes, result.content_type, result.width, result.height, generator_name],
-    )
+    await files_bridge.cache_thumbnail(datasette, row["id"], generator_name, result)
     return True
 
 
