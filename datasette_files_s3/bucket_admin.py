@@ -7,10 +7,7 @@ configuration" from a failure, and to see the raw answer (its `Date` header).
 
 from __future__ import annotations
 
-import asyncio
-from functools import partial
-
-from botocore.exceptions import ClientError
+from .errors import StorageUnavailable
 
 
 def not_permitted(ask: str) -> str:
@@ -22,28 +19,14 @@ def not_permitted(ask: str) -> str:
     return f"not permitted with these credentials (ask the bucket owner to {ask})"
 
 
-def error_code(ex: BaseException) -> str:
-    """The S3 error code of a botocore ClientError, or ''."""
-    if isinstance(ex, ClientError):
-        return str(ex.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-async def raw_call(storage, operation: str, **params):
-    """One boto3 call on the source's client with its bucket filled in; errors are not translated."""
-    connection = await storage.connection()
-    method = getattr(connection.client, operation)
-    return await asyncio.to_thread(partial(method, **{"Bucket": connection.bucket, **params}))
-
-
 async def optional_call(storage, operation: str, absent_code: str, **params):
     """Like `S3Storage.call`, but None when S3 answers `absent_code` (e.g. NoSuchCORSConfiguration)."""
     try:
-        return await raw_call(storage, operation, **params)
-    except Exception as ex:
-        if error_code(ex) == absent_code:
+        return await storage.call(operation, **params)
+    except StorageUnavailable as ex:
+        if ex.code == absent_code:
             return None
-        raise storage.translate_error(ex, operation, None) from None
+        raise
 
 
 async def get_cors_rules(storage) -> list[dict]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -102,46 +101,9 @@ async def object_size(storage, key_path: str) -> int | None:
     return None if head is None else head.get("ContentLength", 0)
 
 
-async def pages(storage, operation: str, params: dict, markers: dict[str, str]) -> AsyncIterator[dict]:
-    """Every page of a paged S3 listing. `markers` maps each request parameter that
-    asks for the next page to the answer field holding its value."""
-    next_page: dict = {}
-    while True:
-        answer = await storage.call(operation, **params, **next_page)
-        yield answer
-        if not answer.get("IsTruncated"):
-            return
-        next_page = {parameter: answer[field] for parameter, field in markers.items()}
-
-
-async def list_multipart_uploads(storage, prefix: str) -> list[dict]:
-    """Every incomplete multipart upload under the prefix (all pages)."""
-    markers = {"KeyMarker": "NextKeyMarker", "UploadIdMarker": "NextUploadIdMarker"}
-    return [
-        upload
-        async for answer in pages(storage, "list_multipart_uploads", {"Prefix": prefix}, markers)
-        for upload in answer.get("Uploads", [])
-    ]
-
-
-async def uploaded_bytes(storage, key: str, upload_id: str) -> int:
+async def uploaded_bytes(storage, path: str, upload_id: str) -> int:
     """Bytes held by an incomplete multipart upload's parts."""
-    params, markers = {"Key": key, "UploadId": upload_id}, {"PartNumberMarker": "NextPartNumberMarker"}
-    return sum(
-        [
-            part.get("Size", 0)
-            async for answer in pages(storage, "list_parts", params, markers)
-            for part in answer.get("Parts", [])
-        ]
-    )
-
-
-async def objects_under(storage, prefix: str) -> AsyncIterator[dict]:
-    """Every object under the prefix, a page at a time (a bucket may hold millions)."""
-    markers = {"ContinuationToken": "NextContinuationToken"}
-    async for answer in pages(storage, "list_objects_v2", {"Prefix": prefix}, markers):
-        for item in answer.get("Contents", []):
-            yield item
+    return sum(part.get("Size", 0) for part in await storage.list_parts(path, upload_id))
 
 
 async def clean_pending(storage, datasette, result: CleanupResult, now: float) -> tuple[set, dict]:
@@ -239,7 +201,7 @@ async def clean_unrecorded(
     judged = in_use | {action.key for action in result.actions}  # clean_pending's verdicts stand
     min_age = unrecorded_min_age(storage.config, older_than)
     not_ours, before_source, deletable = 0, Tally(), Tally()
-    async for item in objects_under(storage, prefix):
+    async for item in storage.objects():
         key = item["Key"]
         path = key[len(prefix) :] if key.startswith(prefix) else ""
         file_id = file_id_for_path(path)
@@ -321,11 +283,11 @@ async def abort_recorded(storage, result: CleanupResult, expired_ids: dict) -> N
     """Abort the expired multipart uploads our pending table named, without listing the bucket."""
     for upload_id, key in expired_ids.items():
         path = key[len(result.prefix) :]
-        size = await unless_upload_gone(uploaded_bytes(storage, key, upload_id))
+        size = await unless_upload_gone(uploaded_bytes(storage, path, upload_id))
         if size is None:
             continue  # completed or aborted since
         if not result.dry_run:
-            await storage.call("abort_multipart_upload", Path=path, UploadId=upload_id)
+            await storage.abort_multipart(path, upload_id)
         result.actions.append(Action("abort", key, size, "incomplete multipart upload whose token expired"))
 
 
@@ -340,7 +302,7 @@ async def clean_multipart(
     can clean the rest.
     """
     try:
-        listed = await list_multipart_uploads(storage, result.prefix)
+        listed = await storage.multipart_uploads()
     except NotPermitted:
         await abort_recorded(storage, result, expired_ids)
         result.notes.append(lifecycle_advice(result.prefix))
@@ -349,6 +311,7 @@ async def clean_multipart(
         key, upload_id = upload["Key"], upload["UploadId"]
         if not key.startswith(result.prefix):
             continue
+        path = key[len(result.prefix) :]
         age = now - upload["Initiated"].timestamp()
         if upload_id not in expired_ids:
             if key in in_use:
@@ -359,9 +322,9 @@ async def clean_multipart(
                     Action("keep", key, 0, f"multipart upload started {age / 3600:.1f}h ago")
                 )
                 continue
-        size = await uploaded_bytes(storage, key, upload_id)
+        size = await uploaded_bytes(storage, path, upload_id)
         if not result.dry_run:
-            await storage.call("abort_multipart_upload", Key=key, UploadId=upload_id)
+            await storage.abort_multipart(path, upload_id)
         started = upload["Initiated"].strftime("%Y-%m-%d %H:%M")
         result.actions.append(Action("abort", key, size, f"incomplete multipart upload started {started}"))
 

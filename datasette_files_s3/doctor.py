@@ -7,7 +7,6 @@ ever holds a key, a token or a presigned URL (those carry the access key id).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -24,12 +23,12 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from . import bucket_admin, checksums, cors
 from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error, NotPermitted
+from .storage import DENIED_CODES, blocking, s3_error_code
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 PROBE_DIR = ".datasette-files-s3-doctor"
 PROBE_BODY = b"datasette-files-s3 doctor probe: 0123456789"
 HTTP_TIMEOUT = 10
-_DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ async def check_credentials(storage) -> Check:
             )
         return Check("credentials", PASS, message)
     if credentials.access_key_id is None:
-        found = await asyncio.to_thread(lambda: boto3.session.Session().get_credentials())
+        found = await blocking(lambda: boto3.session.Session().get_credentials())
         if found is None:
             return Check(
                 "credentials",
@@ -129,16 +128,16 @@ async def check_credentials(storage) -> Check:
     return Check("credentials", PASS, f"from {config.credentials_origin}")
 
 
-async def head_or_list(storage, prefix: str) -> tuple[dict, str]:
+async def head_or_list(storage) -> tuple[dict, str]:
     """HeadBucket's answer, and "" - or, when these keys may not HEAD the bucket
     (keys scoped to a prefix never may: HeadBucket is s3:ListBucket with no
     prefix), the answer to listing the prefix, and a note saying so."""
     try:
-        return await bucket_admin.raw_call(storage, "head_bucket"), ""
+        return await storage.head_bucket(), ""
     except ClientError as ex:
-        if bucket_admin.error_code(ex) not in ("403", "AccessDenied"):
+        if s3_error_code(ex) not in ("403", "AccessDenied"):
             raise
-    answer = await bucket_admin.raw_call(storage, "list_objects_v2", Prefix=prefix, MaxKeys=1)
+    answer = await storage.peek_prefix()
     return answer, "; HeadBucket is not permitted with these credentials, listing the prefix worked"
 
 
@@ -148,7 +147,7 @@ async def check_bucket(storage) -> tuple[Check, str | None]:
     host = endpoint_host(config)
     connection = await storage.connection()
     try:
-        answer, note = await head_or_list(storage, connection.prefix)
+        answer, note = await head_or_list(storage)
     except (NoCredentialsError, PartialCredentialsError):
         check = Check(
             "bucket",
@@ -168,7 +167,7 @@ async def check_bucket(storage) -> tuple[Check, str | None]:
     except Exception as ex:
         response = getattr(ex, "response", {}) or {}
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        code = bucket_admin.error_code(ex)
+        code = s3_error_code(ex)
         actual_region = headers.get("x-amz-bucket-region")
         if code in ("404", "NoSuchBucket"):
             check = Check(
@@ -187,7 +186,7 @@ async def check_bucket(storage) -> tuple[Check, str | None]:
                 f"not {config.region}",
                 f"set region: {actual_region}" if actual_region else "set region to the bucket's region",
             )
-        elif code in _DENIED:
+        elif code in DENIED_CODES:
             check = Check(
                 "bucket",
                 FAIL,
@@ -223,7 +222,7 @@ class Probe:
 
     async def write(self) -> Check:
         try:
-            await self.storage.call("put_object", Path=self.path, Body=PROBE_BODY, ContentType="text/plain")
+            await self.storage.put_object(self.path, PROBE_BODY, "text/plain")
         except FilesS3Error as ex:
             return Check("write", FAIL, str(ex), "allow s3:PutObject on the prefix for these keys")
         self.written = True
@@ -240,8 +239,7 @@ class Probe:
 
     async def range_read(self) -> Check:
         try:
-            answer = await self.storage.call("get_object", Path=self.path, Range="bytes=10-19")
-            body = await asyncio.to_thread(answer["Body"].read)
+            body = await self.storage.read_range(self.path, 10, 10)
         except (FilesS3Error, FileNotFoundError) as ex:
             return Check("range read", FAIL, str(ex))
         if body != PROBE_BODY[10:20]:
@@ -302,7 +300,7 @@ class Probe:
         return Check("delete", PASS, "deleted it")
 
 
-def s3_error_code(body: str) -> str:
+def xml_error_code(body: str) -> str:
     """The `<Code>` of an S3 XML error answer, or ''."""
     match = re.search(r"<Code>([^<]+)</Code>", body or "")
     return match.group(1) if match else ""
@@ -311,7 +309,7 @@ def s3_error_code(body: str) -> str:
 async def try_post(http: httpx.AsyncClient, url: str, fields: dict, body: bytes) -> tuple[bool, str]:
     """POST a form to the bucket: (whether the store took it, what it answered, for the report)."""
     response = await http.post(url, data=fields, files={"file": ("probe.txt", body, "text/plain")})
-    code = s3_error_code(response.text)
+    code = xml_error_code(response.text)
     return response.status_code < 300, f"HTTP {response.status_code}{' ' + code if code else ''}"
 
 
@@ -504,17 +502,15 @@ async def part_probe(storage, http: httpx.AsyncClient, sha256: str) -> int | Non
     its URL signing `sha256`; the HTTP status, or None when create was refused."""
     path = f"{PROBE_DIR}/{uuid.uuid4().hex}.bin"
     try:
-        created = await storage.call(
-            "create_multipart_upload", Path=path, ChecksumAlgorithm=checksums.ALGORITHM
-        )
+        upload_id = await storage.create_multipart(path, "text/plain", checksum_algorithm=checksums.ALGORITHM)
     except FilesS3Error:
         return None
     try:
-        url = await storage.presign_part(path, created["UploadId"], 1, len(PROBE_BODY), 60, sha256=sha256)
+        url = await storage.presign_part(path, upload_id, 1, len(PROBE_BODY), 60, sha256=sha256)
         response = await http.put(url, content=PROBE_BODY, headers={"x-amz-checksum-sha256": sha256})
         return response.status_code
     finally:
-        await storage.call("abort_multipart_upload", Path=path, UploadId=created["UploadId"])
+        await storage.abort_multipart(path, upload_id)
 
 
 async def check_checksums(storage, http: httpx.AsyncClient) -> Check:

@@ -126,9 +126,17 @@ class SourceNotFound(FilesS3Error):
 
 
 class StorageUnavailable(FilesS3Error):
-    """S3 failed or could not be reached: not the client's fault (502)."""
+    """S3 failed or could not be reached: not the client's fault (502).
+
+    `code` is S3's error code (e.g. "NoSuchUpload") when S3 answered with one,
+    else "": callers that expect a particular failure test it, not the message.
+    """
 
     status = 502
+
+    def __init__(self, message="", code: str = ""):
+        super().__init__(message)
+        self.code = code
 
 
 class BucketUnusable(StorageUnavailable):

@@ -177,7 +177,7 @@ def resume_matches(ticket: uploads.UploadTicket, upload: uploads.UploadRequest, 
 
 def is_no_such_upload(ex: Exception) -> bool:
     """S3 no longer has this multipart upload (completed, aborted or expired)."""
-    return isinstance(ex, StorageUnavailable) and "NoSuchUpload" in str(ex)
+    return isinstance(ex, StorageUnavailable) and ex.code == "NoSuchUpload"
 
 
 async def unless_upload_gone(call):
@@ -232,15 +232,13 @@ async def start(
     with uploads.limit_as_429(ticket):
         # Early, so an actor at the limit costs S3 nothing; recording decides for good.
         await database.check_pending_limit(datasette, ticket, limit)
-    extra = {}
+    algorithm = None
     if checksums_wanted and config.checksum == "sha256":
         # The store then requires, and checks, each part's SHA-256.
-        extra["ChecksumAlgorithm"] = checksums.ALGORITHM
-        ticket = replace(ticket, sha256=checksums.ALGORITHM)
-    created = await storage.call(
-        "create_multipart_upload", Path=ticket.path, ContentType=upload.content_type, **extra
-    )
-    ticket = replace(ticket, upload_id=created["UploadId"])
+        algorithm = checksums.ALGORITHM
+        ticket = replace(ticket, sha256=algorithm)
+    upload_id = await storage.create_multipart(ticket.path, upload.content_type, checksum_algorithm=algorithm)
+    ticket = replace(ticket, upload_id=upload_id)
     try:
         with uploads.limit_as_429(ticket):
             await database.record_pending(datasette, ticket, limit)
@@ -248,7 +246,7 @@ async def start(
         # Unrecorded, the upload would be found only by age: abort it now.
         # The refusal is what the client hears, whatever the abort does.
         try:
-            await storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
+            await storage.abort_multipart(ticket.path, ticket.upload_id)
         except StorageUnavailable as ex:
             logger.warning("could not abort an unrecorded multipart upload, cleanup will: %s", ex)
         raise
@@ -300,9 +298,7 @@ async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[i
 
 async def discard(datasette, storage, ticket: uploads.UploadTicket) -> None:
     """Abort the upload in S3 (so no parts are left billing anyone) and forget it."""
-    await unless_upload_gone(
-        storage.call("abort_multipart_upload", Path=ticket.path, UploadId=ticket.upload_id)
-    )
+    await unless_upload_gone(storage.abort_multipart(ticket.path, ticket.upload_id))
     await database.forget_pending(datasette, ticket.file_id)
 
 
@@ -334,23 +330,7 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket, sha256s: di
             problems + ["The upload was cancelled and nothing was saved; upload the file again"]
         )
     # Gone means another complete for the same token got there first; the HEAD tells.
-    await unless_upload_gone(
-        storage.call(
-            "complete_multipart_upload",
-            Path=ticket.path,
-            UploadId=ticket.upload_id,
-            MultipartUpload={
-                "Parts": [
-                    {
-                        "PartNumber": p["PartNumber"],
-                        "ETag": p["ETag"],
-                        **({"ChecksumSHA256": sha256s[p["PartNumber"]]} if sha256s else {}),
-                    }
-                    for p in sorted(parts, key=lambda p: p["PartNumber"])
-                ]
-            },
-        )
-    )
+    await unless_upload_gone(storage.complete_multipart(ticket.path, ticket.upload_id, parts, sha256s))
     return await verify_and_register(datasette, storage, ticket, sha256s)
 
 

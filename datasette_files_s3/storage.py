@@ -60,8 +60,21 @@ _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-fil
 _whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
-_DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+# S3's ways of saying "these keys may not use this bucket" (doctor names them too).
+DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
+
+
+def s3_error_code(ex: BaseException) -> str:
+    """S3's error code from a botocore ClientError's parsed response, or ''."""
+    if isinstance(ex, ClientError):
+        return str(ex.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+async def blocking(function, *args):
+    """Run a blocking call (boto3, a response body's read) in our one thread pool."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
 
 
 @contextlib.contextmanager
@@ -176,9 +189,7 @@ class S3Storage(Storage):
         current = self._connection
         if current is not None and current.credentials is credentials:
             return current
-        self._connection = await asyncio.get_running_loop().run_in_executor(
-            _executor, self._build_connection, credentials
-        )
+        self._connection = await blocking(self._build_connection, credentials)
         return self._connection
 
     async def folder(self) -> str:
@@ -231,7 +242,7 @@ class S3Storage(Storage):
             params["Key"] = connection.prefix + params.pop("Path")
         method = getattr(connection.client, operation)
         try:
-            return await asyncio.get_running_loop().run_in_executor(_executor, partial(method, **params))
+            return await blocking(partial(method, **params))
         except Exception as ex:  # translated into our own types below
             error = self.translate_error(ex, operation, params.get("Key"), params["Bucket"])
             if isinstance(error, BucketUnusable):
@@ -263,23 +274,27 @@ class S3Storage(Storage):
         where = f"datasette-files source '{self.source}'"
         bucket = bucket or self.config.bucket or "(from broker)"
         if isinstance(ex, ClientError):
-            code = str(ex.response.get("Error", {}).get("Code", ""))
+            code = s3_error_code(ex)
             if code in _MISSING_CODES:
                 return FileNotFoundError(f"{where}: no object at {key}")
             if code == "NoSuchBucket":
                 return BucketUnusable(
                     f"{where}: bucket '{bucket}' does not exist "
-                    "(check the source's bucket setting, or create the bucket)"
+                    "(check the source's bucket setting, or create the bucket)",
+                    code,
                 )
             if code in _EXPIRED_CODES:
-                return CredentialsUnavailable(f"{where}: S3 credentials have expired ({operation}: {code})")
-            if code in _DENIED_CODES:
+                return CredentialsUnavailable(
+                    f"{where}: S3 credentials have expired ({operation}: {code})", code
+                )
+            if code in DENIED_CODES:
                 denied = NotPermitted if code in ("AccessDenied", "403") else BucketUnusable
                 return denied(
                     f"{where}: S3 denied access to bucket '{bucket}' ({operation}: {code}); "
-                    "check the source's credentials and the bucket's policy"
+                    "check the source's credentials and the bucket's policy",
+                    code,
                 )
-            return StorageUnavailable(f"{where}: S3 {operation} failed ({code or 'unknown error'})")
+            return StorageUnavailable(f"{where}: S3 {operation} failed ({code or 'unknown error'})", code)
         if isinstance(ex, (NoCredentialsError, PartialCredentialsError)):
             return CredentialsUnavailable(
                 f"{where}: no S3 credentials found; set access_key_id and secret_access_key, "
@@ -343,13 +358,18 @@ class S3Storage(Storage):
         if num_bytes <= 0:
             return b""
         try:
-            response = await self.call("get_object", Path=path, Range=f"bytes=0-{num_bytes - 1}")
+            body = await self.read_range(path, 0, num_bytes)
         except StorageUnavailable as ex:
-            if "InvalidRange" in str(ex):  # an empty object has no byte 0
+            if ex.code == "InvalidRange":  # an empty object has no byte 0
                 return b""
             raise
-        body = await self._run(response["Body"].read)
         return body[:num_bytes]
+
+    async def read_range(self, path: str, start: int, length: int) -> bytes:
+        """`length` bytes from `start`, by an HTTP Range request (a server that
+        ignores Range sends more: callers that care compare the length)."""
+        response = await self.call("get_object", Path=path, Range=f"bytes={start}-{start + length - 1}")
+        return await self._run(response["Body"].read)
 
     async def stream_file(self, path: str, chunk_size: int = STREAM_CHUNK_SIZE) -> AsyncIterator[bytes]:
         response = await self.call("get_object", Path=path)
@@ -384,8 +404,97 @@ class S3Storage(Storage):
         return files, response.get("NextContinuationToken")
 
     async def delete_file(self, path: str) -> None:
-        # S3 deletes are idempotent; datasette-files removes its row either way.
+        """Delete the object at a path; S3 deletes are idempotent (no object is no error)."""
         await self.call("delete_object", Path=path)
+
+    # --- named S3 operations beyond the contract ------------------------------
+
+    async def put_object(self, path: str, body: bytes, content_type: str) -> None:
+        """Write a whole object in one request."""
+        await self.call("put_object", Path=path, Body=body, ContentType=content_type)
+
+    async def create_multipart(
+        self, path: str, content_type: str, checksum_algorithm: str | None = None
+    ) -> str:
+        """Start a multipart upload to a path; returns its upload id. With a
+        `checksum_algorithm` (SHA256) the store requires, and checks, each part's checksum."""
+        extra = {"ChecksumAlgorithm": checksum_algorithm} if checksum_algorithm else {}
+        created = await self.call("create_multipart_upload", Path=path, ContentType=content_type, **extra)
+        return created["UploadId"]
+
+    async def upload_part(self, path: str, upload_id: str, part_number: int, body: bytes) -> str:
+        """Send one part of a multipart upload; returns its ETag."""
+        response = await self.call(
+            "upload_part", Path=path, UploadId=upload_id, PartNumber=part_number, Body=body
+        )
+        return response["ETag"]
+
+    async def complete_multipart(
+        self, path: str, upload_id: str, parts: list[dict], sha256s: dict[int, str] | None = None
+    ) -> None:
+        """Assemble the object from `parts` ({"PartNumber", "ETag"}), in part-number
+        order; `sha256s` ({part number: base64 SHA-256}) when the upload carries checksums."""
+        ordered = [
+            {
+                "PartNumber": p["PartNumber"],
+                "ETag": p["ETag"],
+                **({"ChecksumSHA256": sha256s[p["PartNumber"]]} if sha256s else {}),
+            }
+            for p in sorted(parts, key=lambda p: p["PartNumber"])
+        ]
+        await self.call(
+            "complete_multipart_upload", Path=path, UploadId=upload_id, MultipartUpload={"Parts": ordered}
+        )
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None:
+        """Abort a multipart upload: S3 drops its parts."""
+        await self.call("abort_multipart_upload", Path=path, UploadId=upload_id)
+
+    async def pages(self, operation: str, params: dict, markers: dict[str, str]) -> AsyncIterator[dict]:
+        """Every page of a paged S3 listing. `markers` maps each request parameter that
+        asks for the next page to the answer field holding its value."""
+        next_page: dict = {}
+        while True:
+            answer = await self.call(operation, **params, **next_page)
+            yield answer
+            if not answer.get("IsTruncated"):
+                return
+            next_page = {parameter: answer[field] for parameter, field in markers.items()}
+
+    async def multipart_uploads(self) -> list[dict]:
+        """Every incomplete multipart upload under the source's prefix (all pages);
+        each entry's `Key` is the whole key, prefix included."""
+        connection = await self.connection()
+        markers = {"KeyMarker": "NextKeyMarker", "UploadIdMarker": "NextUploadIdMarker"}
+        return [
+            upload
+            async for answer in self.pages("list_multipart_uploads", {"Prefix": connection.prefix}, markers)
+            for upload in answer.get("Uploads", [])
+        ]
+
+    async def objects(self) -> AsyncIterator[dict]:
+        """Every object under the source's prefix, a page at a time (a bucket may
+        hold millions); each entry's `Key` is the whole key, prefix included."""
+        connection = await self.connection()
+        markers = {"ContinuationToken": "NextContinuationToken"}
+        async for answer in self.pages("list_objects_v2", {"Prefix": connection.prefix}, markers):
+            for item in answer.get("Contents", []):
+                yield item
+
+    async def head_bucket(self) -> dict:
+        """HEAD the bucket: the raw answer, and S3's errors untranslated (doctor reads
+        their status, code and headers, such as the bucket's real region)."""
+        connection = await self.connection()
+        return await blocking(partial(connection.client.head_bucket, Bucket=connection.bucket))
+
+    async def peek_prefix(self) -> dict:
+        """List one key under the source's prefix: the raw answer, errors untranslated
+        (for doctor, where keys scoped to the prefix may not HEAD the bucket)."""
+        connection = await self.connection()
+        list_one = partial(
+            connection.client.list_objects_v2, Bucket=connection.bucket, Prefix=connection.prefix, MaxKeys=1
+        )
+        return await blocking(list_one)
 
     async def download_url(
         self, path: str, expires_in: int | None = None, content_type: str | None = None
@@ -484,16 +593,12 @@ class S3Storage(Storage):
 
     async def list_parts(self, path: str, upload_id: str) -> list[dict]:
         """Every part S3 holds for a multipart upload, following pagination."""
-        parts, marker = [], None
-        while True:
-            params = {"Path": path, "UploadId": upload_id}
-            if marker:
-                params["PartNumberMarker"] = marker
-            response = await self.call("list_parts", **params)
-            parts.extend(response.get("Parts", []))
-            if not response.get("IsTruncated"):
-                return parts
-            marker = response.get("NextPartNumberMarker")
+        params, markers = {"Path": path, "UploadId": upload_id}, {"PartNumberMarker": "NextPartNumberMarker"}
+        return [
+            part
+            async for answer in self.pages("list_parts", params, markers)
+            for part in answer.get("Parts", [])
+        ]
 
     async def receive_upload(
         self, path: str, stream: AsyncIterator[bytes], content_type: str
@@ -508,10 +613,9 @@ class S3Storage(Storage):
         pending: asyncio.Future | None = None
 
         async def send_part(data: bytes, number: int):
-            response = await self.call(
-                "upload_part", Path=path, UploadId=upload_id, PartNumber=number, Body=data
+            parts.append(
+                {"PartNumber": number, "ETag": await self.upload_part(path, upload_id, number, data)}
             )
-            parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
         try:
             async for chunk in stream:
@@ -520,10 +624,7 @@ class S3Storage(Storage):
                 buffer += chunk
                 while len(buffer) >= PROXY_PART_SIZE:
                     if upload_id is None:
-                        created = await self.call(
-                            "create_multipart_upload", Path=path, ContentType=content_type
-                        )
-                        upload_id = created["UploadId"]
+                        upload_id = await self.create_multipart(path, content_type)
                     data = bytes(memoryview(buffer)[:PROXY_PART_SIZE])
                     del buffer[:PROXY_PART_SIZE]
                     # Send this part while the next one is read from the client.
@@ -535,24 +636,18 @@ class S3Storage(Storage):
                 await pending
                 pending = None
             if upload_id is None:
-                await self.call("put_object", Path=path, Body=bytes(buffer), ContentType=content_type)
+                await self.put_object(path, bytes(buffer), content_type)
             else:
                 if buffer:
                     part_number += 1
                     await send_part(bytes(buffer), part_number)
-                parts.sort(key=lambda p: p["PartNumber"])
-                await self.call(
-                    "complete_multipart_upload",
-                    Path=path,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
+                await self.complete_multipart(path, upload_id, parts)
         except BaseException:
             if pending is not None and not pending.done():
                 pending.cancel()
             if upload_id is not None:
                 try:
-                    await self.call("abort_multipart_upload", Path=path, UploadId=upload_id)
+                    await self.abort_multipart(path, upload_id)
                 except Exception:
                     logger.warning(
                         "datasette-files source '%s': could not abort multipart upload for %s",
@@ -570,6 +665,6 @@ class S3Storage(Storage):
 
     async def _run(self, function, *args):
         try:
-            return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
+            return await blocking(function, *args)
         except Exception as ex:
             raise self.translate_error(ex, "read", None) from None

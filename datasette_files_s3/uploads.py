@@ -339,7 +339,7 @@ async def register_if_matching(
     """
     problems = object_problems(ticket, head) + list(extra_problems)
     if problems:
-        await storage.call("delete_object", Path=ticket.path)
+        await storage.delete_file(ticket.path)
         await database.forget_pending(datasette, ticket.file_id)
         raise UploadRejected(problems + [f"The uploaded object was deleted; {start_again}"])
     if content_hash is None and ticket.kind == "post" and ticket.sha256:

@@ -22,7 +22,6 @@ from datasette.cli import cli
 from ulid import ULID
 
 from datasette_files_s3 import cleanup, cors, doctor, keys
-from datasette_files_s3.storage import S3Storage
 from tests.fault_injection import Broker
 from tests.helpers import actor_cookies, datasette_config, post_to_bucket, prepare, upload
 from tests.live_servers import free_port
@@ -704,17 +703,6 @@ def test_cleanup_dry_run_reports_an_expired_pending_object_once(internal, aged):
     result = cleanup_unrecorded(aged.config(), internal, "--dry-run")
     assert result.output.count(path) == 1
     assert "would delete 1 object(s), would free 6 bytes" in result.output
-
-
-async def test_pages_follows_continuation_until_the_last_page(s3_server, bucket_name):
-    storage = S3Storage()
-    await storage.configure(s3_server.source_config(bucket_name))
-    written = [f"uploads/{n}.txt" for n in range(3)]
-    put_objects(s3_server, bucket_name, *written)
-    params, markers = {"Prefix": "uploads/", "MaxKeys": 1}, {"ContinuationToken": "NextContinuationToken"}
-    answers = [answer async for answer in cleanup.pages(storage, "list_objects_v2", params, markers)]
-    assert [item["Key"] for answer in answers for item in answer["Contents"]] == written
-    assert len(answers) == 3
 
 
 def test_file_id_for_path_recognises_only_the_upload_layout():

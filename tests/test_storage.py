@@ -240,4 +240,17 @@ async def test_s3_error_codes_map_to_clear_errors_naming_the_source(code, kind, 
     assert fragment in str(translated)
     if kind is not FileNotFoundError:
         assert "datasette-files source 's3'" in str(translated)
+        assert translated.code == code  # what callers test, rather than the message
     assert "AKIASHOWNOWHERE" not in str(translated) and "hush" not in str(translated)
+
+
+async def test_pages_follows_continuation_until_the_last_page(storage, bucket):
+    written = [f"{n}.txt" for n in range(3)]
+    for path in written:
+        put(bucket, path)
+    params, markers = {"Prefix": bucket.prefix, "MaxKeys": 1}, {"ContinuationToken": "NextContinuationToken"}
+    answers = [answer async for answer in storage.pages("list_objects_v2", params, markers)]
+    assert [item["Key"] for answer in answers for item in answer["Contents"]] == [
+        bucket.prefix + path for path in written
+    ]
+    assert len(answers) == 3
