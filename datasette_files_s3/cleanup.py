@@ -21,19 +21,17 @@ datasette-files has registered is never deleted.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import bucket_admin, database, files_bridge
+from . import database, files_bridge
 from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error, NotPermitted
 from .keys import file_id_created_at, file_id_for_path
 from .multipart import unless_upload_gone
 from .uploads import CONFIRM_GRACE_SECONDS
 
-LIFECYCLE_RULE_ID = "datasette-files-s3-abort-multipart"
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -349,25 +347,3 @@ async def run_cleanup(
         await clean_unrecorded(storage, datasette, result, older_than, now, in_use, unrecorded)
     await clean_multipart(storage, result, older_than, now, in_use, expired_ids)
     return result
-
-
-def lifecycle_rule(prefix: str, older_than: int) -> dict:
-    """A lifecycle rule aborting incomplete multipart uploads under the prefix (S3 counts whole days)."""
-    return {
-        "ID": LIFECYCLE_RULE_ID,
-        "Status": "Enabled",
-        "Filter": {"Prefix": prefix},
-        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": max(1, math.ceil(older_than / 86400))},
-    }
-
-
-def merge_lifecycle_rules(existing: list[dict], rule: dict) -> list[dict]:
-    """The bucket's lifecycle rules with ours added or replaced; others kept as they were."""
-    return [r for r in existing if r.get("ID") != rule["ID"]] + [rule]
-
-
-async def lifecycle_plan(storage, older_than: int) -> tuple[list[dict], list[dict]]:
-    """(current rules, rules after adding ours)."""
-    connection = await storage.connection()
-    current = await bucket_admin.get_lifecycle_rules(storage)
-    return current, merge_lifecycle_rules(current, lifecycle_rule(connection.prefix, older_than))

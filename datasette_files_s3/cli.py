@@ -17,7 +17,7 @@ import click
 from datasette.app import Datasette
 from datasette.utils import deep_dict_update, pairs_to_nested_config, parse_metadata
 
-from . import bucket_admin, cleanup, cors, doctor
+from . import bucket_config, cleanup, doctor
 from .config import S3SourceConfig, parse_source_config, safe_url
 from .errors import FilesS3Error, NotPermitted
 from .storage import S3Storage
@@ -121,7 +121,7 @@ def run(coroutine):
 def parse_origins(origins) -> list[str]:
     """Validated, normalised --origin values."""
     try:
-        return [cors.normalize_origin(origin) for origin in origins]
+        return [bucket_config.normalize_origin(origin) for origin in origins]
     except ValueError as ex:
         raise click.BadParameter(str(ex), param_hint="--origin") from None
 
@@ -175,16 +175,16 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
         storage = await open_storage(datasette, raw)
         connection = await storage.connection()
         try:
-            current = await bucket_admin.get_cors_rules(storage)
+            current = await bucket_config.get_cors_rules(storage)
         except NotPermitted:
             refuse_bucket_call(
                 f"Reading the CORS rules of bucket '{connection.bucket}' is",
                 "check that they include this rule",
-                cors.needed_rule(origins or ["https://datasette.example.com"]),
+                bucket_config.needed_cors_rule(origins or ["https://datasette.example.com"]),
                 failed=apply_ or dry_run,
             )
             return
-        merged = cors.merge_rules(current, origins) if origins else current
+        merged = bucket_config.merge_cors_rules(current, origins) if origins else current
         if dry_run:
             click.echo(json.dumps({"CORSRules": merged}, indent=2))
             return
@@ -192,7 +192,9 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
         click.echo(json.dumps({"CORSRules": current}, indent=2))
         if not origins:
             click.echo("\nBrowser uploads need this rule, for the origins Datasette is served from:")
-            click.echo(json.dumps(cors.needed_rule(["https://datasette.example.com"]), indent=2))
+            click.echo(
+                json.dumps(bucket_config.needed_cors_rule(["https://datasette.example.com"]), indent=2)
+            )
             click.echo("\nRun again with --origin ORIGIN to compare, and --apply to write it.")
             return
         click.echo("\nThis plugin needs:")
@@ -201,7 +203,7 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
             click.echo("\nThe bucket already has this rule; nothing to do.")
         elif apply_:
             try:
-                await bucket_admin.put_cors_rules(storage, merged)
+                await bucket_config.put_cors_rules(storage, merged)
             except NotPermitted:
                 refuse_bucket_call("Writing them is", "add this rule", merged[0], failed=True)
             kept = len(merged) - 1
@@ -323,7 +325,7 @@ def refuse_bucket_call(doing: str, ask: str, rule: dict, failed: bool) -> None:
     """Say that a bucket-level call is not permitted with these keys (as with keys
     scoped to a tenant's prefix), with the rule to hand to the bucket owner;
     exit status 1 when the command was asked to change the bucket."""
-    click.echo(f"{doing} {bucket_admin.not_permitted(ask)}:")
+    click.echo(f"{doing} {bucket_config.not_permitted(ask)}:")
     click.echo(json.dumps(rule, indent=2))
     if failed:
         raise click.ClickException("nothing was changed")
@@ -332,9 +334,9 @@ def refuse_bucket_call(doing: str, ask: str, rule: dict, failed: bool) -> None:
 async def install_lifecycle(storage, older_than: int, dry_run: bool) -> None:
     """`cleanup --lifecycle`: merge our abort-multipart rule into the bucket's lifecycle rules."""
     connection = await storage.connection()
-    rule = cleanup.lifecycle_rule(connection.prefix, older_than)
+    rule = bucket_config.lifecycle_rule(connection.prefix, older_than)
     try:
-        current, merged = await cleanup.lifecycle_plan(storage, older_than)
+        current, merged = await bucket_config.lifecycle_plan(storage, older_than)
     except NotPermitted:
         reading = f"Reading the lifecycle rules of bucket '{connection.bucket}' is"
         return refuse_bucket_call(reading, "add this rule", rule, failed=not dry_run)
@@ -345,12 +347,12 @@ async def install_lifecycle(storage, older_than: int, dry_run: bool) -> None:
         click.echo(f"Bucket '{connection.bucket}' already has the lifecycle rule; nothing to do.")
         return
     try:
-        await bucket_admin.put_lifecycle_rules(storage, merged)
+        await bucket_config.put_lifecycle_rules(storage, merged)
     except NotPermitted:
         return refuse_bucket_call("Writing them is", "add this rule", rule, failed=True)
     days = merged[-1]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
     click.echo(
-        f"Bucket '{connection.bucket}': installed lifecycle rule '{cleanup.LIFECYCLE_RULE_ID}' "
+        f"Bucket '{connection.bucket}': installed lifecycle rule '{bucket_config.LIFECYCLE_RULE_ID}' "
         f"(abort incomplete multipart uploads under '{connection.prefix}' after {days} day(s)); "
         f"kept {len(merged) - 1} other rule(s)."
     )

@@ -20,7 +20,7 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from . import bucket_admin, checksums, cors
+from . import bucket_config, checksums
 from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error, NotPermitted
 from .storage import DENIED_CODES, blocking, s3_error_code
@@ -63,24 +63,10 @@ def judge_clock(date_header: str | None, now: float) -> Check:
     return Check("clock", PASS, f"agrees with the S3 server within {abs(skew):.0f}s")
 
 
-def lifecycle_covers(rule: dict, prefix: str) -> bool:
-    """Whether an enabled rule aborts incomplete multipart uploads for every key under `prefix`."""
-    if rule.get("Status") != "Enabled" or not rule.get("AbortIncompleteMultipartUpload"):
-        return False
-    rule_filter = rule.get("Filter")
-    if rule_filter is None:
-        rule_prefix = rule.get("Prefix", "")  # the older, filter-less form
-    elif set(rule_filter) <= {"Prefix"}:
-        rule_prefix = rule_filter.get("Prefix", "")
-    else:
-        return False  # tag or size filters leave some uploads out
-    return prefix.startswith(rule_prefix)
-
-
 def judge_lifecycle(rules: list[dict], prefix: str, fix: str) -> Check:
     """Is there a lifecycle rule that aborts incomplete multipart uploads under the prefix?"""
     for rule in rules:
-        if lifecycle_covers(rule, prefix):
+        if bucket_config.lifecycle_covers(rule, prefix):
             days = rule["AbortIncompleteMultipartUpload"].get("DaysAfterInitiation")
             name = rule.get("ID") or "(no id)"
             return Check(
@@ -283,7 +269,7 @@ class Probe:
             response = await self.http.get(self.download_url, headers={"Origin": origin})
         except httpx.HTTPError:
             return None
-        exposed = cors.header_list(response.headers.get("access-control-expose-headers"))
+        exposed = bucket_config.header_list(response.headers.get("access-control-expose-headers"))
         return "etag" in exposed
 
     async def delete(self) -> Check:
@@ -393,7 +379,10 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
     for origin in origins:
         fix = f"{fix_command} --origin {origin} --apply"
         try:
-            results = [await cors.preflight(probe.http, url, origin, m) for m in cors.UPLOAD_METHODS]
+            results = [
+                await bucket_config.preflight(probe.http, url, origin, m)
+                for m in bucket_config.UPLOAD_METHODS
+            ]
         except httpx.HTTPError as ex:
             checks.append(Check(f"cors {origin}", FAIL, f"preflight request failed ({type(ex).__name__})"))
             continue
@@ -406,9 +395,9 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
         if exposed is None:
             try:
                 if rules is None:
-                    rules = await bucket_admin.get_cors_rules(storage)
+                    rules = await bucket_config.get_cors_rules(storage)
             except NotPermitted:
-                message = bucket_admin.not_permitted(
+                message = bucket_config.not_permitted(
                     f"check that the bucket's CORS rule for {origin} exposes ETag"
                 )
                 checks.append(Check(f"cors {origin}", WARN, f"ETag exposure not checked: {message}"))
@@ -416,7 +405,7 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
             except FilesS3Error as ex:
                 checks.append(Check(f"cors {origin}", WARN, f"ETag exposure not checked: {ex}", fix))
                 continue
-            exposed = cors.rules_expose_etag(rules, origin)
+            exposed = bucket_config.rules_expose_etag(rules, origin)
         if not exposed:
             checks.append(
                 Check(
@@ -435,10 +424,10 @@ async def check_lifecycle(storage, fix: str) -> Check:
     """A rule should abort incomplete multipart uploads, so abandoned parts stop costing money."""
     connection = await storage.connection()
     try:
-        rules = await bucket_admin.get_lifecycle_rules(storage)
+        rules = await bucket_config.get_lifecycle_rules(storage)
     except NotPermitted:
         ask = f"check that a lifecycle rule aborts incomplete multipart uploads under '{connection.prefix}'"
-        return Check("lifecycle", WARN, bucket_admin.not_permitted(ask))
+        return Check("lifecycle", WARN, bucket_config.not_permitted(ask))
     except FilesS3Error as ex:
         return Check("lifecycle", WARN, f"could not read lifecycle rules: {ex}", fix)
     return judge_lifecycle(rules, connection.prefix, fix)

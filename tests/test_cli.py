@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from ulid import ULID
 
-from datasette_files_s3 import cleanup, cors, doctor, keys
+from datasette_files_s3 import bucket_config, cleanup, doctor, keys
 from tests.fault_injection import Broker
 from tests.helpers import actor_cookies, datasette_config, post_to_bucket, prepare, upload
 from tests.live_servers import free_port
@@ -110,7 +110,7 @@ def test_cors_apply_adds_our_rule_and_keeps_foreign_rules(s3_server, bucket_name
     result = files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply")
     assert result.exit_code == 0, result.output
     rules = client.get_bucket_cors(Bucket=bucket_name)["CORSRules"]
-    assert rules == [cors.needed_rule([ORIGIN]), FOREIGN_RULE]
+    assert rules == [bucket_config.needed_cors_rule([ORIGIN]), FOREIGN_RULE]
     assert rules[0]["ExposeHeaders"] == ["ETag"]
 
 
@@ -126,7 +126,9 @@ def test_cors_dry_run_prints_the_exact_json_and_changes_nothing(s3_server, bucke
     client.put_bucket_cors(Bucket=bucket_name, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
     result = files_s3("cors", SOURCE, "-c", config_path, "--origin", ORIGIN, "--apply", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"CORSRules": [cors.needed_rule([ORIGIN]), FOREIGN_RULE]}
+    assert json.loads(result.output) == {
+        "CORSRules": [bucket_config.needed_cors_rule([ORIGIN]), FOREIGN_RULE]
+    }
     assert client.get_bucket_cors(Bucket=bucket_name)["CORSRules"] == [FOREIGN_RULE]
 
 
@@ -436,7 +438,7 @@ def test_cleanup_lifecycle_installs_rule_and_keeps_others(s3_server, bucket_name
     result = files_s3("cleanup", SOURCE, "-c", config_path, "--lifecycle", "--older-than", "36h")
     assert result.exit_code == 0, result.output
     rules = client.get_bucket_lifecycle_configuration(Bucket=bucket_name)["Rules"]
-    assert rules == [foreign, cleanup.lifecycle_rule("uploads/", 36 * 3600)]
+    assert rules == [foreign, bucket_config.lifecycle_rule("uploads/", 36 * 3600)]
     assert rules[1]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
 
 

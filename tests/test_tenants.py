@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from PIL import Image
 
-from datasette_files_s3 import cors, files_bridge, uploads
+from datasette_files_s3 import bucket_config, files_bridge, uploads
 from tests.helpers import (
     actor_cookies,
     datasette_config,
@@ -288,7 +288,7 @@ def check_lines(output: str) -> dict[str, str]:
 
 def test_doctor_reports_bucket_level_checks_it_may_not_run(config_file, proxy, shared_bucket, s3_server):
     s3_server.client().put_bucket_cors(
-        Bucket=shared_bucket, CORSConfiguration={"CORSRules": [cors.needed_rule([ORIGIN])]}
+        Bucket=shared_bucket, CORSConfiguration={"CORSRules": [bucket_config.needed_cors_rule([ORIGIN])]}
     )
     result = files_s3("doctor", SOURCE, "-c", config_file, "--origin", ORIGIN)
     lines = check_lines(result.output)
