@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from urllib.parse import urlparse
 
 import click
 from datasette.app import Datasette
@@ -87,15 +86,6 @@ def config_hint(config) -> str:
     return f" -c {config.name}" if config is not None and getattr(config, "name", None) else ""
 
 
-def describe_credentials(config: S3SourceConfig) -> str:
-    """Where a source's keys come from, in words."""
-    if config.credentials_url:
-        return f"credentials broker at {urlparse(config.credentials_url).hostname}"
-    if config.access_key_id:
-        return config.credentials_origin
-    return "boto3 default chain (environment, ~/.aws, instance role)"
-
-
 def source_summary(name: str, config: S3SourceConfig) -> dict:
     """What `sources` shows for one source."""
     return {
@@ -106,7 +96,7 @@ def source_summary(name: str, config: S3SourceConfig) -> dict:
         "endpoint": safe_url(config.endpoint_url) or "AWS S3",
         "public_endpoint": safe_url(config.public_endpoint_url) or None,
         "direct_uploads": config.direct_uploads,
-        "credentials": describe_credentials(config),
+        "credentials": config.credentials_origin,
     }
 
 

@@ -76,12 +76,13 @@ class S3SourceConfig:
 
     @property
     def credentials_origin(self) -> str:
-        """Where keys come from, in words (never the keys themselves)."""
+        """Where keys come from, in words (never the keys themselves): the one
+        description `sources` and `doctor` print."""
         if self.credentials_url:
-            return "credentials broker"
+            return f"credentials broker at {safe_host(self.credentials_url)}"
         if self.access_key_id:
             return "config keys" + (" with session token" if self.session_token else "")
-        return "boto3 default chain"
+        return "boto3 default chain (environment, ~/.aws, instance role)"
 
 
 STRING_OPTIONS = (
@@ -119,13 +120,18 @@ SECRET_OPTIONS = ("secret_access_key", "session_token", "credentials_url_secret"
 
 
 def safe_url(url: str | None) -> str:
-    """A URL without user info, query or fragment (those may carry secrets)."""
+    """A URL without user info, query or fragment (those may carry secrets): the
+    one way a URL from the config reaches a message, a log or a stored row."""
     if not url:
         return ""
     parsed = urlparse(url)
-    host = parsed.hostname or ""
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{host}{port}{parsed.path}"
+    return f"{parsed.scheme}://{safe_host(url)}{parsed.path}"
+
+
+def safe_host(url: str) -> str:
+    """A URL's host and port, without the user info `netloc` would include."""
+    parsed = urlparse(url)
+    return (parsed.hostname or "") + (f":{parsed.port}" if parsed.port else "")
 
 
 def normalize_prefix(prefix: str) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from .config import CLOCK_SKEW_SECONDS, S3SourceConfig, normalize_prefix
+from .config import CLOCK_SKEW_SECONDS, S3SourceConfig, normalize_prefix, safe_host
 from .errors import CredentialsUnavailable
 
 logger = logging.getLogger("datasette_files_s3")
@@ -120,8 +120,6 @@ def credentials_from_broker_json(payload, fetched_at: float, longest_url: float 
 class CredentialsProvider:
     """Gives the current credentials for one source."""
 
-    description = "boto3 default chain"
-
     async def get(self) -> Credentials:
         """Current credentials, fetching or refreshing them if needed."""
         raise NotImplementedError
@@ -138,7 +136,6 @@ class StaticCredentialsProvider(CredentialsProvider):
             bucket=config.bucket,
             prefix=config.prefix,
         )
-        self.description = config.credentials_origin
 
     async def get(self) -> Credentials:
         return self._credentials
@@ -146,8 +143,6 @@ class StaticCredentialsProvider(CredentialsProvider):
 
 class BrokerCredentialsProvider(CredentialsProvider):
     """Short-lived keys from an HTTP credentials broker, refreshed before expiry."""
-
-    description = "credentials broker"
 
     def __init__(
         self,
@@ -168,8 +163,8 @@ class BrokerCredentialsProvider(CredentialsProvider):
 
     @property
     def broker_host(self) -> str:
-        """The broker's host, safe to print (the URL may carry a query token)."""
-        return urlparse(self._url).netloc
+        """The broker's host, safe to print (the URL may carry user info or a query token)."""
+        return safe_host(self._url)
 
     async def get(self) -> Credentials:
         current = self._current

@@ -14,14 +14,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlparse
 
 import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from . import bucket_config, checksums
-from .config import CLOCK_SKEW_SECONDS
+from .config import CLOCK_SKEW_SECONDS, safe_host
 from .errors import FilesS3Error, NotPermitted
 from .storage import DENIED_CODES, blocking, s3_error_code
 
@@ -43,7 +42,7 @@ class Check:
 
 def endpoint_host(config) -> str:
     """The S3 endpoint's host, safe to print (no user info)."""
-    return urlparse(config.endpoint_url).hostname if config.endpoint_url else "AWS S3"
+    return safe_host(config.endpoint_url) if config.endpoint_url else "AWS S3"
 
 
 def judge_clock(date_header: str | None, now: float) -> Check:

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
@@ -41,7 +40,7 @@ from datasette_files.base import (
 
 from . import files_bridge
 from .bucket_check import BucketCheck
-from .config import S3SourceConfig, parse_source_config
+from .config import S3SourceConfig, parse_source_config, safe_host
 from .credentials import Credentials, CredentialsProvider, provider_for
 from .errors import BucketUnusable, CredentialsUnavailable, NotPermitted, S3Unreachable, StorageUnavailable
 from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
@@ -301,7 +300,7 @@ class S3Storage(Storage):
                 "credentials_url, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
             )
         if isinstance(ex, (BotoConnectionError, HTTPClientError)):
-            endpoint = urlparse(self.config.endpoint_url or "https://s3.amazonaws.com").netloc
+            endpoint = safe_host(self.config.endpoint_url or "https://s3.amazonaws.com")
             return S3Unreachable(
                 f"{where}: cannot reach the S3 endpoint {endpoint} ({operation}: {type(ex).__name__})"
             )

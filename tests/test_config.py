@@ -7,7 +7,9 @@ from click.testing import CliRunner
 from datasette.cli import cli
 
 from datasette_files_s3.config import S3_MAX_OBJECT_SIZE, parse_size, parse_source_config
-from datasette_files_s3.errors import ConfigError
+from datasette_files_s3.errors import ConfigError, StorageUnavailable
+from datasette_files_s3.storage import S3Storage
+from tests.live_servers import free_port
 
 
 def test_defaults():
@@ -18,7 +20,7 @@ def test_defaults():
     assert config.max_file_size == S3_MAX_OBJECT_SIZE
     assert config.upload_expires == 900
     assert config.direct_uploads is True
-    assert config.credentials_origin == "boto3 default chain"
+    assert config.credentials_origin == "boto3 default chain (environment, ~/.aws, instance role)"
 
 
 @pytest.mark.parametrize("prefix", ["uploads", "uploads/", "/uploads", "/uploads/"])
@@ -122,3 +124,25 @@ def test_dash_s_form_configures_a_source(tmp_path, bucket):
             },
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "option, url",
+    [
+        ("endpoint_url", "http://user:hunter2@127.0.0.1:{port}"),
+        ("credentials_url", "http://user:hunter2@127.0.0.1:{port}/credentials"),
+    ],
+)
+async def test_user_info_in_a_url_never_reaches_an_error(option, url):
+    """A URL's user info is a password: the unreachable endpoint or broker is
+    named by host and port alone (netloc would have carried the password)."""
+    raw = {"bucket": "b", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "hush"}
+    if option == "credentials_url":
+        raw = {"bucket": "b", "credentials_url_secret": "broker-secret"}
+    storage = S3Storage()
+    await storage.configure({**raw, option: url.format(port=free_port())})
+    with pytest.raises(StorageUnavailable) as info:
+        await storage.get_file_metadata("x")
+    assert "127.0.0.1:" in str(info.value)
+    assert "hunter2" not in str(info.value) and "user" not in str(info.value)
+    assert "hunter2" not in storage.config.credentials_origin
