@@ -33,6 +33,15 @@ UPLOAD_API = r"^/-/files/upload/(?P<source_slug>[^/]+)"
 FILE = r"^/-/files/(?P<file_id>df-[a-z0-9]+)"
 UPLOADER = r"^/-/files-s3/upload/(?P<source_slug>[^/]+)"
 
+# The multipart endpoints, by the last segment of their URL.
+MULTIPART_STEPS = {
+    "create": multipart_views.multipart_create,
+    "sign": multipart_views.multipart_sign,
+    "parts": multipart_views.multipart_parts,
+    "complete": multipart_views.multipart_complete,
+    "abort": multipart_views.multipart_abort,
+}
+
 
 @hookimpl(tryfirst=True)
 def register_routes():
@@ -47,11 +56,7 @@ def register_routes():
         (FILE + r"/download$", views.file_download),
         (UPLOADER + r"$", multipart_views.upload_page),
         (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
-        (UPLOADER + r"/-/multipart/create$", multipart_views.multipart_create),
-        (UPLOADER + r"/-/multipart/sign$", multipart_views.multipart_sign),
-        (UPLOADER + r"/-/multipart/parts$", multipart_views.multipart_parts),
-        (UPLOADER + r"/-/multipart/complete$", multipart_views.multipart_complete),
-        (UPLOADER + r"/-/multipart/abort$", multipart_views.multipart_abort),
+        *[(UPLOADER + f"/-/multipart/{step}$", view) for step, view in MULTIPART_STEPS.items()],
     ]
 
 
