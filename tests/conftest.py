@@ -19,7 +19,8 @@ import pytest
 import pytest_asyncio
 from datasette.app import Datasette
 
-from tests.fault_injection import FlakyS3Proxy
+from tests.cli_support import write_config
+from tests.fault_injection import Broker, FlakyS3Proxy
 from tests.helpers import datasette_config
 from tests.s3_servers import S3Server
 
@@ -159,3 +160,23 @@ def shared_bucket(s3_server):
     admin.put_object(Bucket=name, Key="team-2/theirs.txt", Body=b"theirs")
     admin.create_multipart_upload(Bucket=name, Key="team-2/theirs.bin")
     return name
+
+
+@pytest.fixture
+def config_path(tmp_path, s3_server, bucket_name):
+    """A Datasette config file with one s3 source, `s3files`, on this run's bucket (CLI tests)."""
+    return write_config(tmp_path, s3_server.source_config(bucket_name))
+
+
+@pytest.fixture
+def cli_broker(bucket_name, s3_server):
+    """A credentials broker handing out this run's keys for s3://bucket/brokered/ (CLI tests)."""
+    server = Broker(
+        "right-broker-secret",
+        f"s3://{bucket_name}/brokered/",
+        s3_server.access_key_id,
+        s3_server.secret_access_key,
+        "broker-session-token",
+    ).start()
+    yield server
+    server.stop()

@@ -24,11 +24,10 @@ import time
 import httpx
 import pytest
 import pytest_asyncio
-from click.testing import CliRunner
-from datasette.cli import cli
 from PIL import Image
 
 from datasette_files_s3 import bucket_config, files_bridge, uploads
+from tests.cli_support import check_lines, files_s3
 from tests.helpers import (
     actor_cookies,
     datasette_config,
@@ -204,11 +203,6 @@ async def test_bucket_check_passes_with_prefix_only_listing(tds, proxy, shared_b
 # --- the commands: cleanup, doctor, cors -------------------------------------------------------
 
 
-def files_s3(*args):
-    """`datasette files-s3 ARGS` as a user runs it (a stack trace would escape: no catching)."""
-    return CliRunner().invoke(cli, ["files-s3", *args], catch_exceptions=False)
-
-
 @pytest.fixture
 def config_file(tmp_path, broker, proxy):
     path = tmp_path / "datasette.json"
@@ -271,19 +265,6 @@ def test_cleanup_without_internal_database_says_what_it_cannot_clean(
     assert "Traceback" not in result.output
     assert open_uploads(s3_server, shared_bucket) == ["team-2/theirs.bin"]
     assert proxy.outside(shared_bucket, PREFIX) == []
-
-
-def check_lines(output: str) -> dict[str, str]:
-    """{check name: its line, with its fix} from doctor's output."""
-    lines, name = {}, None
-    for line in output.splitlines():
-        stripped = line.strip()
-        if stripped[:6] in ("[PASS]", "[WARN]", "[FAIL]"):
-            name = stripped[6:].split(": ", 1)[0].strip()
-            lines[name] = stripped
-        elif stripped.startswith("fix:") and name:
-            lines[name] += " " + stripped
-    return lines
 
 
 def test_doctor_reports_bucket_level_checks_it_may_not_run(config_file, proxy, shared_bucket, s3_server):
