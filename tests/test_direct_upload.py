@@ -1,12 +1,10 @@
 """The direct upload flow: prepare, POST to the bucket, complete, download."""
 
 import httpx
-import pytest
 
 from tests.helpers import actor_cookies, prepare, upload
 
 
-@pytest.mark.asyncio
 async def test_prepare_returns_presigned_post_to_bucket(ds, bucket):
     response = await prepare(
         ds, actor_cookies(ds), filename="report.pdf", content_type="application/pdf", size=10
@@ -23,7 +21,6 @@ async def test_prepare_returns_presigned_post_to_bucket(ds, bucket):
     assert "policy" in fields and "x-amz-signature" in fields
 
 
-@pytest.mark.asyncio
 async def test_upload_registers_file_and_download_redirect_returns_same_bytes(ds, bucket):
     content = b"direct to the bucket\n" * 100
     data = await upload(ds, actor_cookies(ds), content, filename="notes.txt")
@@ -44,7 +41,6 @@ async def test_upload_registers_file_and_download_redirect_returns_same_bytes(ds
     assert "notes.txt" in fetched.headers["content-disposition"]
 
 
-@pytest.mark.asyncio
 async def test_uploaded_file_appears_in_datasette_files_pages(ds, bucket):
     data = await upload(ds, actor_cookies(ds), b"searchable", filename="quarterly-budget.txt")
     file_id = data["file"]["id"]
@@ -58,7 +54,6 @@ async def test_uploaded_file_appears_in_datasette_files_pages(ds, bucket):
     assert [f["id"] for f in search["files"]] == [file_id]
 
 
-@pytest.mark.asyncio
 async def test_delete_removes_object_and_row(ds, bucket):
     cookies = actor_cookies(ds)
     data = await upload(ds, cookies, b"to be deleted", filename="gone.txt")
@@ -70,7 +65,6 @@ async def test_delete_removes_object_and_row(ds, bucket):
     assert (await ds.client.get(f"/-/files/{file_id}.json")).status_code == 404
 
 
-@pytest.mark.asyncio
 async def test_non_latin_filename_round_trips(ds, bucket):
     content = "データ".encode()
     data = await upload(ds, actor_cookies(ds), content, filename="報告書 2026.txt")

@@ -80,7 +80,6 @@ async def open_uploads(bucket):
     return bucket.multipart_uploads()
 
 
-@pytest.mark.asyncio
 async def test_multipart_upload_as_browser_drives_it(mds, bucket):
     cookies = actor_cookies(mds)
     created = await create(mds, cookies)
@@ -167,7 +166,6 @@ async def assert_rejected_and_cleaned(ds, bucket, cookies, token, message):
     assert (await ds.client.get("/-/files/search.json?q=big")).json()["files"] == []
 
 
-@pytest.mark.asyncio
 async def test_complete_with_missing_part_aborts_and_registers_nothing(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -175,7 +173,6 @@ async def test_complete_with_missing_part_aborts_and_registers_nothing(mds, buck
     await assert_rejected_and_cleaned(mds, bucket, cookies, token, "parts have not been uploaded: 2")
 
 
-@pytest.mark.asyncio
 @pytest.mark.store("permissive", reason="the store must take the short part for complete to judge it")
 async def test_complete_with_wrong_part_size_aborts(mds, bucket):
     cookies = actor_cookies(mds)
@@ -196,7 +193,6 @@ async def test_store_refuses_a_part_of_another_length_than_signed(mds, bucket):
     assert listed == []
 
 
-@pytest.mark.asyncio
 async def test_complete_with_part_the_plan_never_had_aborts(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -212,7 +208,6 @@ async def test_complete_with_part_the_plan_never_had_aborts(mds, bucket):
     )
 
 
-@pytest.mark.asyncio
 async def test_sign_refuses_part_outside_plan(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -221,7 +216,6 @@ async def test_sign_refuses_part_outside_plan(mds, bucket):
     assert "not in this upload's plan" in response.json()["errors"][0]
 
 
-@pytest.mark.asyncio
 async def test_abort_leaves_no_multipart_upload_in_bucket(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -235,7 +229,6 @@ async def test_abort_leaves_no_multipart_upload_in_bucket(mds, bucket):
     assert "no longer exists" in after.json()["errors"][0]
 
 
-@pytest.mark.asyncio
 async def test_resume_continues_from_parts_in_bucket(mds, bucket):
     cookies = actor_cookies(mds)
     first = await create(mds, cookies)
@@ -254,7 +247,6 @@ async def test_resume_continues_from_parts_in_bucket(mds, bucket):
     assert bucket.get(key) == CONTENT
 
 
-@pytest.mark.asyncio
 async def test_resume_token_for_another_file_starts_a_new_upload(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -262,7 +254,6 @@ async def test_resume_token_for_another_file_starts_a_new_upload(mds, bucket):
     assert other["resumed"] is False and other["upload_token"] != token
 
 
-@pytest.mark.asyncio
 async def test_resume_token_after_abort_starts_a_new_upload(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -287,7 +278,6 @@ async def test_completed_multipart_token_is_refused_after_its_file_is_deleted(md
     assert fresh["resumed"] is False and fresh["upload_token"] != token
 
 
-@pytest.mark.asyncio
 async def test_resume_token_of_a_completed_upload_names_the_file_instead_of_uploading_again(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies))["upload_token"]
@@ -309,7 +299,6 @@ async def test_resume_token_of_a_completed_upload_names_the_file_instead_of_uplo
     assert await open_uploads(bucket) == []
 
 
-@pytest.mark.asyncio
 async def test_another_actor_cannot_use_the_token(mds, bucket):
     token = (await create(mds, actor_cookies(mds)))["upload_token"]
     response = await api(mds, "sign", actor_cookies(mds, "mallory"), upload_token=token, part_numbers=[1])
@@ -318,7 +307,6 @@ async def test_another_actor_cannot_use_the_token(mds, bucket):
     assert resumed["resumed"] is False
 
 
-@pytest.mark.asyncio
 async def test_tampered_token_is_rejected(mds, bucket):
     token = (await create(mds, actor_cookies(mds)))["upload_token"]
     tampered = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
@@ -327,7 +315,6 @@ async def test_tampered_token_is_rejected(mds, bucket):
     assert "not valid" in response.json()["errors"][0]
 
 
-@pytest.mark.asyncio
 async def test_direct_upload_token_is_refused_by_multipart_endpoints(mds, bucket):
     cookies = actor_cookies(mds)
     prepared = await mds.client.post(
@@ -337,7 +324,6 @@ async def test_direct_upload_token_is_refused_by_multipart_endpoints(mds, bucket
     assert response.status_code == 400 and "single-request" in response.json()["errors"][0]
 
 
-@pytest.mark.asyncio
 async def test_limits_are_enforced_before_anything_is_created(make_datasette, bucket):
     config = bucket.source_config(max_file_size="8MiB", allowed_content_types=["video/*"])
     ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
@@ -349,7 +335,6 @@ async def test_limits_are_enforced_before_anything_is_created(make_datasette, bu
     assert await open_uploads(bucket) == []
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "step, body, status",
     [
@@ -368,7 +353,6 @@ async def test_bad_input_is_a_4xx_json_error(mds, step, body, status):
     assert response.json()["ok"] is False and response.json()["errors"]
 
 
-@pytest.mark.asyncio
 async def test_non_json_body_and_get_are_refused(mds):
     cookies = actor_cookies(mds)
     not_json = await mds.client.post(f"{BASE}/create", content=b"x", cookies=cookies)
@@ -377,14 +361,12 @@ async def test_non_json_body_and_get_are_refused(mds):
     assert get.status_code == 405
 
 
-@pytest.mark.asyncio
 async def test_anonymous_cannot_create(mds, bucket):
     response = await api(mds, "create", {}, filename="a.bin", size=10)
     assert response.status_code == 403
     assert await open_uploads(bucket) == []
 
 
-@pytest.mark.asyncio
 async def test_upload_page_shows_uploader_with_threshold(mds):
     page = await mds.client.get("/-/files-s3/upload/s3files", cookies=actor_cookies(mds))
     assert page.status_code == 200
@@ -394,7 +376,6 @@ async def test_upload_page_shows_uploader_with_threshold(mds):
     assert "secret" not in page.text.lower()
 
 
-@pytest.mark.asyncio
 async def test_upload_page_needs_upload_permission(mds):
     assert (await mds.client.get("/-/files-s3/upload/s3files")).status_code == 403
     assert (await mds.client.get("/-/files-s3/upload/nope", cookies=actor_cookies(mds))).status_code == 404

@@ -42,7 +42,6 @@ async def policy_and_fields(ds, bucket):
     return decode_policy(fields), fields
 
 
-@pytest.mark.asyncio
 async def test_policy_pins_exact_key(policy_and_fields, bucket):
     policy, fields = policy_and_fields
     conditions = conditions_by_name(policy)
@@ -50,40 +49,34 @@ async def test_policy_pins_exact_key(policy_and_fields, bucket):
     assert fields["key"].startswith(bucket.prefix) and fields["key"].endswith("/photo.png")
 
 
-@pytest.mark.asyncio
 async def test_policy_size_range_is_exactly_declared_size(policy_and_fields):
     policy, _ = policy_and_fields
     assert conditions_by_name(policy)["content-length-range"] == (12345, 12345)
 
 
-@pytest.mark.asyncio
 async def test_policy_content_type_equals_declared(policy_and_fields):
     policy, fields = policy_and_fields
     assert conditions_by_name(policy)["content-type"] == ("eq", "image/png")
     assert fields["Content-Type"] == "image/png"
 
 
-@pytest.mark.asyncio
 async def test_policy_binds_bucket(policy_and_fields, bucket):
     policy, _ = policy_and_fields
     assert conditions_by_name(policy)["bucket"] == ("eq", bucket.name)
 
 
-@pytest.mark.asyncio
 async def test_policy_grants_nothing_public(policy_and_fields):
     policy, fields = policy_and_fields
     assert "acl" not in conditions_by_name(policy)
     assert not any(name.lower() in ("acl", "x-amz-acl") for name in fields)
 
 
-@pytest.mark.asyncio
 async def test_policy_expires_within_configured_minutes(policy_and_fields):
     policy, _ = policy_and_fields
     expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")).timestamp()
     assert time.time() < expiration <= time.time() + 900 + 5
 
 
-@pytest.mark.asyncio
 async def test_upload_expires_option_shortens_policy(make_datasette, bucket):
     ds = await make_datasette(
         {"s3files": {"storage": "s3", "config": bucket.source_config(upload_expires=60)}}
@@ -94,7 +87,6 @@ async def test_upload_expires_option_shortens_policy(make_datasette, bucket):
     assert expiration <= time.time() + 60 + 5
 
 
-@pytest.mark.asyncio
 async def test_each_prepare_gets_its_own_key(ds, bucket):
     keys = set()
     for _ in range(3):
