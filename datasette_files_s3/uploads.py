@@ -280,7 +280,9 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
                 "upload_token has expired and no file was uploaded: prepare the upload again"
             )
         raise UploadRejected("No file has been uploaded for this token yet: upload it to upload_url first")
-    if ticket.sha256 and checksums.store_value(head) is None:
+    # Read back only an object of the signed size: on a store that ignores the
+    # policy's size range, an oversized one is refused below without reading it.
+    if ticket.sha256 and checksums.store_value(head) is None and head.get("ContentLength") == ticket.size:
         head = {**head, "ChecksumSHA256": await sha256_read_back(storage, ticket.path)}
     return await register_if_matching(datasette, storage, ticket, head, "prepare the upload again")
 

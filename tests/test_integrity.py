@@ -145,3 +145,23 @@ async def test_the_download_check_ends_when_the_policy_has_expired(ds, bucket):
             await uploads.check_unchanged(storage, row, until)
     # After the policy's expiry no POST can write the key: nothing to check.
     await uploads.check_unchanged(storage, row, until + CLOCK_SKEW_SECONDS + 1)
+
+
+@pytest.mark.store(
+    "permissive", reason="the store must take an object over the policy's size for confirm to judge it"
+)
+async def test_an_oversized_object_is_refused_without_being_read_back(make_datasette, bucket, s3_proxy):
+    """moto keeps no checksum for a POST, so confirm hashes the object itself, but
+    only one of the signed size: a huge object sent with a small policy is refused
+    by its size, never streamed through Datasette."""
+    if s3_proxy is None:
+        pytest.skip("counts the requests Datasette sends to a local S3 server")
+    config = bucket.source_config(endpoint_url=s3_proxy.url)
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
+    prepared = await prepared_with(ds, HEX)
+    post_to_bucket(prepared, CONTENT * 200)
+    completed = await complete(ds, actor_cookies(ds), prepared["upload_token"])
+    assert completed.status_code == 400, completed.text
+    assert any("bytes but" in e for e in completed.json()["errors"])
+    assert "GET" not in s3_proxy.methods_for("hello.txt")
+    assert bucket.keys(bucket.prefix) == []
