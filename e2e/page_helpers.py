@@ -4,6 +4,7 @@ network emulation, and waiting on a page without racing its timers."""
 from __future__ import annotations
 
 import os
+import re
 
 MIB = 1024**2
 PAGE = "/-/files-s3/upload/s3files"
@@ -45,3 +46,47 @@ def wait_until(page, condition, timeout=30):
 def choose(page, *paths):
     """Choose files in the bundled uploader's file input."""
     page.set_input_files("datasette-files-s3-upload input[type=file]", list(paths))
+
+
+PART_NUMBER = re.compile(r"[?&]partNumber=(\d+)")
+
+
+class PartGate:
+    """Hold the page's part PUTs to the bucket after the first `let_through`.
+
+    Tests that act mid-upload (cancel, reload, a dropped network) used to race a
+    throttled upload, and on a busy machine the upload sometimes won. Holding
+    parts gives them a fixed point instead: the first parts are in the bucket,
+    the rest are waiting, and nothing moves until the test says so. The held
+    requests are real requests, paused in Chromium before they are sent.
+    """
+
+    def __init__(self, page, let_through: int):
+        self.let_through = let_through
+        self.passed = 0
+        self.held = []
+        self.opened = False
+        page.route(PART_NUMBER, self._on_request)
+
+    def _on_request(self, route):
+        if route.request.method != "PUT":
+            route.continue_()
+        elif self.opened or self.passed < self.let_through:
+            self.passed += 1
+            route.continue_()
+        else:
+            self.held.append(route)
+
+    def open(self):
+        """Send the held parts and every later one."""
+        self.opened = True
+        held, self.held = self.held, []
+        for route in held:
+            route.continue_()
+
+    def drop(self, error: str = "internetdisconnected"):
+        """Fail the held parts as a lost connection would, and let later ones through."""
+        self.opened = True
+        held, self.held = self.held, []
+        for route in held:
+            route.abort(error)

@@ -14,10 +14,8 @@ from playwright.sync_api import expect
 
 # The benchmarks' peak-memory probe, so this test and benchmarks/browser_upload.py measure alike.
 from benchmarks.memory import PeakRSS, chromium_renderer_pids
-from e2e.page_helpers import MIB, PAGE, Network, choose, make_file, wait_until
+from e2e.page_helpers import MIB, PAGE, PART_NUMBER, Network, PartGate, choose, make_file, wait_until
 from tests.live_servers import DatasetteProcess, live_config
-
-PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
 
 
 @pytest.fixture
@@ -43,7 +41,7 @@ def big_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def medium_file(tmp_path_factory):
-    """40 MiB and a bit: 9 parts, slow enough under throttling to act mid-upload."""
+    """40 MiB and a bit: 9 parts of 5 MiB."""
     return make_file(tmp_path_factory.mktemp("medium"), "medium.bin", 40 * MIB + 777)
 
 
@@ -107,7 +105,7 @@ class PartLog:
 
     @staticmethod
     def number(request):
-        match = PART_PUT.search(request.url)
+        match = PART_NUMBER.search(request.url)
         return int(match.group(1)) if request.method == "PUT" and match else None
 
     def started(self, request):
@@ -163,13 +161,16 @@ def test_part_hashes_hold_only_the_parts_being_sent(chromium, page, tmp_path):
 
 
 def test_upload_survives_network_drop(page, site, browser_s3, medium_file):
+    """Two parts land, then the network goes down for 1.5 s just as the held ones are
+    sent: they fail, and the uploader retries them once it is back."""
     log = PartLog(page)
     page.goto(PAGE)
+    gate = PartGate(page, let_through=2)
     net = Network(page)
-    net.set(upload=20 * MIB)
     choose(page, medium_file)
-    page.wait_for_function("() => document.querySelector('.dfs3-file progress').value > 0.15")
+    wait_until(page, lambda: len(log.finished) >= 2 and gate.held)
     net.set(offline=True)
+    gate.open()
     page.wait_for_timeout(1500)
     net.set()
     row = page.locator(".dfs3-file")
@@ -182,12 +183,11 @@ def test_upload_survives_network_drop(page, site, browser_s3, medium_file):
 def test_reload_resumes_without_resending_parts_in_bucket(page, site, browser_s3, medium_file):
     log = PartLog(page)
     page.goto(PAGE)
-    net = Network(page)
-    net.set(upload=10 * MIB)
+    gate = PartGate(page, let_through=2)
     choose(page, medium_file)
     wait_until(page, lambda: len(log.finished) >= 2)
     page.reload()
-    net.set()
+    gate.open()
     before = set(log.finished)
     assert before, "no part finished before the reload"
     log.finished.clear()
@@ -206,7 +206,7 @@ def test_reload_resumes_without_resending_parts_in_bucket(page, site, browser_s3
 
 def test_cancel_aborts_multipart_upload_in_bucket(page, site, browser_s3, medium_file):
     page.goto(PAGE)
-    Network(page).set(upload=10 * MIB)
+    PartGate(page, let_through=1)
     choose(page, medium_file)
     page.wait_for_function("() => document.querySelector('.dfs3-file progress').value > 0.1")
     client = browser_s3.client()
