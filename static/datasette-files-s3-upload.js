@@ -184,7 +184,8 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       const rate = meter.rate();
       if (rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((file.size - upload.loaded) / rate)} left`);
       if (upload.resumedBytes) parts.push(`resumed from ${formatBytes(upload.resumedBytes)}`);
-      if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
+      if (upload.waiting) parts.push(upload.waiting.text);
+      else if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
     }
     if (status === "cancelled" || status === "error") parts[0] += " sent";
     row.querySelector(".dfs3-detail").textContent = parts.join(" · ");

@@ -5,7 +5,7 @@
 // errors is upload-queue.js; drawing is the element.
 
 import { sha256Base64 } from "./checksums.js";
-import { UploadError, cancelledError, postJSON, sendToBucket, withRetries } from "./upload-queue.js";
+import { UploadError, cancelledError, postJSON, retryReason, sendToBucket, withRetries } from "./upload-queue.js";
 
 const SIGN_BATCH = 20;
 // Re-sign a part URL this long before it expires.
@@ -144,6 +144,7 @@ export class FileUpload extends EventTarget {
     this.inFlight = new Map(); // part number -> bytes sent so far
     this.resumedBytes = 0;
     this.retryCount = 0;
+    this.waiting = null; // while a retry waits, {text} saying what for: "Connection lost; retrying in 2 s"
     this.controller = new AbortController();
     this.token = null;
   }
@@ -226,15 +227,32 @@ export class FileUpload extends EventTarget {
     return { message, kind: error.kind || "server" };
   }
 
+  /**
+   * withRetries, counting the retries and saying in the row what each waits
+   * for until it is sent. Parts retry on their own, so a row shows the latest
+   * wait, and only that wait's own retry clears it.
+   */
   withRetries(attempt, signal = this.controller.signal) {
-    return withRetries(attempt, {
-      retries: this.retries,
-      signal,
-      onRetry: () => {
-        this.retryCount++;
-        this.changed();
+    let waiting = null;
+    return withRetries(
+      (n) => {
+        if (waiting && this.waiting === waiting) {
+          this.waiting = null;
+          this.changed();
+        }
+        return attempt(n);
       },
-    });
+      {
+        retries: this.retries,
+        signal,
+        onRetry: (error, n, delay) => {
+          this.retryCount++;
+          const when = delay < 1000 ? "" : ` in ${Math.ceil(delay / 1000)} s`;
+          waiting = this.waiting = { text: `${retryReason(error)}; retrying${when}` };
+          this.changed();
+        },
+      },
+    );
   }
 
   describeBody() {

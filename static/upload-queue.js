@@ -7,18 +7,21 @@
 export class UploadError extends Error {
   /**
    * @param {string} message plain words, safe to show
-   * @param {{kind?: string, retryable?: boolean, status?: number, body?: object, code?: string}} options
+   * @param {{kind?: string, retryable?: boolean, status?: number, body?: object, code?: string,
+   *          retryAfter?: number|null}} options
    *   kind: "network" | "cors" | "etag" | "server" | "bucket" | "cancelled"
    *   body: Datasette's JSON answer, when there was one
    *   code: S3's error code, when the bucket answered with one
+   *   retryAfter: milliseconds the answer's Retry-After asked to wait (see parseRetryAfter)
    */
-  constructor(message, { kind = "server", retryable = false, status = 0, body = null, code = "" } = {}) {
+  constructor(message, { kind = "server", retryable = false, status = 0, body = null, code = "", retryAfter = null } = {}) {
     super(message);
     this.kind = kind;
     this.retryable = retryable;
     this.status = status;
     this.body = body;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -27,6 +30,33 @@ export const cancelledError = () => new UploadError("Cancelled", { kind: "cancel
 /** Full-jitter backoff: a random delay up to base * 2^attempt, capped. */
 export function backoffDelay(attempt, base = 500, max = 15000, random = Math.random) {
   return Math.round(random() * Math.min(max, base * 2 ** attempt));
+}
+
+// The longest wait a Retry-After header can impose. Datasette's 429 names when
+// the actor's oldest unfinished upload expires, which can be upload_expires
+// (15 minutes by default) away, though finishing another upload frees a place
+// sooner; and a buggy or hostile header ("Retry-After: 99999999") must not
+// leave a row frozen with no sign of life. A minute keeps the page asking.
+export const RETRY_AFTER_MAX_MS = 60_000;
+
+// An HTTP-date in the one form servers must send (IMF-fixdate, RFC 9110 5.6.7).
+// Date.parse alone would take almost anything ("1" is the year 2001).
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/**
+ * How long a Retry-After header asks to wait, in milliseconds, at most `max`;
+ * null when there is none or it is not valid (negative, fractional, garbage),
+ * so the caller keeps its own backoff. Delta-seconds or an IMF-fixdate; a date
+ * already past means now (0).
+ * @param {string|null|undefined} value the header as sent
+ */
+export function parseRetryAfter(value, { now = Date.now(), max = RETRY_AFTER_MAX_MS } = {}) {
+  const text = typeof value === "string" ? value.trim() : "";
+  let ms;
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000;
+  else if (IMF_FIXDATE.test(text) && !Number.isNaN(Date.parse(text))) ms = Math.max(0, Date.parse(text) - now);
+  else return null;
+  return Math.min(ms, max);
 }
 
 /** Wait `ms`, or less if the signal aborts (then reject with cancelled). */
@@ -48,7 +78,8 @@ export function sleep(ms, signal) {
 
 /**
  * Run `attempt(n)` until it succeeds, retrying errors marked retryable after a
- * backoff delay; `onRetry(error, n, delay)` is told about each retry.
+ * backoff delay, or after the error's `retryAfter` when the server asked for
+ * longer; `onRetry(error, n, delay)` is told about each retry.
  */
 export async function withRetries(attempt, { retries = 6, base = 500, max = 15000, signal, onRetry } = {}) {
   for (let n = 0; ; n++) {
@@ -58,7 +89,9 @@ export async function withRetries(attempt, { retries = 6, base = 500, max = 1500
     } catch (error) {
       if (signal?.aborted) throw cancelledError();
       if (!(error instanceof UploadError) || !error.retryable || n >= retries) throw error;
-      const delay = backoffDelay(n, base, max);
+      // At least what the server asked for; the jitter still spreads out
+      // clients told the same Retry-After when the backoff is the longer wait.
+      const delay = Math.max(error.retryAfter ?? 0, backoffDelay(n, base, max));
       onRetry?.(error, n + 1, delay);
       await sleep(delay, signal);
     }
@@ -141,12 +174,21 @@ export function isExpiredSignature(status, { code, message }) {
   return status === 403 && (S3_EXPIRED_CODES.has(code) || /expired/i.test(message));
 }
 
+/** One header's value from XMLHttpRequest's getAllResponseHeaders() text, or null. */
+export function headerFrom(allHeaders, name) {
+  const wanted = name.toLowerCase() + ":";
+  const line = (allHeaders || "").split("\r\n").find((l) => l.toLowerCase().startsWith(wanted));
+  return line === undefined ? null : line.slice(wanted.length).trim();
+}
+
 /**
  * A bucket's non-2xx answer as an UploadError. S3 asks clients to retry its
  * 500 and 503 (SlowDown); 408, 429, 502 and 504 are timeouts and gateways. A
  * 403 for an expired URL heals only with a new signature, so it is retried
  * when the caller signs again (`resignable`). Everything else (NoSuchBucket,
  * AccessDenied, EntityTooLarge, ...) stays as it is however often it is sent.
+ * `response.headers` is getAllResponseHeaders()' text: a Retry-After there
+ * (from a store or proxy that sends one and lets CORS expose it) is honoured.
  */
 export function bucketError(response, { resignable = false } = {}) {
   const { status } = response;
@@ -159,7 +201,18 @@ export function bucketError(response, { resignable = false } = {}) {
     status,
     code: s3.code,
     retryable: [408, 429, 500, 502, 503, 504].includes(status) || (expired && resignable),
+    retryAfter: parseRetryAfter(headerFrom(response.headers, "Retry-After")),
   });
+}
+
+/** What a retry waits for, in a few words for the file's row. */
+export function retryReason(error) {
+  if (error.kind === "network") return "Connection lost";
+  if (error.kind === "bucket") {
+    return error.status === 429 || error.code === "SlowDown" ? "The bucket asked to slow down" : `The bucket answered ${error.status}`;
+  }
+  if (error.status === 429) return "Too many uploads in progress";
+  return `Datasette answered ${error.status}`;
 }
 
 // --- talking to Datasette ----------------------------------------------------
@@ -197,6 +250,7 @@ export async function postJSON(url, body, signal) {
       status: response.status,
       retryable: datasetteAnswerCanHeal(response.status, data),
       body: data,
+      retryAfter: parseRetryAfter(response.headers.get("Retry-After")),
     });
   }
   return data;
@@ -273,7 +327,10 @@ export function sendToBucket({
       finish();
       reachedOrigins.add(new URL(url, location.href).origin);
       if (xhr.status < 200 || xhr.status >= 300) {
-        reject(bucketError({ status: xhr.status, text: xhr.responseText }, { resignable }));
+        // getAllResponseHeaders lists only what CORS exposes, and, unlike
+        // getResponseHeader for a header it hides, logs no console error.
+        const answer = { status: xhr.status, text: xhr.responseText, headers: xhr.getAllResponseHeaders() };
+        reject(bucketError(answer, { resignable }));
         return;
       }
       const read = Object.fromEntries(readHeaders.map((name) => [name, xhr.getResponseHeader(name)]));
