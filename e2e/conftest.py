@@ -61,10 +61,14 @@ def browser_s3(request, s3_kind):
 
 
 @pytest.fixture
-def site(browser_s3):
-    """A fresh bucket (CORS for the Datasette origin, ETag exposed) and a Datasette serving it."""
+def site(request, browser_s3):
+    """A fresh bucket (CORS for the Datasette origin, ETag exposed) and a Datasette serving it.
+
+    `indirect` param: `{"config": {...}}`, more source options.
+    """
+    options = getattr(request, "param", {})
     bucket = f"e2e-{uuid.uuid4().hex[:16]}"
-    datasette = DatasetteProcess(live_config(browser_s3.source_config(bucket)))
+    datasette = DatasetteProcess(live_config(browser_s3.source_config(bucket, **options.get("config", {}))))
     browser_s3.create_bucket(bucket, cors_origins=[datasette.url])
     datasette.start()
     datasette.bucket = bucket

@@ -51,25 +51,26 @@ def choose(page, *paths):
 PART_NUMBER = re.compile(r"[?&]partNumber=(\d+)")
 
 
-class PartGate:
-    """Hold the page's part PUTs to the bucket after the first `let_through`.
+class RequestGate:
+    """Hold the page's `method` requests to URLs matching `pattern` after the first `let_through`.
 
     Tests that act mid-upload (cancel, reload, a dropped network) used to race a
     throttled upload, and on a busy machine the upload sometimes won. Holding
-    parts gives them a fixed point instead: the first parts are in the bucket,
-    the rest are waiting, and nothing moves until the test says so. The held
+    requests gives them a fixed point instead: the first ones are through, the
+    rest are waiting, and nothing moves until the test says so. The held
     requests are real requests, paused in Chromium before they are sent.
     """
 
-    def __init__(self, page, let_through: int):
+    def __init__(self, page, pattern, method: str, let_through: int = 0):
+        self.method = method
         self.let_through = let_through
         self.passed = 0
         self.held = []
         self.opened = False
-        page.route(PART_NUMBER, self._on_request)
+        page.route(pattern, self._on_request)
 
     def _on_request(self, route):
-        if route.request.method != "PUT":
+        if route.request.method != self.method:
             route.continue_()
         elif self.opened or self.passed < self.let_through:
             self.passed += 1
@@ -78,7 +79,7 @@ class PartGate:
             self.held.append(route)
 
     def open(self):
-        """Send the held parts and every later one."""
+        """Send the held requests and every later one."""
         self.opened = True
         held, self.held = self.held, []
         for route in held:
@@ -90,3 +91,10 @@ class PartGate:
         held, self.held = self.held, []
         for route in held:
             route.abort(error)
+
+
+class PartGate(RequestGate):
+    """Hold the page's part PUTs to the bucket after the first `let_through`."""
+
+    def __init__(self, page, let_through: int):
+        super().__init__(page, PART_NUMBER, "PUT", let_through)
