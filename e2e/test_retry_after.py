@@ -15,10 +15,10 @@ PREPARE = re.compile(r"/-/prepare$")
 
 # One unfinished direct upload per actor: of two files chosen at once, the second
 # prepare is refused with 429 and a Retry-After saying when the first one's place
-# frees itself, which is upload_expires away. A few seconds keeps the test short;
+# frees itself, which is upload_expires away. Ten seconds keeps the test short;
 # the first file's POST, sent as soon as its prepare answers, must reach the bucket
 # within them (LocalStack enforces the policy's expiry).
-UPLOAD_EXPIRES = 5
+UPLOAD_EXPIRES = 10
 ONE_AT_A_TIME = {"config": {"max_pending_uploads": 1, "upload_expires": UPLOAD_EXPIRES}}
 
 # Every text the rows' detail lines show, recorded in the page as it is drawn, so
