@@ -21,8 +21,13 @@ everything else is forwarded to moto unchanged.
   signatures cover the host the client used (the proxy's), so a signature
   that moto checks (header-signed calls with IAM on) still matches.
 - Path-style addressing only (what the plugin uses with an endpoint_url).
+- Browsers (e2e/test_tenant_uploads.py) need nothing more: CORS preflights
+  (OPTIONS, no credentials) and the store's CORS headers on its answers are
+  forwarded as they are. A preflight for a presigned POST names only the
+  bucket; the log does not count it as reaching beyond the prefix.
 - Not checked, as moto does not check them either: signatures, POST policy
-  conditions. Denials carry no CORS headers.
+  conditions. Denials carry no CORS headers, so a browser sees one as a
+  network error rather than as AccessDenied (no browser test expects one).
 """
 
 from __future__ import annotations
@@ -100,13 +105,21 @@ class LoggedRequest:
 
     def outside(self, bucket: str, prefix: str) -> bool:
         """True if this request reached beyond `bucket/prefix`: another key, a list
-        of another prefix, another bucket, or a bucket-wide call."""
+        of another prefix, another bucket, or a bucket-wide call.
+
+        A browser's CORS preflight for a presigned POST names the bucket alone
+        (the POST goes to the bucket's URL): it carries no credentials and S3
+        answers it from the bucket's CORS rules, so it is inside unless it names
+        another bucket or another key.
+        """
         if self.operation.startswith("sts:"):
             return False
         if self.bucket != bucket:
             return True
         if self.keys:
             return any(not key.startswith(prefix) for key in self.keys)
+        if self.operation == "PreflightCors":
+            return False
         if self.operation.startswith("List"):
             return not (self.prefix or "").startswith(prefix)
         return True

@@ -27,6 +27,7 @@ from tests.tenancy import (
     set_up_tenant_role,
     tenant_policy,
 )
+from tests.tenant_proxy import LoggedRequest
 
 # moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
 pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
@@ -320,6 +321,23 @@ def test_logs_every_request_with_method_path_query_and_key(proxy, tenant_s3, sha
     assert (denied.keys, denied.status, denied.denied) == (("team-2/theirs.txt",), 403, "AccessDenied")
     assert put.access_key_id == denied.access_key_id and put.access_key_id.startswith("ASIA")
     assert proxy.outside(shared_bucket, "team-1/") == [denied]
+
+
+@pytest.mark.parametrize(
+    "bucket, path, expected",
+    [
+        ("shared", "/shared", False),  # the preflight of a presigned POST to the bucket's URL
+        ("shared", "/shared/team-1/part.bin", False),
+        ("shared", "/shared/team-2/theirs.bin", True),
+        ("elsewhere", "/elsewhere", True),
+    ],
+    ids=["post-to-bucket", "own-key", "other-key", "other-bucket"],
+)
+def test_cors_preflight_is_outside_only_for_another_key_or_bucket(bucket, path, expected):
+    preflight = LoggedRequest(
+        "OPTIONS", path, "", "PreflightCors", bucket, tuple(path.split("/", 2)[2:]), None, None, 200, None
+    )
+    assert preflight.outside("shared", "team-1/") is expected
 
 
 async def test_broker_issues_sts_credentials_for_the_tenants_folder(proxy, broker, shared_bucket):
