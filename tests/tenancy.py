@@ -4,6 +4,9 @@
   issuing real STS session credentials from moto, limited by the tenant
   session policy in docs/examples. It asks STS *through* a ScopedS3Proxy,
   which thereby learns the policy and enforces it (moto would not).
+- `ScopedKeyBroker`: the same answers for a store without STS (LocalStack's
+  S3-only run): fresh keys that the proxy grants only the tenant policy.
+- `assert_stayed_inside`: the check every tenant test ends with, from the proxy's log.
 - `IamMoto`: a moto_server process of its own with IAM enforcement switched
   on and off (`/moto-api/reset-auth`), for what moto itself does enforce:
   user and role policies on header-signed calls, sts:AssumeRole rights and
@@ -15,7 +18,9 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -183,6 +188,45 @@ class TenantBroker(Broker):
         with self.lock:
             self.issued.append(issued)
         return issued
+
+
+class ScopedKeyBroker(Broker):
+    """A broker for a store without STS: each answer is a fresh key and session
+    token that `proxy` grants only `tenant_policy(bucket, prefix)`, for `lifetime`
+    seconds, as TenantBroker's STS credentials are.
+
+    The store itself must take any key id with `secret_access_key`, as
+    LocalStack does (it checks presigned signatures against its fixed secret).
+    """
+
+    def __init__(self, secret: str, bucket: str, prefix: str, proxy: ScopedS3Proxy, secret_access_key: str):
+        super().__init__(secret, f"s3://{bucket}/{prefix}", "", secret_access_key, "")
+        self.policy = tenant_policy(bucket, prefix)
+        self.proxy = proxy
+
+    def issue(self) -> dict:
+        # Shaped like STS session keys; fresh for every answer, so no two tenants share one.
+        answer = super().issue() | {
+            "AccessKeyId": "ASIA" + secrets.token_hex(8).upper(),
+            "SessionToken": secrets.token_urlsafe(48),
+        }
+        self.proxy.grant(
+            answer["AccessKeyId"],
+            self.policy,
+            session_token=answer["SessionToken"],
+            expires_at=time.time() + self.lifetime,
+        )
+        return answer
+
+
+def assert_stayed_inside(
+    proxy: ScopedS3Proxy, bucket: str, prefix: str = "team-1/", denied_ok: tuple = ()
+) -> None:
+    """From the store's log: nothing reached beyond the prefix, and nothing was denied
+    except the operations named in `denied_ok`."""
+    assert proxy.outside(bucket, prefix) == []
+    assert [r.operation for r in proxy.requests if r.denied and r.operation not in denied_ok] == []
+    assert any(r.operation != "sts:AssumeRole" for r in proxy.requests), "nothing reached the store"
 
 
 def brokered_source(credentials_url: str, secret: str, endpoint_url: str) -> dict:

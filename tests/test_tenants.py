@@ -36,7 +36,14 @@ from tests.helpers import (
     send_through_datasette,
     upload,
 )
-from tests.tenancy import EXAMPLES, TenantBroker, brokered_source, round_trip, set_up_tenant_role
+from tests.tenancy import (
+    EXAMPLES,
+    TenantBroker,
+    assert_stayed_inside,
+    brokered_source,
+    round_trip,
+    set_up_tenant_role,
+)
 
 # moto itself: its IAM and STS, which LocalStack's S3-only run does not have.
 pytestmark = pytest.mark.store("moto", reason="uses moto's IAM and STS")
@@ -68,14 +75,6 @@ def tenant_config(broker, proxy, **options) -> dict:
 async def tds(make_datasette, broker, proxy):
     """The tenant's Datasette, with one source whose credentials only allow team-1/."""
     return await make_datasette({SOURCE: {"storage": "s3", "config": tenant_config(broker, proxy)}})
-
-
-def assert_stayed_inside(proxy, bucket: str, prefix: str = PREFIX, denied_ok: tuple = ()) -> None:
-    """From the store's log: nothing reached beyond the prefix, and nothing was denied
-    except the operations named in `denied_ok`."""
-    assert proxy.outside(bucket, prefix) == []
-    assert [r.operation for r in proxy.requests if r.denied and r.operation not in denied_ok] == []
-    assert any(r.operation != "sts:AssumeRole" for r in proxy.requests), "nothing reached the store"
 
 
 def png_bytes() -> bytes:
