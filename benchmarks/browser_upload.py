@@ -1,10 +1,11 @@
 """Benchmark: the bundled uploader in Chromium, SHA-256 checksums on and off, beside boto3.
 
-    uv run python benchmarks/browser_upload.py                    # 64 MiB, 256 MiB, 1 GiB
+    uv run python benchmarks/browser_upload.py                    # 64 MiB, 256 MiB, 1 GiB, 3 rounds
     uv run python benchmarks/browser_upload.py --sizes 1,9 --multipart-threshold 5   # smoke run
 
 One run starts its own `moto_server` process, one `datasette serve` with two
-sources on the same bucket (`checksum: sha256` and `checksum: none`) and
+sources on the same bucket (`checksum: sha256` and `checksum: none`, each with
+its default multipart_threshold unless --multipart-threshold is given) and
 Chromium (CHROMIUM_PATH, default /usr/bin/chromium), all on loopback. For each
 file size it uploads the same random file five ways, in an order that rotates
 each round: the bundled uploader (page /-/files-s3/upload/{source}) with
@@ -14,8 +15,8 @@ parts at a time). Each upload measures
 
 - its time, in the page from the file input's change event to the uploader's
   done event (prepare/create and complete included; Playwright's polling not);
-- Datasette's, moto's and all Chromium processes' CPU time (utime + stime)
-  and Datasette's peak RSS;
+- Datasette's and moto's CPU time (utime + stime), the client's (every
+  Chromium process, or this process's boto3 threads), and Datasette's peak RSS;
 - the page's JS heap (CDP Performance.getMetrics JSHeapUsedSize, sampled) and
   the largest peak-RSS growth among Chromium's renderers (VmHWM, reset before
   the upload), which also holds array buffers and any worker.
@@ -44,6 +45,7 @@ from playwright.sync_api import sync_playwright
 
 from benchmarks import report
 from benchmarks.memory import PeakRSS, chromium_processes, chromium_renderer_pids, cpu_seconds
+from datasette_files_s3.config import parse_source_config
 from datasette_files_s3.multipart import preferred_part_size
 from tests.live_servers import CHROMIUM, CHROMIUM_ARGS, DatasetteProcess, live_config
 from tests.s3_servers import MotoServer
@@ -61,6 +63,7 @@ PATHS = [
     ("boto3_shaped", "boto3 `upload_file`, SHA256, the uploader's part size and 4 parts at a time"),
 ]
 SOURCES = {"browser_sha256": "s3sha256", "browser_none": "s3none"}
+CHECKSUM = {"browser_sha256": "sha256", "browser_none": "none"}
 # The ratios the issue sets targets for: (label, numerator, denominator).
 RATIOS = [
     ("browser: checksums on / off", "browser_sha256", "browser_none"),
@@ -102,7 +105,9 @@ class Upload:
     datasette_cpu: float | None = None
     datasette_rss_growth_mib: float | None = None
     moto_cpu: float | None = None
-    chromium_cpu: float | None = None
+    # The uploading client's CPU: every Chromium process for the browser, this
+    # process (boto3's threads) for boto3. Both share the 2 cores with moto.
+    client_cpu: float | None = None
     js_heap_peak_mib: float | None = None
     renderer_rss_growth_mib: float | None = None
     workers: int | None = None
@@ -120,6 +125,12 @@ def make_file(directory: Path, size: int) -> Path:
         for start in range(0, size, 16 * MiB):
             out.write(os.urandom(min(16 * MiB, size - start)))
     return path
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time, all threads: user + system."""
+    times = os.times()
+    return times.user + times.system
 
 
 def js_heap_used(cdp) -> int:
@@ -166,11 +177,16 @@ class Bench:
 
     def boto3_upload(self, key: str, file: Path) -> Upload:
         extra = None if key == "boto3_none" else {"ChecksumAlgorithm": "SHA256"}
+        cpu_before = own_cpu_seconds()
         start = time.perf_counter()
         self.s3[key].upload_file(
             str(file), BUCKET, f"{key}/{uuid.uuid4().hex}.bin", ExtraArgs=extra, Config=self.transfer.get(key)
         )
-        return Upload(seconds=time.perf_counter() - start, load_average=os.getloadavg()[0])
+        return Upload(
+            seconds=time.perf_counter() - start,
+            load_average=os.getloadavg()[0],
+            client_cpu=own_cpu_seconds() - cpu_before,
+        )
 
     def browser_upload(self, source: str, file: Path, expect_hash: bool) -> Upload:
         """Choose `file` in a fresh page of the uploader and wait for its done event."""
@@ -204,7 +220,7 @@ class Bench:
                     page.wait_for_timeout(SAMPLE_SECONDS * 1000)
                 heap_peak = max(heap_peak, js_heap_used(cdp))
                 datasette_cpu = cpu_seconds(datasette_pid) - cpu_before
-                chromium_cpu = sum(cpu_seconds(pid) - before for pid, before in chromium_before.items())
+                client_cpu = sum(cpu_seconds(pid) - before for pid, before in chromium_before.items())
         finally:
             context.close()
         if state["error"]:
@@ -219,7 +235,7 @@ class Bench:
             load_average=os.getloadavg()[0],
             datasette_cpu=datasette_cpu,
             datasette_rss_growth_mib=datasette_rss.growth_mib,
-            chromium_cpu=chromium_cpu,
+            client_cpu=client_cpu,
             js_heap_peak_mib=heap_peak / MiB,
             renderer_rss_growth_mib=max(r.growth_mib for r in renderers),
             workers=len(workers),
@@ -257,7 +273,7 @@ def summarize(uploads: list[Upload], size: int) -> dict:
         "datasette_cpu",
         "datasette_rss_growth_mib",
         "moto_cpu",
-        "chromium_cpu",
+        "client_cpu",
         "js_heap_peak_mib",
         "renderer_rss_growth_mib",
         "workers",
@@ -297,7 +313,7 @@ def resource_table(results: dict, sizes: list[int]) -> str:
                     report.fmt(e["datasette_cpu"], 2, " s"),
                     report.fmt(e["datasette_rss_growth_mib"], 1, " MiB"),
                     report.fmt(e["moto_cpu"], 2, " s"),
-                    report.fmt(e["chromium_cpu"], 2, " s"),
+                    report.fmt(e["client_cpu"], 2, " s"),
                     report.fmt(e["js_heap_peak_mib"], 1, " MiB"),
                     report.fmt(e["renderer_rss_growth_mib"], 1, " MiB"),
                     "—" if e["workers"] is None else str(e["workers"]),
@@ -309,7 +325,7 @@ def resource_table(results: dict, sizes: list[int]) -> str:
         "Datasette CPU",
         "Datasette peak RSS growth",
         "moto CPU",
-        "Chromium CPU (all processes)",
+        "client CPU (Chromium's processes / boto3's)",
         "page JS heap peak",
         "renderer peak RSS growth",
         "workers",
@@ -317,11 +333,21 @@ def resource_table(results: dict, sizes: list[int]) -> str:
     return report.table(header, rows)
 
 
-def memory_lines(results: dict, sizes: list[int], threshold: int) -> list[str]:
+def source_threshold(key: str, given_mib: int | None) -> int:
+    """The multipart_threshold a browser path's source runs with: the one given,
+    or the plugin's own default for that source's checksum setting."""
+    options = {"bucket": BUCKET, "checksum": CHECKSUM[key]}
+    if given_mib is not None:
+        options["multipart_threshold"] = f"{given_mib}MiB"
+    return parse_source_config("bench", options).multipart_threshold
+
+
+def memory_lines(results: dict, sizes: list[int], thresholds: dict[str, int]) -> list[str]:
     """Whether the browser held a file in memory: each renderer's peak growth beside the file's size."""
-    part_size = preferred_part_size(threshold)
     lines = []
     for key in SOURCES:
+        threshold = thresholds[key]
+        part_size = preferred_part_size(threshold)
         for size in sizes:
             growth = results[key][size]["renderer_rss_growth_mib"]
             kind = (
@@ -336,17 +362,19 @@ def memory_lines(results: dict, sizes: list[int], threshold: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="64,256,1024", help="file sizes in MiB (default 64,256,1024)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds per size (default 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds per size, the order rotating (default 3)"
+    )
     parser.add_argument(
         "--multipart-threshold",
         type=int,
-        default=64,
-        help="the sources' multipart_threshold in MiB (default 64)",
+        default=None,
+        help="both sources' multipart_threshold in MiB (default: each source's own default)",
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="where browser-upload.md/json go")
     args = parser.parse_args(argv)
     sizes = [int(s) * MiB for s in args.sizes.split(",")]
-    threshold = args.multipart_threshold * MiB
+    thresholds = {key: source_threshold(key, args.multipart_threshold) for key in SOURCES}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -362,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             "config": moto.source_config(
                 BUCKET,
                 prefix=source,
-                checksum="sha256" if key == "browser_sha256" else "none",
-                multipart_threshold=f"{args.multipart_threshold}MiB",
+                checksum=CHECKSUM[key],
+                multipart_threshold=thresholds[key],
             ),
         }
         for key, source in SOURCES.items()
@@ -376,11 +404,19 @@ def main(argv: list[str] | None = None) -> int:
         datasette.start()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            bench = Bench(moto, datasette, browser, threshold)
+            # boto3 "in the uploader's shape" takes the checksum-on source's parts.
+            bench = Bench(moto, datasette, browser, thresholds["browser_sha256"])
             # Untimed: imports, connection pools, the first worker or WebCrypto call, per path.
             warm = make_file(workdir, 64 * 1024)
             for key, _ in PATHS:
                 bench.upload(key, warm)
+            # Untimed: one upload of the largest size. moto assembles a multipart
+            # object in memory, and its first 1 GiB complete took 5.8 s where later
+            # ones took 3.2 to 4.5 s (it grows its heap once): whichever path went
+            # first paid for that.
+            warm = make_file(workdir, max(sizes))
+            bench.upload("boto3_shaped", warm)
+            warm.unlink()
             for size in sizes:
                 file = make_file(workdir, size)
                 for key, uploads in bench.measure_size(file, args.repeats).items():
@@ -399,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `{command}` in {elapsed / 60:.1f} minutes, "
             f"Chromium {chromium_version}, {os.cpu_count()} CPUs, multipart_threshold "
-            f"{args.multipart_threshold} MiB, {args.repeats} round(s) per size.",
+            + ", ".join(f"{thresholds[key] // MiB} MiB ({SOURCES[key]})" for key in SOURCES)
+            + f", {args.repeats} round(s) per size.",
             "",
             "Load average (1, 5, 15 min) before the run: "
             + ", ".join(f"{x:.2f}" for x in load_before)
@@ -421,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "### Did the browser hold the file in memory?",
             "",
-            *memory_lines(results, sizes, threshold),
+            *memory_lines(results, sizes, thresholds),
         ]
     )
     (out / "browser-upload.md").write_text(markdown + "\n")
@@ -430,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "command": command,
                 "chromium": chromium_version,
-                "multipart_threshold": threshold,
+                "multipart_threshold": thresholds,
                 "load_average_before": load_before,
                 "load_average_after": load_after,
                 "elapsed_seconds": elapsed,

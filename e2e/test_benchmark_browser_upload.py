@@ -20,7 +20,10 @@ def test_browser_upload_benchmark_runs_at_a_tiny_size(launch_chromium, tmp_path)
     # launch_chromium: skipped (or failed under CI) where there is no Chromium.
     # 1 MiB is a single POST, 9 MiB two 5 MiB parts.
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--sizes", "1,9", "--multipart-threshold", "5", "--out", str(tmp_path)],
+        [
+            *[sys.executable, str(SCRIPT), "--sizes", "1,9", "--multipart-threshold", "5"],
+            *["--repeats", "1", "--out", str(tmp_path)],
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -37,6 +40,6 @@ def test_browser_upload_benchmark_runs_at_a_tiny_size(launch_chromium, tmp_path)
     for entry in [*hashed.values(), *results["browser_none"].values()]:
         assert entry["renderer_rss_growth_mib"] is not None and entry["datasette_cpu"] is not None
     markdown = (tmp_path / "browser-upload.md").read_text()
-    assert "--sizes 1,9 --multipart-threshold 5" in markdown
+    assert "--sizes 1,9 --multipart-threshold 5 --repeats 1" in markdown
     assert "### Ratios and the issue's targets" in markdown
     assert run.stdout.strip() == markdown.strip()
