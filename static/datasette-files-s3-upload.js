@@ -31,7 +31,7 @@ const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", e
 
 /**
  * Attributes: source (required), base-url (default "/"), multipart-threshold
- * (bytes, default 64 MiB), concurrency (parts in flight, default 4),
+ * (bytes, default 16 MiB, 64 MiB with checksum="none"), concurrency (parts in flight, default 4),
  * parallel-files (default 3), retries (per request, default 6).
  * Events (bubbling, composed): files-s3-upload-start, files-s3-upload-done
  * (detail.file = the datasette-files file JSON), files-s3-upload-error
@@ -44,10 +44,12 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
     const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
     const resume = new ResumeStore(source);
-    const threshold = Number(this.getAttribute("multipart-threshold")) || 64 * MIB;
     const retries = Number(this.getAttribute("retries")) || 6;
     // "none" for sources whose store refuses x-amz-checksum-* (the source's checksum option).
     const checksums = this.getAttribute("checksum") !== "none";
+    // The source's defaults (config.py): with checksums a single POST is hashed
+    // whole before it is sent, so files go multipart sooner.
+    const threshold = Number(this.getAttribute("multipart-threshold")) || (checksums ? 16 : 64) * MIB;
     const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
     this.scheduler = new UploadScheduler({
       parallel: Number(this.getAttribute("parallel-files")) || 3,

@@ -23,6 +23,20 @@ def test_defaults():
     assert config.credentials_origin == "boto3 default chain (environment, ~/.aws, instance role)"
 
 
+@pytest.mark.parametrize(
+    "options, threshold",
+    [
+        ({}, 16 * 1024**2),  # checksum: sha256 is the default: parts are hashed while others are sent
+        ({"checksum": "sha256"}, 16 * 1024**2),
+        ({"checksum": "none"}, 64 * 1024**2),
+        ({"checksum": "sha256", "multipart_threshold": "64MiB"}, 64 * 1024**2),
+        ({"checksum": "none", "multipart_threshold": "8MiB"}, 8 * 1024**2),
+    ],
+)
+def test_multipart_threshold_default_depends_on_checksum(options, threshold):
+    assert parse_source_config("f", {"bucket": "b", **options}).multipart_threshold == threshold
+
+
 @pytest.mark.parametrize("prefix", ["uploads", "uploads/", "/uploads", "/uploads/"])
 def test_prefix_forms_are_equivalent(prefix):
     assert parse_source_config("f", {"bucket": "b", "prefix": prefix}).prefix == "uploads/"
