@@ -85,13 +85,6 @@ class RequestGate:
         for route in held:
             route.continue_()
 
-    def drop(self, error: str = "internetdisconnected"):
-        """Fail the held parts as a lost connection would, and let later ones through."""
-        self.opened = True
-        held, self.held = self.held, []
-        for route in held:
-            route.abort(error)
-
 
 class PartGate(RequestGate):
     """Hold the page's part PUTs to the bucket after the first `let_through`."""
