@@ -99,6 +99,15 @@ def page(browser, server, files):
     page.close()
 
 
+def part_digests(path: Path, part_size: int) -> list[str]:
+    """hashlib's base64 SHA-256 of each part_size slice of the file: what sha256Base64 should give."""
+    data = path.read_bytes()
+    return [
+        base64.b64encode(hashlib.sha256(data[start : start + part_size]).digest()).decode()
+        for start in range(0, len(data), part_size)
+    ]
+
+
 def whole_file_sha256(page, path: Path, part_size: int) -> dict:
     """{"hex": digest, "progress": [loaded, ...]} from wholeFileSha256 on the chosen file."""
     return page.evaluate(
@@ -131,11 +140,7 @@ def test_sha256_base64_matches_hashlib(page, files, size):
 def test_sha256_base64_of_parts_hashed_at_once_match_hashlib(page, files):
     """Parts hashed concurrently, twice, so reused read buffers cross between calls."""
     path, part_size = files[40 * MIB + 5], 5 * MIB - 1
-    data = path.read_bytes()
-    expected = [
-        base64.b64encode(hashlib.sha256(data[start : start + part_size]).digest()).decode()
-        for start in range(0, len(data), part_size)
-    ]
+    expected = part_digests(path, part_size)
     digests = page.evaluate(
         """async ([name, partSize]) => {
             const file = files[name];
@@ -254,6 +259,72 @@ def test_an_aborted_signal_rejects_before_any_work(page, files):
         files[1].name,
     )
     assert outcome == ["AbortError", "AbortError"]
+
+
+@pytest.fixture(scope="module")
+def collecting_page(launch_chromium, server, files):
+    """A page whose Chromium exposes gc(), so a test can collect garbage while reads are pending."""
+    browser = launch_chromium(["--js-flags=--expose-gc"])
+    page = open_page(browser, server.url, [files[40 * MIB + 5]])
+    yield page
+    browser.close()
+
+
+# Promise.race against this: a read that never settles gives "hung", not a test that never ends.
+HUNG_AFTER_20_S = "new Promise((resolve) => setTimeout(() => resolve('hung'), 20000))"
+
+
+def test_parts_hash_while_garbage_is_collected_all_the_time(collecting_page, files):
+    """Chromium collected a Blob stream with a read pending, and the read never settled.
+
+    That hung a CI run for an hour. gc() every millisecond makes the
+    collection certain: without blob-bytes.js holding its streams, the first
+    read hangs.
+    """
+    path, part_size = files[40 * MIB + 5], 5 * MIB - 1
+    expected = part_digests(path, part_size)
+    digests = collecting_page.evaluate(
+        f"""async ([name, partSize]) => {{
+            const file = files[name];
+            const parts = [];
+            for (let start = 0; start < file.size; start += partSize) parts.push(file.slice(start, start + partSize));
+            const collecting = setInterval(() => gc(), 1);
+            try {{
+                const hashing = Promise.all(parts.map((part) => checksums.sha256Base64(part)));
+                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
+            }} finally {{
+                clearInterval(collecting);
+            }}
+        }}""",
+        [path.name, part_size],
+    )
+    assert digests == expected
+
+
+def test_worker_hashes_while_garbage_is_collected_all_the_time(collecting_page, server, files):
+    """The same in the worker: a wrapper collects garbage every millisecond, then loads ours."""
+    path = files[40 * MIB + 5]
+    outcome = collecting_page.evaluate(
+        f"""async ([workerUrl, name]) => {{
+            const source = `setInterval(() => gc(), 1); await import(${{JSON.stringify(workerUrl)}}); postMessage({{type: "ready"}});`;
+            const worker = new Worker(URL.createObjectURL(new Blob([source], {{type: "text/javascript"}})), {{type: "module"}});
+            const hashing = new Promise((resolve, reject) => {{
+                worker.onerror = (e) => reject(new Error(e.message));
+                worker.onmessage = ({{data}}) => {{
+                    if (data.type === "ready") worker.postMessage({{blob: files[name], partSize: 1024 * 1024}});
+                    else if (data.type === "done") resolve(data.hex);
+                    else if (data.type === "error") reject(new Error(data.message));
+                }};
+            }});
+            try {{
+                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
+            }} finally {{
+                worker.terminate();
+            }}
+        }}""",
+        [server.url + STATIC + "/sha256-worker.js", path.name],
+    )
+    assert outcome == sha256_of(path).hexdigest()
 
 
 def test_worker_without_byte_streams_still_matches_hashlib(page, server, files):

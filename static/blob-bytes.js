@@ -9,14 +9,35 @@
 // Where Blob streams are not byte streams (browsers that predate that part of
 // the File API), both fall back to the stream's or the blob's own buffers:
 // correct, but left to the garbage collector.
+//
+// Every stream is held in streamsBeingRead until its reading ends. Chromium
+// (156, measured in e2e/test_browser_hashing.py) garbage-collects a Blob's
+// stream whose only references are its own pending read, and that read then
+// never settles: a hash, and the upload waiting on it, hung for good.
+
+/** The streams being read right now: a strong reference keeps each one alive. */
+const streamsBeingRead = new Set();
+
+/** The result of read(stream), with the stream kept alive until read settles. */
+async function whileHeld(stream, read) {
+  streamsBeingRead.add(stream);
+  try {
+    return await read(stream);
+  } finally {
+    streamsBeingRead.delete(stream);
+  }
+}
 
 /**
  * Call onChunk(Uint8Array) with each chunk of the blob, in order, read into
  * `buffer` (its size is the largest chunk). The view is valid only during the call.
  * @returns {Promise<ArrayBuffer>} the buffer to use next (the given one is detached)
  */
-export async function eachChunk(blob, buffer, onChunk) {
-  const stream = blob.stream();
+export function eachChunk(blob, buffer, onChunk) {
+  return whileHeld(blob.stream(), (stream) => readChunks(stream, buffer, onChunk));
+}
+
+async function readChunks(stream, buffer, onChunk) {
   const reader = byobReader(stream);
   if (!reader) {
     const plain = stream.getReader();
@@ -36,8 +57,12 @@ export async function eachChunk(blob, buffer, onChunk) {
  * @returns {Promise<Uint8Array>} a view of blob.size bytes; its .buffer is the
  *   buffer to use next (the given one is detached)
  */
-export async function readWhole(blob, buffer) {
-  const reader = byobReader(blob.stream());
+export function readWhole(blob, buffer) {
+  return whileHeld(blob.stream(), (stream) => readInto(stream, blob, buffer));
+}
+
+async function readInto(stream, blob, buffer) {
+  const reader = byobReader(stream);
   if (!reader) return new Uint8Array(await blob.arrayBuffer());
   // Never ask for zero bytes: a zero-length BYOB read is an error.
   for (let offset = 0; offset < blob.size; ) {
