@@ -180,6 +180,47 @@ def test_upload_survives_network_drop(page, site, browser_s3, medium_file):
     assert_object_is(browser_s3, site, row, medium_file, 9)
 
 
+def test_stalled_part_is_abandoned_and_sent_again(page, site, browser_s3, medium_file):
+    """A part request that never gets anywhere is retried after stall-timeout seconds.
+
+    The first PUT of part 3 is held in Chromium and never sent: to the page it
+    is a connection that stalls without failing. Without the uploader's stall
+    watchdog the file would wait on it for good.
+    """
+    log = PartLog(page)
+    page.goto(PAGE)
+    page.evaluate(
+        """() => {
+            const old = document.querySelector("datasette-files-s3-upload");
+            const element = old.cloneNode(false);
+            element.setAttribute("stall-timeout", "2");
+            old.replaceWith(element);
+            window.rowTexts = new Set();
+            new MutationObserver(() => {
+                for (const row of document.querySelectorAll(".dfs3-file")) rowTexts.add(row.textContent);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+    part_3_requests = []
+
+    def hold_the_first_try_of_part_3(route):
+        match = PART_NUMBER.search(route.request.url)
+        if route.request.method == "PUT" and match and match.group(1) == "3":
+            part_3_requests.append(route)
+            if len(part_3_requests) == 1:
+                return  # never sent and never answered
+        route.continue_()
+
+    page.route(PART_NUMBER, hold_the_first_try_of_part_3)
+    choose(page, medium_file)
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "done", timeout=60_000)
+    assert len(part_3_requests) >= 2
+    assert sorted(set(log.finished)) == list(range(1, 10))
+    assert any("The connection stalled; retrying" in text for text in page.evaluate("() => [...rowTexts]"))
+    assert_object_is(browser_s3, site, row, medium_file, 9)
+
+
 def test_reload_resumes_without_resending_parts_in_bucket(page, site, browser_s3, medium_file):
     log = PartLog(page)
     page.goto(PAGE)

@@ -32,7 +32,9 @@ const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", e
 /**
  * Attributes: source (required), base-url (default "/"), multipart-threshold
  * (bytes, default 16 MiB, 64 MiB with checksum="none"), concurrency (parts in flight, default 4),
- * parallel-files (default 3), retries (per request, default 6).
+ * parallel-files (default 3), retries (per request, default 6), stall-timeout
+ * (seconds a request to the bucket may go without progress before it is
+ * retried, default 60).
  * Events (bubbling, composed): files-s3-upload-start, files-s3-upload-done
  * (detail.file = the datasette-files file JSON), files-s3-upload-error
  * (detail.error), files-s3-upload-cancelled, files-s3-uploads-finished (detail.results).
@@ -45,6 +47,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
     const resume = new ResumeStore(source);
     const retries = Number(this.getAttribute("retries")) || 6;
+    const stallTimeout = (Number(this.getAttribute("stall-timeout")) || 60) * 1000;
     // "none" for sources whose store refuses x-amz-checksum-* (the source's checksum option).
     const checksums = this.getAttribute("checksum") !== "none";
     // The source's defaults (config.py): with checksums a single POST is hashed
@@ -53,7 +56,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
     this.scheduler = new UploadScheduler({
       parallel: Number(this.getAttribute("parallel-files")) || 3,
-      createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, corsHelp, checksums }),
+      createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, stallTimeout, corsHelp, checksums }),
     });
     this.scheduler.addEventListener("start", ({ detail: { upload } }) =>
       this.emit("files-s3-upload-start", { name: upload.file.name, size: upload.file.size }),

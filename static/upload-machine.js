@@ -123,11 +123,12 @@ export class FileUpload extends EventTarget {
   /**
    * @param {File} file
    * @param {{api: DatasetteApi, queue: import("./upload-queue.js").RequestQueue,
-   *          resume: ResumeStore, threshold: number, retries?: number,
+   *          resume: ResumeStore, threshold: number, retries?: number, stallTimeout?: number,
    *          corsHelp: (origin: string) => string, checksums?: boolean}} options
    *   checksums: send SHA-256s the store checks (the file's, or each part's)
+   *   stallTimeout: milliseconds a request to the bucket may go without progress (sendToBucket)
    */
-  constructor(file, { api, queue, resume, threshold, retries = 6, corsHelp, checksums = true }) {
+  constructor(file, { api, queue, resume, threshold, retries = 6, stallTimeout, corsHelp, checksums = true }) {
     super();
     this.file = file;
     this.api = api;
@@ -135,6 +136,7 @@ export class FileUpload extends EventTarget {
     this.resume = resume;
     this.threshold = threshold;
     this.retries = retries;
+    this.stallTimeout = stallTimeout;
     this.corsHelp = corsHelp;
     this.checksums = checksums;
     this.status = "pending";
@@ -270,7 +272,11 @@ export class FileUpload extends EventTarget {
    */
   toBucket(makeRequest, signal) {
     const checkBucket = () => this.api.checkBucket(signal);
-    return this.queue.run(async () => sendToBucket({ ...(await makeRequest()), signal, checkBucket }), signal);
+    const stallTimeout = this.stallTimeout;
+    return this.queue.run(
+      async () => sendToBucket({ ...(await makeRequest()), signal, checkBucket, stallTimeout }),
+      signal,
+    );
   }
 
   // --- one presigned POST --------------------------------------------------

@@ -9,7 +9,7 @@ export class UploadError extends Error {
    * @param {string} message plain words, safe to show
    * @param {{kind?: string, retryable?: boolean, status?: number, body?: object, code?: string,
    *          retryAfter?: number|null}} options
-   *   kind: "network" | "cors" | "etag" | "server" | "bucket" | "cancelled"
+   *   kind: "network" | "stalled" | "cors" | "etag" | "server" | "bucket" | "cancelled"
    *   body: Datasette's JSON answer, when there was one
    *   code: S3's error code, when the bucket answered with one
    *   retryAfter: milliseconds the answer's Retry-After asked to wait (see parseRetryAfter)
@@ -208,6 +208,7 @@ export function bucketError(response, { resignable = false } = {}) {
 /** What a retry waits for, in a few words for the file's row. */
 export function retryReason(error) {
   if (error.kind === "network") return "Connection lost";
+  if (error.kind === "stalled") return "The connection stalled";
   if (error.kind === "bucket") {
     return error.status === 429 || error.code === "SlowDown" ? "The bucket asked to slow down" : `The bucket answered ${error.status}`;
   }
@@ -294,6 +295,14 @@ export async function diagnoseNoResponse(url, checkBucket) {
   });
 }
 
+// How long a request to the bucket may go without sending or receiving a byte
+// before it is given up and retried. A connection can stall without ever
+// failing (a NAT mapping or proxy that silently stopped forwarding), and the
+// upload would wait on it for good. Progress events come many times a second
+// on any working link, and a part's answer follows its last byte within
+// seconds, so a minute of silence is a dead connection.
+export const STALL_TIMEOUT_MS = 60_000;
+
 /**
  * Send one request to the bucket with XMLHttpRequest (fetch cannot report
  * upload progress). Resolves with {status, headers} (only the `readHeaders`
@@ -301,7 +310,9 @@ export async function diagnoseNoResponse(url, checkBucket) {
  * rejects with an UploadError that says whether it may heal.
  * @param {{method: string, url: string, body: any, headers?: object, signal?: AbortSignal,
  *          onProgress?: (bytes: number) => void, readHeaders?: string[], resignable?: boolean,
- *          checkBucket?: () => Promise<unknown>}} request
+ *          checkBucket?: () => Promise<unknown>, stallTimeout?: number}} request
+ *   stallTimeout: milliseconds without progress before the request is
+ *   abandoned with a retryable "stalled" error (STALL_TIMEOUT_MS by default)
  */
 export function sendToBucket({
   method,
@@ -313,6 +324,7 @@ export function sendToBucket({
   readHeaders = [],
   resignable = false,
   checkBucket,
+  stallTimeout = STALL_TIMEOUT_MS,
 }) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelledError());
@@ -321,8 +333,24 @@ export function sendToBucket({
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     const onAbort = () => xhr.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const finish = () => signal?.removeEventListener("abort", onAbort);
-    xhr.upload.onprogress = (event) => onProgress?.(event.loaded);
+    let stalled = false;
+    let watchdog;
+    const stillMoving = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        stalled = true;
+        xhr.abort();
+      }, stallTimeout);
+    };
+    const finish = () => {
+      clearTimeout(watchdog);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    xhr.upload.onprogress = (event) => {
+      stillMoving();
+      onProgress?.(event.loaded);
+    };
+    xhr.onprogress = xhr.onreadystatechange = stillMoving;
     xhr.onload = () => {
       finish();
       reachedOrigins.add(new URL(url, location.href).origin);
@@ -344,8 +372,12 @@ export function sendToBucket({
     xhr.onabort = () => {
       finish();
       onProgress?.(0);
-      reject(cancelledError());
+      if (!stalled) return reject(cancelledError());
+      const seconds = Math.round(stallTimeout / 1000);
+      const message = `Nothing was sent or received for ${seconds} s: the connection to the bucket stalled`;
+      reject(new UploadError(message, { kind: "stalled", retryable: true }));
     };
+    stillMoving();
     xhr.send(body);
   });
 }
