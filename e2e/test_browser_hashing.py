@@ -301,6 +301,25 @@ def test_parts_hash_while_garbage_is_collected_all_the_time(collecting_page, fil
     assert digests == expected
 
 
+def test_whole_file_hash_survives_garbage_collection_in_the_page(collecting_page, files):
+    """wholeFileSha256 while the page collects garbage every millisecond: the
+    worker and its pending answer must stay alive with nothing else holding them."""
+    path = files[40 * MIB + 5]
+    outcome = collecting_page.evaluate(
+        f"""async (name) => {{
+            const collecting = setInterval(() => gc(), 1);
+            try {{
+                const hashing = checksums.wholeFileSha256(files[name], {{partSize: 1024 * 1024}});
+                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
+            }} finally {{
+                clearInterval(collecting);
+            }}
+        }}""",
+        path.name,
+    )
+    assert outcome == sha256_of(path).hexdigest()
+
+
 def test_worker_hashes_while_garbage_is_collected_all_the_time(collecting_page, server, files):
     """The same in the worker: a wrapper collects garbage every millisecond, then loads ours."""
     path = files[40 * MIB + 5]
