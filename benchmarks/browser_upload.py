@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="where browser-upload.md/json go")
     args = parser.parse_args(argv)
-    sizes = [int(s) * MiB for s in args.sizes.split(",")]
+    sizes = sorted({int(s) * MiB for s in args.sizes.split(",")})
     thresholds = {key: source_threshold(key, args.multipart_threshold) for key in SOURCES}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -413,12 +413,11 @@ def main(argv: list[str] | None = None) -> int:
             # Untimed: one upload of the largest size. moto assembles a multipart
             # object in memory, and its first 1 GiB complete took 5.8 s where later
             # ones took 3.2 to 4.5 s (it grows its heap once): whichever path went
-            # first paid for that.
-            warm = make_file(workdir, max(sizes))
-            bench.upload("boto3_shaped", warm)
-            warm.unlink()
+            # first paid for that. The file is kept for that size's own rounds.
+            largest = make_file(workdir, max(sizes))
+            bench.upload("boto3_shaped", largest)
             for size in sizes:
-                file = make_file(workdir, size)
+                file = largest if size == max(sizes) else make_file(workdir, size)
                 for key, uploads in bench.measure_size(file, args.repeats).items():
                     results[key][size] = summarize(uploads, size)
                 file.unlink()
