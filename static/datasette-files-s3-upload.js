@@ -5,7 +5,7 @@
 
 import { formatBytes, formatDuration, SpeedMeter } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
-import { RequestQueue } from "./upload-queue.js";
+import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
 import { UploadScheduler } from "./upload-scheduler.js";
 
 const MIB = 1024 * 1024;
@@ -47,7 +47,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
     const resume = new ResumeStore(source);
     const retries = Number(this.getAttribute("retries")) || 6;
-    const stallTimeout = (Number(this.getAttribute("stall-timeout")) || 60) * 1000;
+    const stallTimeout = Number(this.getAttribute("stall-timeout")) * 1000 || STALL_TIMEOUT_MS;
     // "none" for sources whose store refuses x-amz-checksum-* (the source's checksum option).
     const checksums = this.getAttribute("checksum") !== "none";
     // The source's defaults (config.py): with checksums a single POST is hashed
