@@ -43,6 +43,25 @@ def wait_until(page, condition, timeout=30):
     raise AssertionError("condition not met in time")
 
 
+def record_details(page) -> None:
+    """Record every text the rows' detail lines show, as it is drawn (read with
+    details_shown), so a line shown only while a retry waits is seen however late
+    the test looks."""
+    page.evaluate(
+        """() => {
+            window.detailsShown = [];
+            new MutationObserver(() => {
+                for (const detail of document.querySelectorAll(".dfs3-detail")) detailsShown.push(detail.textContent);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+
+
+def details_shown(page) -> list[str]:
+    """The detail lines recorded since record_details."""
+    return page.evaluate("() => window.detailsShown")
+
+
 def choose(page, *paths):
     """Choose files in the bundled uploader's file input."""
     page.set_input_files("datasette-files-s3-upload input[type=file]", list(paths))

@@ -14,7 +14,18 @@ from playwright.sync_api import expect
 
 # The benchmarks' peak-memory probe, so this test and benchmarks/browser_upload.py measure alike.
 from benchmarks.memory import PeakRSS, chromium_renderer_pids
-from e2e.page_helpers import MIB, PAGE, PART_NUMBER, Network, PartGate, choose, make_file, wait_until
+from e2e.page_helpers import (
+    MIB,
+    PAGE,
+    PART_NUMBER,
+    Network,
+    PartGate,
+    choose,
+    details_shown,
+    make_file,
+    record_details,
+    wait_until,
+)
 from tests.live_servers import DatasetteProcess, live_config
 
 
@@ -195,12 +206,9 @@ def test_stalled_part_is_abandoned_and_sent_again(page, site, browser_s3, medium
             const element = old.cloneNode(false);
             element.setAttribute("stall-timeout", "2");
             old.replaceWith(element);
-            window.rowTexts = new Set();
-            new MutationObserver(() => {
-                for (const row of document.querySelectorAll(".dfs3-file")) rowTexts.add(row.textContent);
-            }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }"""
     )
+    record_details(page)
     part_3_requests = []
 
     def hold_the_first_try_of_part_3(route):
@@ -217,7 +225,7 @@ def test_stalled_part_is_abandoned_and_sent_again(page, site, browser_s3, medium
     expect(row).to_have_attribute("data-status", "done", timeout=60_000)
     assert len(part_3_requests) >= 2
     assert sorted(set(log.finished)) == list(range(1, 10))
-    assert any("The connection stalled; retrying" in text for text in page.evaluate("() => [...rowTexts]"))
+    assert any("The connection stalled; retrying" in text for text in details_shown(page))
     assert_object_is(browser_s3, site, row, medium_file, 9)
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from e2e.page_helpers import PAGE, RequestGate, choose, make_file, wait_until
+from e2e.page_helpers import PAGE, RequestGate, choose, details_shown, make_file, record_details, wait_until
 
 PREPARE = re.compile(r"/-/prepare$")
 
@@ -20,15 +20,6 @@ PREPARE = re.compile(r"/-/prepare$")
 # within them (LocalStack enforces the policy's expiry).
 UPLOAD_EXPIRES = 10
 ONE_AT_A_TIME = {"config": {"max_pending_uploads": 1, "upload_expires": UPLOAD_EXPIRES}}
-
-# Every text the rows' detail lines show, recorded in the page as it is drawn, so
-# a line shown only while a retry waits is seen however late the test looks.
-RECORD_DETAILS = """() => {
-  window.detailsShown = [];
-  new MutationObserver(() => {
-    for (const detail of document.querySelectorAll(".dfs3-detail")) window.detailsShown.push(detail.textContent);
-  }).observe(document.body, { subtree: true, childList: true, characterData: true });
-}"""
 
 # The prepare requests as Chromium timed them, on one clock (ms since the page loaded).
 PREPARE_TIMES = """() => performance.getEntriesByType("resource")
@@ -49,7 +40,7 @@ def test_refused_prepare_is_sent_again_no_sooner_than_retry_after(page, tmp_path
     # refused: its place stays taken, whichever file prepared first.
     completes = RequestGate(page, re.compile(r"/-/complete$"), "POST")
     page.goto(PAGE)
-    page.evaluate(RECORD_DETAILS)
+    record_details(page)
     choose(page, make_file(tmp_path, "one.bin", 1000), make_file(tmp_path, "two.bin", 2000))
     wait_until(page, lambda: refusals)
     retry_after = int(refusals[0]["retry-after"])
@@ -64,7 +55,7 @@ def test_refused_prepare_is_sent_again_no_sooner_than_retry_after(page, tmp_path
     retries = [t for t in times if t["start"] > refused["end"]]
     assert len(retries) == 1, times
     assert retries[0]["start"] - refused["end"] >= retry_after * 1000 - CLOCK_SLACK_MS, times
-    shown = page.evaluate("() => window.detailsShown")
+    shown = details_shown(page)
     assert any(f"Too many uploads in progress; retrying in {retry_after} s" in text for text in shown), shown
 
 
