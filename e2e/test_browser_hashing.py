@@ -274,6 +274,53 @@ def collecting_page(launch_chromium, server, files):
 HUNG_AFTER_20_S = "new Promise((resolve) => setTimeout(() => resolve('hung'), 20000))"
 
 
+def settled_while_collecting_garbage(page, start: str, arg):
+    """What the promise from the JavaScript function `start(arg)` settles to while
+    the page calls gc() every millisecond, or "hung" if it has not settled in 20 s."""
+    return page.evaluate(
+        f"""async (arg) => {{
+            const collecting = setInterval(() => gc(), 1);
+            try {{
+                return await Promise.race([({start})(arg), {HUNG_AFTER_20_S}]);
+            }} finally {{
+                clearInterval(collecting);
+            }}
+        }}""",
+        arg,
+    )
+
+
+def hash_in_wrapped_worker(page, server, prelude: str, path: Path) -> dict:
+    """Our sha256-worker.js, loaded by a wrapper worker that first runs the
+    JavaScript `prelude`, hashes the chosen file in 1 MiB slices.
+
+    Returns {"hex": the digest, or "hung" after 20 s, "notes": the types of any
+    other messages the worker posted, progress aside, in order}.
+    """
+    return page.evaluate(
+        f"""async ([workerUrl, prelude, name]) => {{
+            const source = `${{prelude}}\nawait import(${{JSON.stringify(workerUrl)}});\npostMessage({{type: "ready"}});`;
+            const worker = new Worker(URL.createObjectURL(new Blob([source], {{type: "text/javascript"}})), {{type: "module"}});
+            const notes = [];
+            const hashing = new Promise((resolve, reject) => {{
+                worker.onerror = (e) => reject(new Error(e.message));
+                worker.onmessage = ({{data}}) => {{
+                    if (data.type === "ready") worker.postMessage({{blob: files[name], partSize: 1024 * 1024}});
+                    else if (data.type === "done") resolve(data.hex);
+                    else if (data.type === "error") reject(new Error(data.message));
+                    else if (data.type !== "progress") notes.push(data.type);
+                }};
+            }});
+            try {{
+                return {{hex: await Promise.race([hashing, {HUNG_AFTER_20_S}]), notes}};
+            }} finally {{
+                worker.terminate();
+            }}
+        }}""",
+        [server.url + STATIC + "/sha256-worker.js", prelude, path.name],
+    )
+
+
 def test_parts_hash_while_garbage_is_collected_all_the_time(collecting_page, files):
     """Chromium collected a Blob stream with a read pending, and the read never settled.
 
@@ -282,39 +329,26 @@ def test_parts_hash_while_garbage_is_collected_all_the_time(collecting_page, fil
     read hangs.
     """
     path, part_size = files[40 * MIB + 5], 5 * MIB - 1
-    expected = part_digests(path, part_size)
-    digests = collecting_page.evaluate(
-        f"""async ([name, partSize]) => {{
+    digests = settled_while_collecting_garbage(
+        collecting_page,
+        """([name, partSize]) => {
             const file = files[name];
             const parts = [];
             for (let start = 0; start < file.size; start += partSize) parts.push(file.slice(start, start + partSize));
-            const collecting = setInterval(() => gc(), 1);
-            try {{
-                const hashing = Promise.all(parts.map((part) => checksums.sha256Base64(part)));
-                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
-            }} finally {{
-                clearInterval(collecting);
-            }}
-        }}""",
+            return Promise.all(parts.map((part) => checksums.sha256Base64(part)));
+        }""",
         [path.name, part_size],
     )
-    assert digests == expected
+    assert digests == part_digests(path, part_size)
 
 
 def test_whole_file_hash_survives_garbage_collection_in_the_page(collecting_page, files):
     """wholeFileSha256 while the page collects garbage every millisecond: the
     worker and its pending answer must stay alive with nothing else holding them."""
     path = files[40 * MIB + 5]
-    outcome = collecting_page.evaluate(
-        f"""async (name) => {{
-            const collecting = setInterval(() => gc(), 1);
-            try {{
-                const hashing = checksums.wholeFileSha256(files[name], {{partSize: 1024 * 1024}});
-                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
-            }} finally {{
-                clearInterval(collecting);
-            }}
-        }}""",
+    outcome = settled_while_collecting_garbage(
+        collecting_page,
+        "(name) => checksums.wholeFileSha256(files[name], {partSize: 1024 * 1024})",
         path.name,
     )
     assert outcome == sha256_of(path).hexdigest()
@@ -323,27 +357,19 @@ def test_whole_file_hash_survives_garbage_collection_in_the_page(collecting_page
 def test_worker_hashes_while_garbage_is_collected_all_the_time(collecting_page, server, files):
     """The same in the worker: a wrapper collects garbage every millisecond, then loads ours."""
     path = files[40 * MIB + 5]
-    outcome = collecting_page.evaluate(
-        f"""async ([workerUrl, name]) => {{
-            const source = `setInterval(() => gc(), 1); await import(${{JSON.stringify(workerUrl)}}); postMessage({{type: "ready"}});`;
-            const worker = new Worker(URL.createObjectURL(new Blob([source], {{type: "text/javascript"}})), {{type: "module"}});
-            const hashing = new Promise((resolve, reject) => {{
-                worker.onerror = (e) => reject(new Error(e.message));
-                worker.onmessage = ({{data}}) => {{
-                    if (data.type === "ready") worker.postMessage({{blob: files[name], partSize: 1024 * 1024}});
-                    else if (data.type === "done") resolve(data.hex);
-                    else if (data.type === "error") reject(new Error(data.message));
-                }};
-            }});
-            try {{
-                return await Promise.race([hashing, {HUNG_AFTER_20_S}]);
-            }} finally {{
-                worker.terminate();
-            }}
-        }}""",
-        [server.url + STATIC + "/sha256-worker.js", path.name],
-    )
-    assert outcome == sha256_of(path).hexdigest()
+    outcome = hash_in_wrapped_worker(collecting_page, server, "setInterval(() => gc(), 1);", path)
+    assert outcome == {"hex": sha256_of(path).hexdigest(), "notes": []}
+
+
+# Makes getReader({mode: "byob"}) throw as it does where Blob streams are not
+# byte streams, and posts a note each time it is asked for one.
+REFUSE_BYOB_READERS = """
+const getReader = ReadableStream.prototype.getReader;
+ReadableStream.prototype.getReader = function (options) {
+    if (options?.mode !== "byob") return getReader.call(this, options);
+    postMessage({type: "byob-refused"});
+    throw new TypeError("Cannot use a BYOB reader with a non-byte stream");
+};"""
 
 
 def test_worker_without_byte_streams_still_matches_hashlib(page, server, files):
@@ -353,35 +379,8 @@ def test_worker_without_byte_streams_still_matches_hashlib(page, server, files):
     makes getReader({mode: "byob"}) throw as it does there, then loads ours.
     """
     path = files[8 * MIB + 3]
-    outcome = page.evaluate(
-        """async ([workerUrl, name]) => {
-            const source = `
-                const getReader = ReadableStream.prototype.getReader;
-                ReadableStream.prototype.getReader = function (options) {
-                    if (options?.mode !== "byob") return getReader.call(this, options);
-                    postMessage({type: "byob-refused"});
-                    throw new TypeError("Cannot use a BYOB reader with a non-byte stream");
-                };
-                await import(${JSON.stringify(workerUrl)});
-                postMessage({type: "ready"});`;
-            const url = URL.createObjectURL(new Blob([source], {type: "text/javascript"}));
-            const worker = new Worker(url, {type: "module"});
-            let refused = 0;
-            const hex = await new Promise((resolve, reject) => {
-                worker.onerror = (e) => reject(new Error(e.message));
-                worker.onmessage = ({data}) => {
-                    if (data.type === "byob-refused") refused++;
-                    else if (data.type === "ready") worker.postMessage({blob: files[name], partSize: 1024 * 1024});
-                    else if (data.type === "done") resolve(data.hex);
-                    else if (data.type === "error") reject(new Error(data.message));
-                };
-            });
-            worker.terminate();
-            return {hex, refused};
-        }""",
-        [server.url + STATIC + "/sha256-worker.js", path.name],
-    )
-    assert outcome == {"hex": sha256_of(path).hexdigest(), "refused": 9}
+    outcome = hash_in_wrapped_worker(page, server, REFUSE_BYOB_READERS, path)
+    assert outcome == {"hex": sha256_of(path).hexdigest(), "notes": ["byob-refused"] * 9}
 
 
 def test_page_without_webcrypto_hashes_parts_in_the_worker(browser, server, files):
