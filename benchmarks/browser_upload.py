@@ -127,12 +127,6 @@ def make_file(directory: Path, size: int) -> Path:
     return path
 
 
-def own_cpu_seconds() -> float:
-    """This process's CPU time, all threads: user + system."""
-    times = os.times()
-    return times.user + times.system
-
-
 def js_heap_used(cdp) -> int:
     metrics = cdp.send("Performance.getMetrics")["metrics"]
     return next(int(m["value"]) for m in metrics if m["name"] == "JSHeapUsedSize")
@@ -177,7 +171,7 @@ class Bench:
 
     def boto3_upload(self, key: str, file: Path) -> Upload:
         extra = None if key == "boto3_none" else {"ChecksumAlgorithm": "SHA256"}
-        cpu_before = own_cpu_seconds()
+        cpu_before = cpu_seconds(os.getpid())
         start = time.perf_counter()
         self.s3[key].upload_file(
             str(file), BUCKET, f"{key}/{uuid.uuid4().hex}.bin", ExtraArgs=extra, Config=self.transfer.get(key)
@@ -185,7 +179,7 @@ class Bench:
         return Upload(
             seconds=time.perf_counter() - start,
             load_average=os.getloadavg()[0],
-            client_cpu=own_cpu_seconds() - cpu_before,
+            client_cpu=cpu_seconds(os.getpid()) - cpu_before,
         )
 
     def browser_upload(self, source: str, file: Path, expect_hash: bool) -> Upload:
