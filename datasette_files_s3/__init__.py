@@ -5,7 +5,7 @@ This module holds the plugin hooks only; see README.md for the upload flow.
 
 from datasette import hookimpl
 
-from . import database, multipart_views, views
+from . import database, multipart_views, proxy_upload, views
 from .storage import S3Storage
 
 __all__ = ["S3Storage"]
@@ -49,7 +49,9 @@ def register_routes():
     upload API (and file views) for s3 sources, handing other sources back."""
     return [
         (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
+        (UPLOAD_API + r"/-/upload$", proxy_upload.upload_content),
         (UPLOAD_API + r"/-/complete$", views.upload_complete),
+        (r"^/-/files/import/(?P<file_id>df-[a-z0-9]+)$", views.file_import),
         (FILE + r"/thumbnail$", views.file_thumbnail),
         (FILE + r"/-/delete$", views.file_delete),
         (FILE + r"/-/update$", views.file_update),

@@ -58,6 +58,10 @@ class S3SourceConfig:
     multipart_threshold: int = 64 * 1024**2
     multipart_expires: int = 24 * 3600
     thumbnail_max_size: int = 10 * 1024**2
+    # The most of one object Datasette will hold in memory at once (read_file:
+    # datasette-files' CSV import and its previews). Larger files are refused
+    # with a message, never read: one GET must not grow the server by a file.
+    max_read_size: int = 10 * 1024**2
     # False: datasette-files' own prepare/upload endpoints carry the bytes
     # through Datasette (streamed to S3) - for buckets browsers cannot reach.
     direct_uploads: bool = True
@@ -116,6 +120,7 @@ OPTIONS = {
     "multipart_threshold",
     "multipart_expires",
     "thumbnail_max_size",
+    "max_read_size",
     "direct_uploads",
     "checksum",
     *LIMIT_OPTIONS,
@@ -215,7 +220,7 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         fail("addressing_style", "must be one of auto, path, virtual")
     values["addressing_style"] = style
 
-    for name in ("max_file_size", "multipart_threshold", "thumbnail_max_size"):
+    for name in ("max_file_size", "multipart_threshold", "thumbnail_max_size", "max_read_size"):
         if raw.get(name) is not None:
             try:
                 values[name] = parse_size(raw[name], name)

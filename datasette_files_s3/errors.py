@@ -59,6 +59,13 @@ class BodyTooLarge(UploadRejected):
     status = 413
 
 
+class ReadTooLarge(FilesS3Error):
+    """A whole-object read of a file larger than the source's max_read_size:
+    refused before its body is read, so Datasette never holds it."""
+
+    status = 413
+
+
 class AlreadyCompleted(UploadRejected):
     """The token's file is already registered (409 Conflict).
 

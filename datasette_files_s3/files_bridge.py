@@ -14,6 +14,7 @@ import json
 from datetime import datetime, timezone
 
 import datasette_files
+import datasette_files.base as datasette_files_base
 from datasette import Response
 from datasette_files import FileSourceResource
 
@@ -34,6 +35,8 @@ stock_file_thumbnail = datasette_files.file_thumbnail
 stock_file_delete = datasette_files.file_delete
 stock_file_update = datasette_files.file_update
 stock_file_download = datasette_files.file_download
+stock_upload_content = datasette_files.upload_content
+stock_file_import = datasette_files.import_file_view
 
 
 def keep_secrets_out_of_stored_config(config: dict) -> None:
@@ -50,6 +53,23 @@ def keep_secrets_out_of_stored_config(config: dict) -> None:
         config.pop(name, None)
     if isinstance(config.get("credentials_url"), str):
         config["credentials_url"] = safe_url(config["credentials_url"])
+
+
+def file_too_large(max_bytes: int) -> Exception:
+    """datasette-files' FileTooLarge for a bounded read over `max_bytes`.
+
+    Only releases after 0.1a3 have it (with Storage.read_file_limited, its one
+    caller); on 0.1a3 nothing calls read_file_limited, so a plain error will do.
+    """
+    too_large = getattr(datasette_files_base, "FileTooLarge", None)
+    if too_large is None:
+        return ValueError(f"File exceeds the {max_bytes} byte read limit")
+    return too_large.for_limit(max_bytes)
+
+
+def proxy_upload_token(value: str):
+    """datasette-files' in-memory UploadToken for a proxied upload, or None."""
+    return datasette_files._upload_tokens.get(value)
 
 
 def storage_for(source: str):

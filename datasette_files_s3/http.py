@@ -135,13 +135,32 @@ async def error_answer(datasette, ex: Exception, outcome: str = NOTHING_CHANGED)
     raise ex
 
 
-def json_api(view):
-    """POST-only JSON endpoint: turns our exceptions into JSON errors, never a 500."""
+def post_only(view):
+    """State changes only on POST: any other method (GET, HEAD, ...) gets 405
+    and the view never runs.
+
+    A cross-site page can make a browser send GET with the login cookie (a
+    link, an <img>, a top-level navigation: SameSite=Lax allows it), but not a
+    cross-site POST with it.
+    """
 
     @functools.wraps(view)
     async def wrapper(request, datasette):
         if request.method != "POST":
-            return Response.error("Use POST with a JSON body", 405, headers={"Allow": "POST"})
+            return Response.error(
+                f"Use POST: {request.method} changes nothing here", 405, headers={"Allow": "POST"}
+            )
+        return await view(request, datasette)
+
+    return wrapper
+
+
+def json_api(view):
+    """POST-only JSON endpoint: turns our exceptions into JSON errors, never a 500."""
+
+    @post_only
+    @functools.wraps(view)
+    async def wrapper(request, datasette):
         try:
             return await view(request, datasette)
         except ANSWERED_ERRORS as ex:

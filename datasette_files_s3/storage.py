@@ -42,7 +42,14 @@ from . import files_bridge
 from .bucket_check import BucketCheck
 from .config import S3SourceConfig, parse_source_config, safe_host
 from .credentials import Credentials, CredentialsProvider, provider_for
-from .errors import BucketUnusable, CredentialsUnavailable, NotPermitted, S3Unreachable, StorageUnavailable
+from .errors import (
+    BucketUnusable,
+    CredentialsUnavailable,
+    NotPermitted,
+    ReadTooLarge,
+    S3Unreachable,
+    StorageUnavailable,
+)
 from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -62,6 +69,15 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 # S3's ways of saying "these keys may not use this bucket" (doctor names them too).
 DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
+
+
+def whole_object_size(get_response: dict) -> int:
+    """The whole object's size from a (possibly ranged) get_object answer."""
+    content_range = get_response.get("ContentRange") or ""
+    total = content_range.rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    return int(get_response.get("ContentLength") or 0)
 
 
 def s3_error_code(ex: BaseException) -> str:
@@ -345,12 +361,55 @@ class S3Storage(Storage):
         )
 
     async def read_file(self, path: str) -> bytes:
+        """The whole object, if it is no larger than the source's max_read_size.
+
+        datasette-files calls this for its CSV import and previews; a larger
+        object is refused (ReadTooLarge, a 413) before its body is read, so one
+        GET can never make Datasette hold a whole large file.
+        """
         if _whole_reads_refused.get():
             raise StorageUnavailable(
                 f"datasette-files source '{self.source}': whole-object read refused here"
             )
-        response = await self.call("get_object", Path=path)
-        return await self._run(response["Body"].read)
+        limit = self.config.max_read_size
+        body = await self.read_at_most(path, limit)
+        if body is None:
+            raise ReadTooLarge(
+                f"{path.rsplit('/', 1)[-1]} is larger than source '{self.source}' reads whole "
+                f"(max_read_size: {limit} bytes): download it instead, or raise max_read_size"
+            )
+        return body
+
+    async def read_file_limited(self, path: str, max_bytes: int) -> bytes:
+        """At most `max_bytes` (and never more than max_read_size) by one ranged
+        GET; datasette-files' FileTooLarge for a larger object, unread."""
+        limit = min(max_bytes, self.config.max_read_size)
+        body = await self.read_at_most(path, limit)
+        if body is None:
+            raise files_bridge.file_too_large(limit)
+        return body
+
+    async def read_at_most(self, path: str, limit: int) -> bytes | None:
+        """The whole object if it holds at most `limit` bytes, else None.
+
+        One GET for bytes 0..limit: the object's total size (Content-Range, or
+        Content-Length from a store that ignores Range) is checked before the
+        body is read, and no more than limit + 1 bytes are ever read.
+        """
+        try:
+            response = await self.call("get_object", Path=path, Range=f"bytes=0-{limit}")
+        except StorageUnavailable as ex:
+            if ex.code == "InvalidRange":  # an empty object has no byte 0
+                return b""
+            raise
+        body = response["Body"]
+        try:
+            if whole_object_size(response) > limit:
+                return None
+            data = await self._run(body.read, limit + 1)
+        finally:
+            body.close()
+        return data if len(data) <= limit else None
 
     async def read_bytes(self, path: str, num_bytes: int = 2048) -> bytes:
         """The first `num_bytes` by an HTTP Range request, never the whole object."""

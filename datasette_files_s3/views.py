@@ -23,24 +23,27 @@ from .http import (
     error_answer,
     error_response,
     json_api,
+    post_only,
     read_body_capped,
     read_json_body,
     replaying,
     require_upload_permission,
 )
 from .keys import check_filename
+from .proxy_upload import token_in_upload_url
 from .storage import S3Storage, whole_reads_refused
 from .thumbnails import thumbnail_quietly
 
 
-def s3_sources_only(stock_view, check_bucket: bool = False):
+def s3_sources_only(stock_view, check_bucket: bool = False, adjust_stock_answer=None):
     """Route s3 sources to our view; other sources, and s3 sources with
     direct_uploads: false (the proxy fallback), to datasette-files' own.
 
     With `check_bucket`, a proxy-fallback request is answered with the bucket's
     problem, if it has one, before datasette-files' view takes it: its prepare
     never contacts S3, so the upload would otherwise fail only once the bytes
-    had been sent.
+    had been sent. `adjust_stock_answer`, if given, rewrites datasette-files'
+    answer for those proxy sources.
     """
 
     def decorate(view):
@@ -62,7 +65,8 @@ def s3_sources_only(stock_view, check_bucket: bool = False):
                 # Its complete would read the whole object for a thumbnail and
                 # decode it on the event loop; thumbnails.py makes it instead.
                 with whole_reads_refused():
-                    return await stock_view(request, datasette)
+                    answer = await stock_view(request, datasette)
+                return adjust_stock_answer(answer) if adjust_stock_answer else answer
             return await view(request, datasette)
 
         return wrapper
@@ -91,6 +95,7 @@ async def checked_for_stock(request) -> Request:
     return replaying(request, body)
 
 
+@post_only
 async def file_update(request, datasette):
     """POST /-/files/{id}/-/update: datasette-files' own, behind our JSON check.
 
@@ -109,7 +114,9 @@ async def file_update(request, datasette):
     return await files_bridge.stock_file_update(replaying(request, body), datasette)
 
 
-@s3_sources_only(files_bridge.stock_upload_prepare, check_bucket=True)
+@s3_sources_only(
+    files_bridge.stock_upload_prepare, check_bucket=True, adjust_stock_answer=token_in_upload_url
+)
 @json_api
 async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
@@ -187,7 +194,11 @@ def storage_errors_as_json(stock_view):
     return wrapper
 
 
-file_delete = storage_errors_as_json(files_bridge.stock_file_delete)
+file_delete = post_only(storage_errors_as_json(files_bridge.stock_file_delete))
+
+# GET shows datasette-files' CSV import page, POST starts an import: both read
+# the whole file, which S3Storage.read_file bounds by max_read_size (a 413 here).
+file_import = storage_errors_as_json(files_bridge.stock_file_import)
 
 
 @storage_errors_as_json

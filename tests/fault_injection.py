@@ -109,6 +109,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         query = parse_qs(urlparse(self.path).query)
         with proxy.lock:
             proxy.requests.append((self.command, self.path))
+            proxy.ranges.append((self.path, self.headers.get("Range")))
         part = query.get("partNumber", [None])[0]
         if self.command == "PUT" and part is not None:
             with proxy.lock:
@@ -146,7 +147,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 class FlakyS3Proxy:
     """HTTP forwarder to an S3 server; `fail_part(n, times)` makes part n's next PUTs answer 503.
 
-    `requests` lists every request received, as (method, path with query).
+    `requests` lists every request received, as (method, path with query);
+    `ranges` each one's path and Range header (None without one).
     """
 
     def __init__(self, target_port: int):
@@ -155,6 +157,7 @@ class FlakyS3Proxy:
         self.failures_left: dict[int, int] = {}
         self.part_attempts: dict[int, int] = {}
         self.requests: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, str | None]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.daemon_threads = True
         self.server.proxy = self

@@ -31,9 +31,24 @@ def test_stock_views_we_delegate_to_take_request_and_datasette():
         datasette_files.file_delete,
         datasette_files.file_update,
         datasette_files.file_download,
+        datasette_files.upload_content,
+        datasette_files.import_file_view,
     ):
         assert list(inspect.signature(view).parameters) == ["request", "datasette"]
         assert inspect.iscoroutinefunction(view)
+
+
+async def test_proxy_upload_tokens_are_kept_in_memory_with_the_fields_we_check(make_datasette, bucket):
+    """proxy_upload.py reads a prepared token's source, size, actor and
+    content_received from datasette-files' in-memory `_upload_tokens`."""
+    ds = await make_datasette({"p": {"storage": "s3", "config": bucket.source_config(direct_uploads=False)}})
+    prepared = await ds.client.post(
+        "/-/files/upload/p/-/prepare",
+        json={"filename": "a.txt", "size": 3},
+        cookies={"ds_actor": ds.client.actor_cookie({"id": "alice"})},
+    )
+    token = files_bridge.proxy_upload_token(prepared.json()["upload_token"])
+    assert (token.source_slug, token.size, token.actor, token.content_received) == ("p", 3, {"id": "alice"}, False)
 
 
 def test_private_helpers_keep_their_signatures():

@@ -34,7 +34,8 @@ async def test_proxy_fallback_streams_through_datasette_into_bucket(make_dataset
             cookies=cookies,
         )
     ).json()
-    assert prepared["upload_url"] == "/-/files/upload/proxied/-/upload"
+    token = prepared["upload_token"]
+    assert prepared["upload_url"] == f"/-/files/upload/proxied/-/upload?upload_token={token}"
     done = await send_through_datasette(ds, cookies, prepared, content, filename="p.txt", source="proxied")
     assert done.status_code == 201
     file = done.json()["file"]
