@@ -128,7 +128,7 @@ def check_request_allowed(config, upload: UploadRequest, single_request: bool) -
     if single_request and upload.size > S3_MAX_SINGLE_UPLOAD:
         raise UploadRejected(
             "Files over 5 GiB cannot be sent in one request: use the multipart uploader "
-            "at /-/files-s3/upload/{source}"
+            f"at /-/files-s3/upload/{config.source}"
         )
     if not content_type_allowed(upload.content_type, config.allowed_content_types):
         raise UploadRejected(

@@ -9,6 +9,7 @@ for the client's mistakes and 502/503 when S3 or the credentials broker fails.
 from __future__ import annotations
 
 import functools
+import json
 import time
 
 from datasette import Forbidden, Response
@@ -28,8 +29,8 @@ from .http import (
     read_json_body,
     replaying,
     require_upload_permission,
+    unframeable,
 )
-from .keys import check_filename
 from .proxy_upload import token_in_upload_url
 from .storage import S3Storage, whole_reads_refused
 from .thumbnails import thumbnail_quietly
@@ -55,7 +56,7 @@ def s3_sources_only(stock_view, check_bucket: bool = False, adjust_stock_answer=
                 return await stock_view(request, datasette)
             if isinstance(storage, S3Storage) and not storage.config.direct_uploads:
                 try:
-                    request = await checked_for_stock(request)
+                    request = await checked_for_stock(request, storage)
                     if check_bucket:
                         # Only someone who may upload learns about the bucket.
                         await require_upload_permission(datasette, request, storage.source)
@@ -74,24 +75,28 @@ def s3_sources_only(stock_view, check_bucket: bool = False, adjust_stock_answer=
     return decorate
 
 
-async def checked_for_stock(request) -> Request:
+async def checked_for_stock(request, storage: S3Storage) -> Request:
     """The request, its body replayed, once it is safe for datasette-files' own view.
 
     datasette-files 0.1a3's prepare and complete answer 500 to a JSON body that
     is not an object (`null`, `[]`), is nested too deeply or holds a lone
     surrogate, or whose `filename` / `upload_token` is not a string, and accept
-    filenames such as ".."; for our proxy-mode sources those are refused here
-    with a 400, by the same rules as direct uploads.
+    filenames such as ".."; its prepare checks no type rule and stores any
+    content_type, CRLF and all. For our proxy-mode sources a prepare is held to
+    the same rules as a direct upload (name, bare MIME type, size,
+    max_file_size, allowed_content_types), and datasette-files is handed the
+    cleaned type.
     """
     body = await read_body_capped(request)
     data = uploads.parse_json_object(body)
     for name in ("filename", "content_type", "upload_token"):
         if name in data and not isinstance(data[name], str):
             raise UploadRejected(f"{name} must be a string")
-    if data.get("filename"):
-        # datasette-files keeps "." and ".." as names, making keys such as
-        # prefix/<id>/.. that URL normalisation turns into another key.
-        check_filename(data["filename"])
+    if "filename" in data:
+        upload = uploads.parse_upload_request(data)
+        uploads.check_request_allowed(storage.config, upload, single_request=False)
+        data.update(filename=upload.filename, content_type=upload.content_type)
+        body = json.dumps(data).encode("utf-8")
     return replaying(request, body)
 
 
@@ -152,6 +157,12 @@ async def upload_complete(request, datasette):
     row = await uploads.confirm_upload(datasette, storage, ticket)
     await thumbnail_quietly(datasette, storage, row)
     return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
+
+
+async def upload_page(request, datasette):
+    """GET /-/files/upload/{source}: datasette-files' upload page (our uploader
+    takes its place on s3 sources), which no other site may frame."""
+    return unframeable(await files_bridge.stock_upload_page(request, datasette))
 
 
 async def browsable_s3_file(request, datasette):

@@ -141,3 +141,9 @@ def test_limits_default_to_what_no_person_meets():
 def test_limits_must_be_whole_numbers(option, value):
     with pytest.raises(ConfigError, match=f"option '{option}' must be a whole number, at least 1"):
         parse_source_config("s", {"bucket": "b", option: value})
+
+
+async def test_single_request_over_5_gib_names_the_sources_multipart_uploader(ds, bucket):
+    response = await prepare(ds, actor_cookies(ds), filename="huge.bin", size=5 * 1024**3 + 1)
+    assert response.status_code == 400
+    assert "/-/files-s3/upload/s3files" in response.json()["errors"][0]
