@@ -49,6 +49,7 @@ def register_routes():
     upload API (and file views) for s3 sources, handing other sources back."""
     return [
         (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
+        (UPLOAD_API + r"$", views.upload_page),
         (UPLOAD_API + r"/-/upload$", proxy_upload.upload_content),
         (UPLOAD_API + r"/-/complete$", views.upload_complete),
         (r"^/-/files/import/(?P<file_id>df-[a-z0-9]+)$", views.file_import),

@@ -36,6 +36,7 @@ stock_file_delete = datasette_files.file_delete
 stock_file_update = datasette_files.file_update
 stock_file_download = datasette_files.file_download
 stock_upload_content = datasette_files.upload_content
+stock_upload_page = datasette_files.upload_page
 stock_file_import = datasette_files.import_file_view
 
 

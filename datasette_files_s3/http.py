@@ -114,6 +114,19 @@ def replaying(request, body: bytes) -> Request:
     return Request(request.scope, replay)
 
 
+# --- pages ------------------------------------------------------------------
+
+# Our upload pages hold buttons that start, pause and cancel uploads: no other
+# site may frame them and trick a click (clickjacking).
+NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
+def unframeable(response: Response) -> Response:
+    """The response, with headers that forbid every site from framing it."""
+    response.headers.update(NO_FRAMING)
+    return response
+
+
 # --- errors to responses ------------------------------------------------------
 
 
@@ -128,7 +141,7 @@ async def error_answer(datasette, ex: Exception, outcome: str = NOTHING_CHANGED)
         return await already_completed(datasette, ex)
     if isinstance(ex, FilesS3Error):
         if ex.status >= 500:
-            logger.warning("%s", ex)
+            logger.warning("%s%s", ex, f" [{ex.log_detail}]" if ex.log_detail else "")
         return error_response(ex)
     if isinstance(ex, INTERNAL_DATABASE_ERRORS):
         return internal_database_failed(ex, outcome)

@@ -14,7 +14,7 @@ from datasette import Forbidden, NotFound, Response
 
 from . import files_bridge, multipart, uploads
 from .errors import SourceNotFound
-from .http import actor_id, authorized_storage, json_api, read_json_body, s3_storage
+from .http import actor_id, authorized_storage, json_api, read_json_body, s3_storage, unframeable
 from .storage import S3Storage
 from .thumbnails import thumbnail_quietly
 
@@ -30,7 +30,7 @@ async def upload_page(request, datasette):
         raise NotFound(str(ex)) from None
     if not await files_bridge.can_upload(datasette, request.actor, source):
         raise Forbidden(f"Permission denied: you need files-upload on source '{source}'")
-    return Response.html(
+    page = Response.html(
         await datasette.render_template(
             PAGE_TEMPLATE,
             {
@@ -42,6 +42,7 @@ async def upload_page(request, datasette):
             request=request,
         )
     )
+    return unframeable(page)
 
 
 async def ticket_from(request, datasette, data: dict):

@@ -32,6 +32,7 @@ def test_stock_views_we_delegate_to_take_request_and_datasette():
         datasette_files.file_update,
         datasette_files.file_download,
         datasette_files.upload_content,
+        datasette_files.upload_page,
         datasette_files.import_file_view,
     ):
         assert list(inspect.signature(view).parameters) == ["request", "datasette"]
@@ -48,7 +49,12 @@ async def test_proxy_upload_tokens_are_kept_in_memory_with_the_fields_we_check(m
         cookies={"ds_actor": ds.client.actor_cookie({"id": "alice"})},
     )
     token = files_bridge.proxy_upload_token(prepared.json()["upload_token"])
-    assert (token.source_slug, token.size, token.actor, token.content_received) == ("p", 3, {"id": "alice"}, False)
+    assert (token.source_slug, token.size, token.actor, token.content_received) == (
+        "p",
+        3,
+        {"id": "alice"},
+        False,
+    )
 
 
 def test_private_helpers_keep_their_signatures():
