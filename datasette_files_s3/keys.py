@@ -129,9 +129,17 @@ def is_active_type(content_type: str | None) -> bool:
     return media in ACTIVE_CONTENT_TYPES or subtype.endswith("+xml") or "javascript" in subtype
 
 
+def saved_name(filename: str) -> str:
+    """The name as a browser or Windows saves it: trailing dots and spaces dropped,
+    so `page.html.` and `script.js ` are saved as `page.html` and `script.js`."""
+    return filename.rstrip(". ")
+
+
 def is_active_content(filename: str, content_type: str | None = None) -> bool:
-    """True when either the name or the type says the browser would render or run it."""
-    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    """True when either the name (as it would be saved) or the type says the
+    browser would render or run it."""
+    name = saved_name(filename)
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     return extension in ACTIVE_EXTENSIONS or is_active_type(content_type)
 
 
@@ -147,8 +155,9 @@ def download_type(filename: str, content_type: str | None) -> str:
 
 def attachment_disposition(filename: str) -> str:
     """`Content-Disposition: attachment` keeping the original name (RFC 6266 / 5987)."""
-    fallback = (
-        "".join(ch if (ch.isascii() and (ch.isalnum() or ch in "._- ")) else "_" for ch in filename).strip()
-        or "download"
-    )
+    fallback = "".join(ch if (ch.isascii() and (ch.isalnum() or ch in "._- ")) else "_" for ch in filename)
+    # Trailing dots and spaces become "_", never stripped: stripping would turn
+    # `script.js ` back into `script.js`, the extension the name hid.
+    kept = saved_name(fallback)
+    fallback = (kept + "_" * (len(fallback) - len(kept))).lstrip() or "download"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from datasette_files_s3.keys import download_type
+from datasette_files_s3.keys import attachment_disposition, download_type
 from tests.helpers import actor_cookies, upload
 
 ACTIVE = b"<html><script>alert(document.domain)</script></html>"
@@ -85,7 +85,26 @@ async def test_download_url_without_a_type_judges_the_stored_one(ds, bucket):
         ("a.txt", None, "application/octet-stream"),
         ("a.txt", "text/plain\r\nX-Injected: 1", "application/octet-stream"),
         ("a.txt", "imagé/png", "application/octet-stream"),
+        ("page.html.", "text/plain", "application/octet-stream"),
+        ("script.js ", "text/plain", "application/octet-stream"),
+        ("page.html. . ", "text/plain", "application/octet-stream"),
+        ("notes.txt.", "text/plain", "text/plain"),
     ],
 )
 def test_download_type(filename, content_type, served):
     assert download_type(filename, content_type) == served
+
+
+@pytest.mark.parametrize(
+    "filename, fallback",
+    [
+        ("script.js ", "script.js_"),
+        ("page.html.", "page.html_"),
+        ("page.html. .", "page.html___"),
+        ("  report.pdf", "report.pdf"),
+        ("...", "___"),
+        ("報告書", "___"),
+    ],
+)
+def test_attachment_fallback_never_restores_a_hidden_extension(filename, fallback):
+    assert attachment_disposition(filename).startswith(f'attachment; filename="{fallback}";')
