@@ -11,6 +11,9 @@ class FilesS3Error(Exception):
     """Base class: every error here carries a message safe to show a user."""
 
     status = 500
+    # What the log line adds to the message, for the operator alone (an internal
+    # host name, say); never a secret.
+    log_detail = ""
 
     @property
     def messages(self) -> list[str]:

@@ -316,10 +316,18 @@ class S3Storage(Storage):
                 "credentials_url, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
             )
         if isinstance(ex, (BotoConnectionError, HTTPClientError)):
-            endpoint = safe_host(self.config.endpoint_url or "https://s3.amazonaws.com")
-            return S3Unreachable(
-                f"{where}: cannot reach the S3 endpoint {endpoint} ({operation}: {type(ex).__name__})"
+            # Browsers know the store by public_endpoint_url: a message they may
+            # see names that host; the internal one goes to the log only.
+            internal = safe_host(self.config.endpoint_url or "https://s3.amazonaws.com")
+            shown = (
+                safe_host(self.config.public_endpoint_url) if self.config.public_endpoint_url else internal
             )
+            unreachable = S3Unreachable(
+                f"{where}: cannot reach the S3 endpoint {shown} ({operation}: {type(ex).__name__})"
+            )
+            if shown != internal:
+                unreachable.log_detail = f"endpoint_url {internal}"
+            return unreachable
         if isinstance(ex, BotoCoreError):
             return StorageUnavailable(f"{where}: S3 {operation} failed ({type(ex).__name__})")
         if isinstance(ex, (FileNotFoundError, StorageUnavailable)):

@@ -49,7 +49,7 @@ async def test_read_file_refuses_a_larger_file_with_a_ranged_get(bucket, s3_prox
     assert "big.csv" in str(refused.value) and "max_read_size" in str(refused.value)
     gets = [
         sent
-        for (method, _), (path, sent) in zip(s3_proxy.requests, s3_proxy.ranges)
+        for (method, _), (path, sent) in zip(s3_proxy.requests, s3_proxy.ranges, strict=True)
         if method == "GET" and path.split("?")[0].endswith("/big.csv")
     ]
     assert gets == ["bytes=0-1000"]

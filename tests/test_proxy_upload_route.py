@@ -31,10 +31,14 @@ class CountedBody:
 def form_body(token: str, content: bytes, boundary: str = "b0undary") -> bytes:
     """A multipart form with the upload_token field and then the file, as browsers send it."""
     return (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="upload_token"\r\n\r\n{token}\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="upload_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 FORM_HEADERS = {"content-type": "multipart/form-data; boundary=b0undary"}
