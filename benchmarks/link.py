@@ -1,0 +1,463 @@
+"""Benchmark: the bundled uploader against boto3 on a shaped link with round-trip time.
+
+    sudo uv run python benchmarks/link.py                       # 100 Mbit/s and 1 Gbit/s, 40 ms RTT
+    sudo uv run python benchmarks/link.py --smoke               # 8 MiB, 20 x 64 KiB, 50 x 4 KiB at 100 Mbit/s
+
+Needs root (a network namespace) and no other machine. One run makes its own
+namespace, `dfs3-link-PID`, brings up its loopback and re-runs itself inside:
+`moto_server` (its own process), `datasette serve`, Chromium and this
+process's boto3 all live there, on 127.0.0.1 only. A delay proxy
+(benchmarks/delay_proxy.py, its own process) stands in front of Datasette and
+of the store and adds the RTT: the browser loads the page and talks to
+Datasette through it, and reaches the store through it as the source's
+`public_endpoint_url`; boto3 uses the same store proxy. Datasette's own calls
+to the store go direct, as a server's would inside its cloud.
+
+Each link is an `htb` qdisc on the namespace's loopback with one class per
+direction at the link's rate, chosen by a u32 filter on the proxies' ports, so
+only the user's hop (client <-> proxy) is shaped and each byte is counted
+once (this kernel has no `prio` qdisc to hang `tbf` from, and no `netem`). The loopback MTU is set to 1500, so a link's payload rate is
+rate x 1448 / 1514 (TCP with timestamps in an Ethernet-sized frame).
+
+For each link, in one run, side by side:
+- one big file (1 GiB): the uploader on a `checksum: sha256` source against
+  boto3 `upload_file` with ChecksumAlgorithm=SHA256, as a fraction of the payload rate;
+- many files (200 x 256 KiB) and many tiny files (2,000 x 4 KiB): files per
+  second, all chosen at once in the uploader, against boto3 `put_object` on 8 threads.
+
+The namespace is always deleted, after an error or Ctrl-C too; every run is
+bounded (RUN_TIMEOUT per upload batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MiB = 1024**2
+KiB = 1024
+BUCKET = "bench"
+SOURCE = "s3link"
+# Bytes of TCP payload in one 1514-byte frame (MTU 1500, TCP timestamps on).
+PAYLOAD_FRACTION = 1448 / 1514
+RUN_TIMEOUT = 900
+BOTO3_THREADS = 8
+NAMESPACE_PREFIX = "dfs3-link-"
+
+# Counts the uploader's settled files; start at the file input's change event.
+TIMER = """() => {
+  window.__bench = { start: null, end: null, done: 0, failed: 0, errors: [], expected: 0 };
+  document.addEventListener("change", () => { window.__bench.start = performance.now(); }, { capture: true });
+  const settle = () => {
+    const b = window.__bench;
+    if (b.done + b.failed === b.expected) b.end = performance.now();
+  };
+  document.addEventListener("files-s3-upload-done", (event) => {
+    window.__bench.done += 1;
+    window.__bench.hash = event.detail.file.content_hash;
+    settle();
+  });
+  document.addEventListener("files-s3-upload-error", (event) => {
+    window.__bench.failed += 1;
+    window.__bench.errors.push(event.detail.error.message || String(event.detail.error));
+    settle();
+  });
+}"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A shaped link: rate in bits per second, round-trip time in ms."""
+
+    rate_bits: int
+    rtt_ms: float
+
+    @property
+    def label(self) -> str:
+        rate = (
+            f"{self.rate_bits // 10**9} Gbit/s"
+            if self.rate_bits >= 10**9
+            else f"{self.rate_bits // 10**6} Mbit/s"
+        )
+        return f"{rate}, {self.rtt_ms:g} ms RTT"
+
+    @property
+    def payload_bytes_per_second(self) -> float:
+        return self.rate_bits / 8 * PAYLOAD_FRACTION
+
+
+def parse_rate(text: str) -> int:
+    """'100mbit' / '1gbit' -> bits per second."""
+    text = text.lower().removesuffix("/s").removesuffix("it")
+    for suffix, factor in (("gb", 10**9), ("mb", 10**6), ("kb", 10**3)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=check, capture_output=True, text=True)
+
+
+# --- outside the namespace ---------------------------------------------------------
+
+
+def remove_stale_namespaces() -> None:
+    """Delete namespaces an earlier run left behind when it was killed outright (SIGKILL)."""
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(NAMESPACE_PREFIX):
+            pid = name.removeprefix(NAMESPACE_PREFIX)
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                delete_namespace(name)
+
+
+def delete_namespace(name: str) -> None:
+    """Stop what still runs in the namespace (only what this run started there), then delete it."""
+    for pid in run("ip", "netns", "pids", name, check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    run("ip", "netns", "del", name, check=False)
+
+
+def outside(argv: list[str]) -> int:
+    """Make the namespace, run this script inside it, and always delete it."""
+    if os.geteuid() != 0:
+        print("benchmarks/link.py needs root for its network namespace (ip netns add).", file=sys.stderr)
+        return 2
+    remove_stale_namespaces()
+    name = f"{NAMESPACE_PREFIX}{os.getpid()}"
+    run("ip", "netns", "add", name)
+    child = None
+    try:
+        run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "mtu", "1500", "up")
+        # Room for a 1 Gbit/s x 40 ms window (5 MB) in each socket buffer.
+        for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+            run("ip", "netns", "exec", name, "sysctl", "-qw", f"{key}=4096 131072 16777216", check=False)
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-m", "benchmarks.link", "--inside", *argv],
+            cwd=ROOT,
+        )
+        return child.wait()
+    except KeyboardInterrupt:
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(15)
+        return 130
+    finally:
+        delete_namespace(name)
+
+
+# --- inside the namespace ----------------------------------------------------------
+
+
+def tc(command: str) -> None:
+    run("tc", *command.split())
+
+
+def shape(link: Link, ports: list[int]) -> None:
+    """Shape traffic to and from the proxies' ports at the link's rate, one htb class per direction.
+
+    Unclassified traffic (the proxies to Datasette and the store, Datasette to
+    the store) goes straight through: htb without a default class sends it directly.
+    """
+    run("tc", "qdisc", "del", "dev", "lo", "root", check=False)
+    # A burst of about 4 ms of the link (at least 32 KiB): enough to keep up, small enough to shape.
+    burst = max(32 * KiB, link.rate_bits // 8 // 250)
+    tc("qdisc add dev lo root handle 1: htb")
+    for classid in ("1:2", "1:3"):
+        tc(
+            f"class add dev lo parent 1: classid {classid} htb rate {link.rate_bits}bit "
+            f"ceil {link.rate_bits}bit burst {burst} cburst {burst}"
+        )
+    for port in ports:
+        # Towards a proxy is the user's upstream, from it the downstream.
+        for direction, classid in (("dport", "1:2"), ("sport", "1:3")):
+            tc(
+                f"filter add dev lo parent 1: protocol ip prio 1 u32 match ip {direction} {port} 0xffff flowid {classid}"
+            )
+
+
+def make_files(directory: Path, count: int, size: int) -> list[Path]:
+    """`count` files of `size` random bytes each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = directory / f"f{n:05}.bin"
+        with open(path, "wb") as out:
+            for start in range(0, size, 16 * MiB):
+                out.write(os.urandom(min(16 * MiB, size - start)))
+        paths.append(path)
+    return paths
+
+
+class LinkBench:
+    """The servers, proxy and browser of one run inside the namespace."""
+
+    def __init__(self, moto, datasette, datasette_front: str, store_front: str, browser):
+        self.moto = moto
+        self.datasette = datasette
+        self.datasette_front = datasette_front
+        self.browser = browser
+        self.cookie = datasette.cookie_for("bench")
+        # The user's boto3, through the same delayed store front as the browser.
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=store_front,
+            region_name=moto.region,
+            aws_access_key_id=moto.access_key_id,
+            aws_secret_access_key=moto.secret_access_key,
+            config=Config(s3={"addressing_style": "path"}, max_pool_connections=BOTO3_THREADS + 2),
+        )
+        self.direct = moto.client()
+
+    def empty_bucket(self) -> None:
+        for listing in self.direct.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            keys = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+            if keys:
+                self.direct.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+
+    def browser_upload(self, files: list[Path], parallel_files: int | None = None) -> float:
+        """Choose every file at once in the uploader's page; seconds until the last one settles."""
+        context = self.browser.new_context(base_url=self.datasette_front)
+        context.add_cookies([{"name": "ds_actor", "value": self.cookie, "url": self.datasette_front}])
+        try:
+            page = context.new_page()
+            page.goto(f"/-/files-s3/upload/{SOURCE}")
+            page.evaluate(TIMER)
+            page.evaluate(f"() => {{ window.__bench.expected = {len(files)}; }}")
+            if parallel_files:
+                page.evaluate(
+                    "(n) => { document.querySelector('datasette-files-s3-upload').scheduler.parallel = n; }",
+                    parallel_files,
+                )
+            page.set_input_files("datasette-files-s3-upload input[type=file]", [str(f) for f in files])
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while (state := page.evaluate("() => window.__bench"))["end"] is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the uploader did not finish {len(files)} files in {RUN_TIMEOUT} s")
+                page.wait_for_timeout(200)
+        finally:
+            context.close()
+        if state["failed"]:
+            raise RuntimeError(f"{state['failed']} uploads failed, first: {state['errors'][0]}")
+        if not state.get("hash"):
+            raise RuntimeError("the uploader finished without a content_hash on a checksum: sha256 source")
+        return (state["end"] - state["start"]) / 1000
+
+    def boto3_upload_file(self, file: Path) -> float:
+        start = time.perf_counter()
+        self.s3.upload_file(
+            str(file), BUCKET, f"boto3/{uuid.uuid4().hex}", ExtraArgs={"ChecksumAlgorithm": "SHA256"}
+        )
+        return time.perf_counter() - start
+
+    def boto3_put_objects(self, files: list[Path]) -> float:
+        def put(file: Path) -> None:
+            self.s3.put_object(Bucket=BUCKET, Key=f"boto3/{uuid.uuid4().hex}", Body=file.read_bytes())
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(BOTO3_THREADS) as pool:
+            list(pool.map(put, files))
+        return time.perf_counter() - start
+
+    def measure(self, name: str, files: list[Path], parallel_files: int | None) -> dict:
+        """The uploader and boto3 on the same files, one after the other, each into an empty bucket."""
+        results = {}
+        for path in ("uploader", "boto3"):
+            try:
+                if path == "uploader":
+                    seconds = self.browser_upload(files, parallel_files)
+                elif len(files) == 1:
+                    seconds = self.boto3_upload_file(files[0])
+                else:
+                    seconds = self.boto3_put_objects(files)
+            finally:
+                self.empty_bucket()
+            results[path] = seconds
+            log(f"{name} {path}: {seconds:.2f} s (load {os.getloadavg()[0]:.1f})")
+        return results
+
+
+def rows_for(link: Link, results: dict, workloads: list[tuple[str, int, int]]) -> list[list[str]]:
+    """Table rows: per workload, the uploader's and boto3's figure and their ratio."""
+    rows = []
+    for name, count, size in workloads:
+        up, b3 = results[name]["uploader"], results[name]["boto3"]
+        if count == 1:
+            rate = link.payload_bytes_per_second
+            up_cell = f"{size / up / rate:.2f} of link ({size / up / 1e6:.1f} MB/s)"
+            b3_cell = f"{size / b3 / rate:.2f} of link ({size / b3 / 1e6:.1f} MB/s)"
+            ratio = b3 / up
+        else:
+            up_cell = f"{count / up:.1f} files/s ({up:.1f} s)"
+            b3_cell = f"{count / b3:.1f} files/s ({b3:.1f} s)"
+            ratio = b3 / up
+        rows.append([link.label, name, up_cell, b3_cell, f"{ratio:.2f}"])
+    return rows
+
+
+def goal_lines(link: Link, results: dict, workloads) -> list[str]:
+    """The issue's goals, where this link is the one they are set for (100 Mbit/s, 40 ms)."""
+    if link != Link(100 * 10**6, 40):
+        return []
+    big_name, _, big_size = workloads[0]
+    big = big_size / results[big_name]["uploader"] / link.payload_bytes_per_second
+    many_name = workloads[1][0]
+    many = results[many_name]["boto3"] / results[many_name]["uploader"]
+    return [
+        f"- goal: big file >= 0.90 of the link at {link.label}: {big:.2f} ({'met' if big >= 0.9 else 'NOT met'})",
+        f"- goal: {many_name} >= 0.80 of boto3's files/s: {many:.2f} ({'met' if many >= 0.8 else 'NOT met'})",
+    ]
+
+
+def inside(args) -> int:
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks import report
+    from tests.live_servers import CHROMIUM, CHROMIUM_ARGS, DatasetteProcess, free_port, live_config
+    from tests.s3_servers import MotoServer
+
+    links = [Link(parse_rate(rate), args.rtt_ms) for rate in args.links.split(",")]
+    workloads = [
+        (f"1 x {report.size_label(args.big_mib * MiB)}", 1, args.big_mib * MiB),
+        (f"{args.many} x {args.many_kib} KiB", args.many, args.many_kib * KiB),
+        (f"{args.tiny} x {args.tiny_kib} KiB", args.tiny, args.tiny_kib * KiB),
+    ]
+    workdir = Path(tempfile.mkdtemp(prefix="dfs3-link-bench-"))
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    moto = MotoServer(global_cors=True).start()
+    store_port, datasette_port = free_port(), free_port()
+    store_front = f"http://127.0.0.1:{store_port}"
+    datasette = DatasetteProcess(
+        live_config(
+            moto.source_config(BUCKET, public_endpoint_url=store_front, checksum="sha256"), source=SOURCE
+        )
+    )
+    datasette_front = f"http://127.0.0.1:{datasette_port}"
+    proxy = None
+    results: dict = {}
+    try:
+        moto.create_bucket(BUCKET, cors_origins=[datasette_front])
+        datasette.start()
+        proxy = subprocess.Popen(
+            [
+                sys.executable, "-m", "benchmarks.delay_proxy", "--rtt-ms", str(args.rtt_ms),
+                "--pair", f"{store_port}:{moto.port}", "--pair", f"{datasette_port}:{datasette.port}",
+            ],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        if proxy.stdout.readline().strip() != "ready":
+            raise RuntimeError("the delay proxy did not start")
+        files = {
+            name: make_files(workdir / f"w{index}", count, size)
+            for index, (name, count, size) in enumerate(workloads)
+        }
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            bench = LinkBench(moto, datasette, datasette_front, store_front, browser)
+            for link in links:
+                shape(link, [store_port, datasette_port])
+                log(f"link {link.label}")
+                # Untimed: the first page, worker and connections of each path.
+                warm = make_files(workdir / "warm", 2, 4 * KiB)
+                bench.measure("warm-up", warm, None)
+                results[link] = {
+                    name: bench.measure(f"{link.label}, {name}", files[name], args.parallel_files)
+                    for name, _, _ in workloads
+                }
+            chromium_version = browser.version
+            browser.close()
+    finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
+        datasette.stop()
+        moto.stop()
+        run("tc", "qdisc", "del", "dev", "lo", "root", check=False)
+
+    elapsed = time.monotonic() - started
+    rows = [row for link in links for row in rows_for(link, results[link], workloads)]
+    command = "uv run python benchmarks/link.py" + "".join(f" {a}" for a in args.argv)
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} UTC with `{command}` in {elapsed / 60:.1f} minutes, "
+        f"Chromium {chromium_version}, {os.cpu_count()} CPUs, moto_server, one round per cell.",
+        "Load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + ".",
+        "",
+        report.table(
+            [
+                "link",
+                "workload",
+                "uploader (checksum: sha256)",
+                "boto3 (SHA-256 / put_object x8)",
+                "uploader / boto3",
+            ],
+            rows,
+        ),
+        "",
+        "The link's payload rate is rate x 1448/1514; the ratio is boto3's time over the uploader's.",
+        *[line for link in links for line in goal_lines(link, results[link], workloads)],
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--links", default="100mbit,1gbit", help="link rates, comma-separated (default 100mbit,1gbit)"
+    )
+    parser.add_argument(
+        "--rtt-ms", type=float, default=40, help="round-trip time the proxy adds (default 40)"
+    )
+    parser.add_argument("--big-mib", type=int, default=1024, help="the big file's size in MiB (default 1024)")
+    parser.add_argument("--many", type=int, default=200, help="how many small files (default 200)")
+    parser.add_argument("--many-kib", type=int, default=256, help="their size in KiB (default 256)")
+    parser.add_argument("--tiny", type=int, default=2000, help="how many tiny files (default 2000)")
+    parser.add_argument("--tiny-kib", type=int, default=4, help="their size in KiB (default 4)")
+    parser.add_argument(
+        "--parallel-files",
+        type=int,
+        default=None,
+        help="override the uploader's files in flight (experiments)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a quick run: 8 MiB, 20 x 64 KiB, 50 x 4 KiB at 100 Mbit/s"
+    )
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.links, args.big_mib, args.many, args.many_kib, args.tiny = "100mbit", 8, 20, 64, 50
+    if not args.inside:
+        return outside(argv)
+    args.argv = [a for a in argv if a != "--inside"]
+    return inside(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
