@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 
 CHUNK = 64 * 1024
@@ -26,12 +27,26 @@ CHUNK = 64 * 1024
 QUEUE_CHUNKS = 1024
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ")
+
+
+def trace(label: str, chunk: bytes) -> None:
+    """With --trace, the time and first line of every request a chunk starts (to stderr)."""
+    if chunk.startswith(METHODS):
+        line = chunk.split(b"\r\n", 1)[0].decode(errors="replace")[:120]
+        print(f"{time.monotonic():.3f} {label} {line}", file=sys.stderr, flush=True)
+
+
+async def pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, label: str | None = None
+) -> None:
     """Copy reader to writer, each chunk `delay` seconds after it was read."""
     queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
 
     async def read() -> None:
         while chunk := await reader.read(CHUNK):
+            if label:
+                trace(label, chunk)
             await queue.put((time.monotonic() + delay, chunk))
         await queue.put((time.monotonic() + delay, b""))
 
@@ -54,7 +69,7 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay
         reading.cancel()
 
 
-async def serve_pair(listen: int, target: int, delay: float) -> asyncio.AbstractServer:
+async def serve_pair(listen: int, target: int, delay: float, traced: bool) -> asyncio.AbstractServer:
     async def handle(client_reader, client_writer):
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
@@ -63,7 +78,8 @@ async def serve_pair(listen: int, target: int, delay: float) -> asyncio.Abstract
             return
         try:
             await asyncio.gather(
-                pipe(client_reader, upstream_writer, delay), pipe(upstream_reader, client_writer, delay)
+                pipe(client_reader, upstream_writer, delay, f":{listen}" if traced else None),
+                pipe(upstream_reader, client_writer, delay),
             )
         finally:
             for writer in (client_writer, upstream_writer):
@@ -72,8 +88,8 @@ async def serve_pair(listen: int, target: int, delay: float) -> asyncio.Abstract
     return await asyncio.start_server(handle, "127.0.0.1", listen, backlog=1024)
 
 
-async def main_async(pairs: list[tuple[int, int]], rtt_ms: float) -> None:
-    servers = [await serve_pair(listen, target, rtt_ms / 2000) for listen, target in pairs]
+async def main_async(pairs: list[tuple[int, int]], rtt_ms: float, traced: bool) -> None:
+    servers = [await serve_pair(listen, target, rtt_ms / 2000, traced) for listen, target in pairs]
     print("ready", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
@@ -84,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pair", action="append", required=True, help="LISTEN:TARGET, two ports on 127.0.0.1"
     )
+    parser.add_argument("--trace", action="store_true", help="print each request's time and first line")
     args = parser.parse_args(argv)
     pairs = [tuple(int(p) for p in pair.split(":")) for pair in args.pair]
     try:
-        asyncio.run(main_async(pairs, args.rtt_ms))
+        asyncio.run(main_async(pairs, args.rtt_ms, args.trace))
     except KeyboardInterrupt:
         pass
 

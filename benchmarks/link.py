@@ -246,8 +246,12 @@ class LinkBench:
             page.evaluate(TIMER)
             page.evaluate(f"() => {{ window.__bench.expected = {len(files)}; }}")
             if parallel_files:
+                # What the element's parallel-files attribute sets: every file, small or not.
                 page.evaluate(
-                    "(n) => { document.querySelector('datasette-files-s3-upload').scheduler.parallel = n; }",
+                    """(n) => {
+                      const scheduler = document.querySelector('datasette-files-s3-upload').scheduler;
+                      scheduler.parallel = scheduler.smallParallel = n;
+                    }""",
                     parallel_files,
                 )
             page.set_input_files("datasette-files-s3-upload input[type=file]", [str(f) for f in files])
@@ -280,13 +284,22 @@ class LinkBench:
             list(pool.map(put, files))
         return time.perf_counter() - start
 
-    def measure(self, name: str, files: list[Path], parallel_files: int | None) -> dict:
-        """The uploader and boto3 on the same files, one after the other, each into an empty bucket."""
+    def measure(self, name: str, files: list[Path], compare_parallel: int | None) -> dict:
+        """The uploader and boto3 on the same files, one after the other, each into an empty bucket.
+
+        With `compare_parallel`, a set of several files also goes through the
+        uploader with parallel-files forced to it: an earlier default, measured in this same run.
+        """
+        paths = ["uploader", "boto3"]
+        if compare_parallel and len(files) > 1:
+            paths.insert(1, "uploader_forced")
         results = {}
-        for path in ("uploader", "boto3"):
+        for path in paths:
             try:
                 if path == "uploader":
-                    seconds = self.browser_upload(files, parallel_files)
+                    seconds = self.browser_upload(files)
+                elif path == "uploader_forced":
+                    seconds = self.browser_upload(files, compare_parallel)
                 elif len(files) == 1:
                     seconds = self.boto3_upload_file(files[0])
                 else:
@@ -298,21 +311,32 @@ class LinkBench:
         return results
 
 
+def cell(link: Link, count: int, size: int, seconds: float) -> str:
+    """One file: its share of the link's payload rate; several: files per second."""
+    if count == 1:
+        return (
+            f"{size / seconds / link.payload_bytes_per_second:.2f} of link ({size / seconds / 1e6:.1f} MB/s)"
+        )
+    return f"{count / seconds:.1f} files/s ({seconds:.1f} s)"
+
+
 def rows_for(link: Link, results: dict, workloads: list[tuple[str, int, int]]) -> list[list[str]]:
     """Table rows: per workload, the uploader's and boto3's figure and their ratio."""
     rows = []
     for name, count, size in workloads:
-        up, b3 = results[name]["uploader"], results[name]["boto3"]
-        if count == 1:
-            rate = link.payload_bytes_per_second
-            up_cell = f"{size / up / rate:.2f} of link ({size / up / 1e6:.1f} MB/s)"
-            b3_cell = f"{size / b3 / rate:.2f} of link ({size / b3 / 1e6:.1f} MB/s)"
-            ratio = b3 / up
-        else:
-            up_cell = f"{count / up:.1f} files/s ({up:.1f} s)"
-            b3_cell = f"{count / b3:.1f} files/s ({b3:.1f} s)"
-            ratio = b3 / up
-        rows.append([link.label, name, up_cell, b3_cell, f"{ratio:.2f}"])
+        measured = results[name]
+        up, b3, forced = measured["uploader"], measured["boto3"], measured.get("uploader_forced")
+        forced_cells = [cell(link, count, size, forced), f"{b3 / forced:.2f}"] if forced else ["—", "—"]
+        rows.append(
+            [
+                link.label,
+                name,
+                cell(link, count, size, up),
+                cell(link, count, size, b3),
+                f"{b3 / up:.2f}",
+                *forced_cells,
+            ]
+        )
     return rows
 
 
@@ -364,9 +388,12 @@ def inside(args) -> int:
             [
                 sys.executable, "-m", "benchmarks.delay_proxy", "--rtt-ms", str(args.rtt_ms),
                 "--pair", f"{store_port}:{moto.port}", "--pair", f"{datasette_port}:{datasette.port}",
+                *(["--trace"] if args.trace else []),
             ],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            stderr=open(args.trace, "w") if args.trace else None,
         )  # fmt: skip
+        log(f"store front :{store_port}, Datasette front :{datasette_port}")
         if proxy.stdout.readline().strip() != "ready":
             raise RuntimeError("the delay proxy did not start")
         files = {
@@ -383,7 +410,7 @@ def inside(args) -> int:
                 warm = make_files(workdir / "warm", 2, 4 * KiB)
                 bench.measure("warm-up", warm, None)
                 results[link] = {
-                    name: bench.measure(f"{link.label}, {name}", files[name], args.parallel_files)
+                    name: bench.measure(f"{link.label}, {name}", files[name], args.compare_parallel_files)
                     for name, _, _ in workloads
                 }
             chromium_version = browser.version
@@ -441,18 +468,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", type=int, default=2000, help="how many tiny files (default 2000)")
     parser.add_argument("--tiny-kib", type=int, default=4, help="their size in KiB (default 4)")
     parser.add_argument(
-        "--parallel-files",
+        "--compare-parallel-files",
         type=int,
-        default=None,
-        help="override the uploader's files in flight (experiments)",
+        default=3,
+        help="also run the many-file workloads with the uploader's parallel-files forced to this "
+        "(default 3, its setting before small files went 12 at once; 0 to skip)",
+    )
+    parser.add_argument(
+        "--trace", help="write every request's time and first line, as the proxy saw it, here"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a quick run: 8 MiB, 20 x 64 KiB, 50 x 4 KiB at 100 Mbit/s"
     )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    # --smoke changes the defaults; sizes given beside it still win.
+    if "--smoke" in argv:
+        parser.set_defaults(links="100mbit", big_mib=8, many=20, many_kib=64, tiny=50)
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.links, args.big_mib, args.many, args.many_kib, args.tiny = "100mbit", 8, 20, 64, 50
     if not args.inside:
         return outside(argv)
     args.argv = [a for a in argv if a != "--inside"]
