@@ -6,7 +6,7 @@
 import { formatBytes, formatDuration, SpeedMeter } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
 import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
-import { UploadScheduler } from "./upload-scheduler.js";
+import { SMALL_FILES_PARALLEL, UploadScheduler } from "./upload-scheduler.js";
 
 const MIB = 1024 * 1024;
 
@@ -32,7 +32,7 @@ const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", e
 /**
  * Attributes: source (required), base-url (default "/"), multipart-threshold
  * (bytes, default 16 MiB, 64 MiB with checksum="none"), concurrency (parts in flight, default 4),
- * parallel-files (default 3), retries (per request, default 6), stall-timeout
+ * parallel-files (default 3; 12 while every file in flight is at most 1 MiB), retries (per request, default 6), stall-timeout
  * (seconds a request to the bucket may go without progress before it is
  * retried, default 60).
  * Events (bubbling, composed): files-s3-upload-start, files-s3-upload-done
@@ -54,8 +54,11 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     // whole before it is sent, so files go multipart sooner.
     const threshold = Number(this.getAttribute("multipart-threshold")) || (checksums ? 16 : 64) * MIB;
     const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
+    // An explicit parallel-files holds for small files too.
+    const parallelFiles = Number(this.getAttribute("parallel-files"));
     this.scheduler = new UploadScheduler({
-      parallel: Number(this.getAttribute("parallel-files")) || 3,
+      parallel: parallelFiles || 3,
+      smallParallel: parallelFiles || SMALL_FILES_PARALLEL,
       createUpload: (file) => new FileUpload(file, { api, queue, resume, threshold, retries, stallTimeout, corsHelp, checksums }),
     });
     this.scheduler.addEventListener("start", ({ detail: { upload } }) =>
