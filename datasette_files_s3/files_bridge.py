@@ -173,6 +173,21 @@ def file_json(datasette, row) -> dict:
     }
 
 
+async def record_s3_metadata(datasette, file_id: str, s3: dict) -> None:
+    """Replace the `s3` entry of a file's metadata (written by confirm) with `s3`."""
+    db = datasette.get_internal_database()
+
+    def write(conn):
+        row = conn.execute(f"SELECT metadata FROM {FILES_TABLE} WHERE id = ?", [file_id]).fetchone()
+        if row is None:
+            return
+        metadata = json.loads(row[0] or "{}")
+        metadata["s3"] = s3
+        conn.execute(f"UPDATE {FILES_TABLE} SET metadata = ? WHERE id = ?", [json.dumps(metadata), file_id])
+
+    await db.execute_write_fn(write)
+
+
 async def _any_row(datasette, sql: str, params: list) -> bool:
     """Whether a query on the internal database returns any row."""
     return (await datasette.get_internal_database().execute(sql, params)).first() is not None

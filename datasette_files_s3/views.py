@@ -224,6 +224,6 @@ async def file_download(request, datasette):
     if found is None:
         return await files_bridge.stock_file_download(request, datasette)
     row, storage = found
-    await uploads.check_unchanged(storage, row, time.time())  # ObjectChanged: a 409
+    await uploads.check_unchanged(datasette, storage, row, time.time())  # ObjectChanged: a 409
     url = await storage.download_url(row["path"], content_type=row["content_type"])
     return Response.redirect(url, status=302)

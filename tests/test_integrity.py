@@ -138,16 +138,52 @@ async def test_a_swapped_object_is_refused_by_the_store_or_at_download(ds, bucke
     assert "no longer the file that was uploaded" in download.json()["errors"][0]
 
 
-async def test_the_download_check_ends_when_the_policy_has_expired(ds, bucket):
+async def test_a_swap_is_refused_at_any_age(ds, bucket):
+    """Other bytes sent again with the still valid policy after confirm are never
+    served: not while the policy lives, and not once it has expired (the check
+    used to end there, serving the swap for good)."""
     file, status = await swapped_after_confirm(ds, bucket)
+    if status >= 400:
+        pytest.skip("this store refused the swap itself (its SHA-256 check)")
     row = await files_bridge.file_record(ds, file["id"])
     until = json.loads(row["metadata"])["s3"]["writable_until"]
     storage = files_bridge.storage_for("s3files")
-    if status < 400:
+    for now in (until, until + CLOCK_SKEW_SECONDS + 1, until + 365 * 86400):
         with pytest.raises(ObjectChanged):
-            await uploads.check_unchanged(storage, row, until)
-    # After the policy's expiry no POST can write the key: nothing to check.
-    await uploads.check_unchanged(storage, row, until + CLOCK_SKEW_SECONDS + 1)
+            await uploads.check_unchanged(ds, storage, await files_bridge.file_record(ds, file["id"]), now)
+
+
+async def test_an_unchanged_file_settles_after_the_policy_expires_and_costs_no_more_round_trips(
+    make_datasette, bucket, s3_proxy
+):
+    """The first download check after the policy's expiry is the last HEAD this
+    file costs: the answer is recorded in its metadata."""
+    if s3_proxy is None:
+        pytest.skip("needs the logging proxy in front of this run's S3 server")
+    ds = await make_datasette(
+        {
+            "s3files": {
+                "storage": "s3",
+                "config": bucket.source_config(
+                    public_endpoint_url=bucket.server.endpoint_url, endpoint_url=s3_proxy.url
+                ),
+            }
+        }
+    )
+    prepared = await prepared_with(ds, HEX)
+    post_to_bucket(prepared, CONTENT)
+    completed = await complete(ds, actor_cookies(ds), prepared["upload_token"])
+    assert completed.status_code == 201, completed.text
+    file_id = completed.json()["file"]["id"]
+    storage = files_bridge.storage_for("s3files")
+    row = await files_bridge.file_record(ds, file_id)
+    after_expiry = json.loads(row["metadata"])["s3"]["writable_until"] + CLOCK_SKEW_SECONDS + 1
+    await uploads.check_unchanged(ds, storage, row, after_expiry)
+    heads = s3_proxy.methods_for("hello.txt").count("HEAD")
+    row = await files_bridge.file_record(ds, file_id)
+    assert json.loads(row["metadata"])["s3"]["settled"] == "unchanged"
+    await uploads.check_unchanged(ds, storage, row, after_expiry + 86400)
+    assert s3_proxy.methods_for("hello.txt").count("HEAD") == heads
 
 
 @pytest.mark.store(
