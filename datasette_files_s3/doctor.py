@@ -354,6 +354,42 @@ async def check_policy(storage, http: httpx.AsyncClient) -> Check:
     )
 
 
+UNNAMED_FIELD = "x-amz-meta-unsigned-probe"
+
+
+async def check_unnamed_fields(storage, http: httpx.AsyncClient) -> Check:
+    """Does the store refuse a POST carrying a form field its policy does not name?"""
+    if not storage.config.direct_uploads:
+        return Check(
+            "fields", PASS, "not needed: direct_uploads is off, so browsers never POST to the bucket"
+        )
+    path = f"{PROBE_DIR}/{uuid.uuid4().hex}-fields.txt"
+    plan, _ = await storage.presigned_post(path, "text/plain", len(PROBE_BODY), 60)
+    try:
+        accepted, answer = await try_post(
+            http, plan.upload_url, {**plan.upload_fields, UNNAMED_FIELD: "1"}, PROBE_BODY
+        )
+    except httpx.HTTPError as ex:
+        return Check("fields", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
+    finally:
+        try:
+            await storage.delete_file(path)
+        except FilesS3Error:
+            pass
+    if accepted:
+        return Check(
+            "fields",
+            WARN,
+            f"the store accepted a POST with a form field its policy does not name ({UNNAMED_FIELD}): "
+            "a client can add acl, storage class, Content-Encoding, a redirect or metadata; confirm "
+            "refuses and deletes an object that shows one (an ACL only where these keys may read it)",
+            "use a store that refuses unnamed POST fields (AWS S3 and Ceph RGW do)",
+        )
+    return Check(
+        "fields", PASS, f"the store refused a POST with a form field its policy does not name ({answer})"
+    )
+
+
 async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str) -> list[Check]:
     """Send real preflights for POST and PUT from each origin, and check ETag is exposed."""
     if not storage.config.direct_uploads:
@@ -457,6 +493,7 @@ async def run_checks(
                 checks.append(await probe.range_read())
                 checks.append(await probe.presign())
                 checks.append(await check_policy(storage, http))
+                checks.append(await check_unnamed_fields(storage, http))
             checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
             checks.append(await check_checksums(storage, http))
         finally:

@@ -68,6 +68,8 @@ _whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=Fal
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 # S3's ways of saying "these keys may not use this bucket" (doctor names them too).
 DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+# ACL grantee groups that reach beyond the bucket owner: anyone, and any AWS account.
+PUBLIC_GROUPS = {"AllUsers", "AuthenticatedUsers"}
 _EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
 
 
@@ -354,6 +356,29 @@ class S3Storage(Storage):
             return await self.call("head_object", Path=path, **extra)
         except FileNotFoundError:
             return None
+
+    async def public_grants(self, path: str) -> list[str] | None:
+        """The permissions the object's ACL grants to everyone or to every AWS
+        user (`READ`, `FULL_CONTROL`, ...): [] for none, None when the store
+        keeps no ACLs or these keys may not read them (then nothing is known).
+
+        Called directly, not through `call`: a refusal here says nothing about
+        the bucket, so it must not reset the bucket check.
+        """
+        connection = await self.connection()
+        try:
+            acl = await blocking(
+                partial(
+                    connection.client.get_object_acl, Bucket=connection.bucket, Key=connection.prefix + path
+                )
+            )
+        except (ClientError, BotoCoreError):
+            return None
+        return [
+            grant.get("Permission", "")
+            for grant in acl.get("Grants", [])
+            if (grant.get("Grantee") or {}).get("URI", "").rsplit("/", 1)[-1] in PUBLIC_GROUPS
+        ]
 
     async def get_file_metadata(self, path: str) -> FileMetadata | None:
         head = await self.head(path)

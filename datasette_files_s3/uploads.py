@@ -209,7 +209,47 @@ def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
     modified = head.get("LastModified")
     if modified is not None and modified.timestamp() > ticket.expires_at + CLOCK_SKEW_SECONDS:
         problems.append("Uploaded object was written after the upload permission expired")
+    return problems + unsigned_header_problems(head)
+
+
+def unsigned_header_problems(head: dict) -> list[str]:
+    """What the object carries that we never sign for, as HEAD shows it.
+
+    A POST form may carry fields its policy does not name, and a presigned URL
+    headers it does not sign; stores such as LocalStack keep them. Each of
+    these changes what a download is: a storage class that must be restored
+    first, an encoding the browser undoes (the bytes then differ from
+    content_hash), a redirect, headers and metadata nobody chose.
+    """
+    problems = []
+    storage_class = head.get("StorageClass")
+    if storage_class and storage_class != "STANDARD":
+        problems.append(
+            f"Uploaded object was stored as {storage_class}, not STANDARD: it could not be downloaded"
+        )
+    encoding = head.get("ContentEncoding")
+    if encoding and encoding.lower() != "identity":
+        problems.append(
+            f"Uploaded object has Content-Encoding {encoding[:40]}: a download would not be the bytes uploaded"
+        )
+    if head.get("WebsiteRedirectLocation"):
+        problems.append("Uploaded object redirects elsewhere (x-amz-website-redirect-location was sent)")
+    for name, header in (("ContentDisposition", "Content-Disposition"), ("CacheControl", "Cache-Control")):
+        if head.get(name):
+            problems.append(f"Uploaded object has a {header} header that was not signed for")
+    if head.get("Metadata"):
+        names = ", ".join(sorted(f"x-amz-meta-{key}"[:60] for key in head["Metadata"])[:5])
+        problems.append(f"Uploaded object carries metadata that was not signed for ({names})")
     return problems
+
+
+async def acl_problems(storage, path: str) -> list[str]:
+    """A problem if the object's ACL lets anyone beyond the bucket's owner in
+    (an `acl=public-read` form field the policy never named)."""
+    granted = await storage.public_grants(path)
+    if granted:
+        return [f"Uploaded object's ACL grants {', '.join(sorted(set(granted)))} to everyone (acl was sent)"]
+    return []
 
 
 def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **details) -> UploadTicket:
@@ -284,7 +324,9 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
     # policy's size range, an oversized one is refused below without reading it.
     if ticket.sha256 and checksums.store_value(head) is None and head.get("ContentLength") == ticket.size:
         head = {**head, "ChecksumSHA256": await sha256_read_back(storage, ticket.path)}
-    return await register_if_matching(datasette, storage, ticket, head, "prepare the upload again")
+    return await register_if_matching(
+        datasette, storage, ticket, head, "prepare the upload again", await acl_problems(storage, ticket.path)
+    )
 
 
 async def sha256_read_back(storage, path: str) -> str:
@@ -381,29 +423,40 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
         raise AlreadyCompleted(ticket.file_id) from None
 
 
-async def check_unchanged(storage, row, now: float) -> None:
+async def check_unchanged(datasette, storage, row, now: float) -> None:
     """ObjectChanged if a file's object may have been written again and was.
 
     A confirmed single-POST key can be written again with its policy until the
     policy expires. A store that checks the policy's SHA-256 refuses other
     bytes; one that enforces nothing (moto, some S3-compatible stores) takes
-    them. So until then (plus clock skew) the object's size and ETag must
-    still be those confirm recorded; after that no POST can write the key.
+    them, as does any store when the client signed no SHA-256. So until then
+    (plus clock skew) each download compares the object's size and ETag with
+    what confirm recorded. The answer then settles for good, recorded in the
+    file's metadata: the first check after the policy's expiry, or the first
+    that finds other bytes, is the last store round trip this file costs. A
+    file found changed is never served again, at any age.
     """
     try:
         recorded = json.loads(row["metadata"] or "{}").get("s3") or {}
     except (TypeError, ValueError, AttributeError):
         return
     until = recorded.get("writable_until")
-    if not isinstance(until, (int, float)) or now > until + CLOCK_SKEW_SECONDS:
-        return
-    head = await storage.head(row["path"])
-    if head is None:
-        return  # gone: the download answers that itself
-    etag = (head.get("ETag") or "").strip('"')
-    if head.get("ContentLength") != row["size"] or etag != recorded.get("etag"):
-        raise ObjectChanged(
-            f"The object in the bucket is no longer the file that was uploaded as {row['filename']} "
-            f"(its size or ETag changed after it was confirmed): it is not served. Delete the file "
-            "and upload it again"
-        )
+    if not isinstance(until, (int, float)) or recorded.get("settled") == "unchanged":
+        return  # a multipart or proxied key: no URL of ours can write it again
+    if recorded.get("settled") != "changed":
+        head = await storage.head(row["path"])
+        if head is None:
+            return  # gone: the download answers that itself
+        etag = (head.get("ETag") or "").strip('"')
+        changed = head.get("ContentLength") != row["size"] or etag != recorded.get("etag")
+        if changed or now > until + CLOCK_SKEW_SECONDS:
+            await files_bridge.record_s3_metadata(
+                datasette, row["id"], {**recorded, "settled": "changed" if changed else "unchanged"}
+            )
+        if not changed:
+            return
+    raise ObjectChanged(
+        f"The object in the bucket is no longer the file that was uploaded as {row['filename']} "
+        f"(its size or ETag changed after it was confirmed): it is not served. Delete the file "
+        "and upload it again"
+    )

@@ -168,8 +168,13 @@ class FlakyS3Proxy:
         return self
 
     def methods_for(self, filename: str) -> list[str]:
-        """The methods of the requests for an object named `filename`, in order."""
-        return [method for method, path in self.requests if path.split("?", 1)[0].endswith("/" + filename)]
+        """The methods of the requests for an object named `filename`, in order;
+        reads of its ACL (`?acl`, confirm's check) are not reads of the object."""
+        return [
+            method
+            for method, path in self.requests
+            if path.split("?", 1)[0].endswith("/" + filename) and not path.endswith("?acl")
+        ]
 
     def fail_part(self, number: int, times: int) -> None:
         with self.lock:

@@ -102,6 +102,23 @@ def test_doctor_says_when_the_store_enforces_the_post_policy(s3_server, bucket_n
     assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0
 
 
+def test_doctor_reports_whether_the_store_keeps_unnamed_post_fields(
+    s3_server, bucket_name, config_path, s3_kind
+):
+    """moto and LocalStack keep form fields a POST policy does not name (measured:
+    tests/test_unsigned_fields.py); AWS S3 and Ceph RGW refuse the form."""
+    result = files_s3("doctor", SOURCE, "-c", config_path)
+    line = check_lines(result.output)["fields"]
+    if s3_kind in ("moto", "localstack"):
+        assert line.startswith(
+            "[WARN] fields: the store accepted a POST with a form field its policy does not name"
+        )
+        assert "fix: use a store that refuses unnamed POST fields" in result.output
+    else:
+        assert line.startswith("[PASS] fields: the store refused a POST with a form field")
+    assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0  # probe removed
+
+
 def test_doctor_fails_on_bad_credentials(tmp_path, s3_server, cli_broker):
     path = write_config(tmp_path, broker_source_config(cli_broker, s3_server, "wrong-broker-secret"))
     result = files_s3("doctor", SOURCE, "-c", path, "--origin", ORIGIN)

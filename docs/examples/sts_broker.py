@@ -62,6 +62,7 @@ MAX_BODY = 4096
 TENANT_NAME = re.compile(r"^[\w+=,.@-]{1,40}$")  # it becomes part of the STS session name
 OBJECT_ACTIONS = [
     "s3:GetObject",
+    "s3:GetObjectAcl",
     "s3:PutObject",
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
