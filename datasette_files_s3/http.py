@@ -73,7 +73,7 @@ async def authorized_storage(request, datasette) -> S3Storage:
 # --- request bodies -----------------------------------------------------------
 
 
-async def read_json_body(request) -> dict:
+async def read_json_body(request, max_bytes: int = MAX_JSON_BODY) -> dict:
     """A JSON object from a POST with Content-Type application/json, read with a size cap.
 
     Requiring application/json means a cross-site HTML form cannot drive these
@@ -82,11 +82,11 @@ async def read_json_body(request) -> dict:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UploadRejected("Send the body as JSON with the header Content-Type: application/json")
-    return parse_json_object(await read_body_capped(request))
+    return parse_json_object(await read_body_capped(request, max_bytes))
 
 
-async def read_body_capped(request) -> bytes:
-    """The request body, refusing (413) anything over MAX_JSON_BODY as it arrives."""
+async def read_body_capped(request, max_bytes: int = MAX_JSON_BODY) -> bytes:
+    """The request body, refusing (413) anything over `max_bytes` as it arrives."""
     body = bytearray()
     more_body = True
     while more_body:
@@ -95,8 +95,8 @@ async def read_body_capped(request) -> bytes:
             break
         body += message.get("body", b"")
         more_body = message.get("more_body", False)
-        if len(body) > MAX_JSON_BODY:
-            raise BodyTooLarge(f"Request body is too large: at most {MAX_JSON_BODY} bytes of JSON")
+        if len(body) > max_bytes:
+            raise BodyTooLarge(f"Request body is too large: at most {max_bytes} bytes of JSON")
     return bytes(body)
 
 

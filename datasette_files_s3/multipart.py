@@ -28,6 +28,9 @@ MIB = 1024**2
 MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PARTS = 10_000
+# complete's body: the token, and a SHA-256 for each of up to MAX_PARTS parts
+# (`"10000": "<64 hex digits>", ` is 77 bytes; base64 is shorter).
+COMPLETE_MAX_BODY = 64 * 1024 + MAX_PARTS * 80
 # Parts are never larger than this unless the file needs it to fit in 10,000 parts.
 DEFAULT_PART_SIZE = 16 * MIB
 # Most part URLs one sign request may ask for.

@@ -113,8 +113,12 @@ async def multipart_parts(request, datasette):
 
 @json_api
 async def multipart_complete(request, datasette):
-    """POST .../multipart/complete: check the parts, complete, verify and register."""
-    data = await read_json_body(request)
+    """POST .../multipart/complete: check the parts, complete, verify and register.
+
+    Its body carries every part's SHA-256, so it may be larger than other
+    endpoints' 64 KiB: up to multipart.COMPLETE_MAX_BODY, room for 10,000 parts.
+    """
+    data = await read_json_body(request, multipart.COMPLETE_MAX_BODY)
     storage, ticket = await ticket_from(request, datasette, data)
     every_part = range(1, multipart.plan_for(ticket).part_count + 1)
     sha256s = multipart.parse_part_checksums(data.get("checksums"), ticket, every_part)

@@ -379,3 +379,22 @@ async def test_upload_page_shows_uploader_with_threshold(mds):
 async def test_upload_page_needs_upload_permission(mds):
     assert (await mds.client.get("/-/files-s3/upload/s3files")).status_code == 403
     assert (await mds.client.get("/-/files-s3/upload/nope", cookies=actor_cookies(mds))).status_code == 404
+
+
+async def test_complete_reads_the_checksums_of_10000_parts(make_datasette, bucket):
+    """S3's most parts: complete's body then carries 10,000 SHA-256s (about 600 KiB
+    in hex), over the 64 KiB other endpoints read. It is read and judged (the
+    parts were never sent: a 400 naming them), never refused as too large (413)."""
+    config = bucket.source_config(multipart_threshold="5MiB", max_file_size="1TiB")
+    ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
+    cookies = actor_cookies(ds)
+    response = await api(
+        ds, "create", cookies, filename="huge.bin", content_type="application/octet-stream", size=10_000 * PART
+    )
+    created = response.json()
+    assert created["part_count"] == 10_000, created
+    checksums = {str(n): hashlib.sha256(str(n).encode()).hexdigest() for n in range(1, 10_001)}
+    response = await api(ds, "complete", cookies, upload_token=created["upload_token"], checksums=checksums)
+    assert response.status_code == 400, response.text
+    assert "part" in response.json()["errors"][0].lower()
+    assert (await api(ds, "abort", cookies, upload_token=created["upload_token"])).status_code == 200
