@@ -12,6 +12,7 @@ refresh still lives as long as its config says.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +30,11 @@ logger = logging.getLogger("datasette_files_s3")
 # Refresh at least this long before expiry (or a quarter of the lifetime when
 # that is shorter), and earlier still when a signed URL must outlive it.
 REFRESH_MARGIN_SECONDS = 300
+# The whole broker call, connect to last byte: a broker that sends one byte at
+# a time must not hold a request (or Datasette's shutdown) for longer.
 BROKER_TIMEOUT_SECONDS = 10
+# A broker's answer is a few hundred bytes of JSON: more is refused unread.
+BROKER_MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ class BrokerCredentialsProvider(CredentialsProvider):
         self._fallback_prefix = config.prefix
         self._transport = transport
         self._current: Credentials | None = None
-        self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Future | None = None
 
     @property
     def broker_host(self) -> str:
@@ -167,42 +172,64 @@ class BrokerCredentialsProvider(CredentialsProvider):
         return safe_host(self._url)
 
     async def get(self) -> Credentials:
+        """The current keys. Keys inside their refresh margin but still valid are
+        served at once while one refresh runs in the background; only a caller
+        with no valid keys waits for the broker (at most BROKER_TIMEOUT_SECONDS)."""
+        now = self._clock()
         current = self._current
-        if current is not None and not current.needs_refresh(self._clock()):
+        if current is not None and not current.needs_refresh(now):
             return current
-        async with self._lock:
-            # Another request may have refreshed while we waited for the lock.
-            current = self._current
-            if current is not None and not current.needs_refresh(self._clock()):
-                return current
-            try:
-                self._current = await self._fetch()
-            except CredentialsUnavailable:
-                # Keys that are merely inside the refresh margin still work:
-                # keep serving them while the broker is down.
-                if current is not None and (current.seconds_left(self._clock()) or 0) > 0:
-                    logger.warning(
-                        "datasette-files source '%s': credentials refresh failed, "
-                        "using current credentials until they expire",
-                        self._source,
-                    )
-                    return current
-                raise
-            return self._current
+        refresh = self._refresh_started()
+        if current is not None and (current.seconds_left(now) or 0) > 0:
+            return current
+        return await asyncio.shield(refresh)
+
+    async def wait_for_refresh(self) -> None:
+        """Wait for a refresh in progress, if any (its failure is logged, not raised)."""
+        if self._refreshing is not None:
+            await asyncio.wait([self._refreshing])
+
+    def _refresh_started(self) -> asyncio.Future:
+        """The refresh in progress, or a new one: one at a time however many ask."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+            # Nobody may await a background refresh: its failure must not go unread.
+            self._refreshing.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return self._refreshing
+
+    async def _refresh(self) -> Credentials:
+        previous = self._current
+        try:
+            self._current = await self._fetch()
+        except CredentialsUnavailable:
+            # Keys that are merely inside the refresh margin still work:
+            # keep serving them while the broker is down.
+            if previous is not None and (previous.seconds_left(self._clock()) or 0) > 0:
+                logger.warning(
+                    "datasette-files source '%s': credentials refresh failed, "
+                    "using current credentials until they expire",
+                    self._source,
+                )
+                return previous
+            raise
+        return self._current
 
     async def _fetch(self) -> Credentials:
         fetched_at = self._clock()
         failure = f"datasette-files source '{self._source}': credentials broker at {self.broker_host}"
         try:
-            async with httpx.AsyncClient(timeout=BROKER_TIMEOUT_SECONDS, transport=self._transport) as client:
-                response = await client.post(self._url, data={"secret": self._secret})
+            status, body = await asyncio.wait_for(self._ask_broker(failure), BROKER_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            raise CredentialsUnavailable(
+                f"{failure} did not answer within {BROKER_TIMEOUT_SECONDS} seconds"
+            ) from None
         except httpx.HTTPError as ex:
             raise CredentialsUnavailable(f"{failure} could not be reached ({type(ex).__name__})") from None
-        if response.status_code != 200:
-            raise CredentialsUnavailable(f"{failure} answered HTTP {response.status_code}")
+        if status != 200:
+            raise CredentialsUnavailable(f"{failure} answered HTTP {status}")
         try:
-            credentials = credentials_from_broker_json(response.json(), fetched_at, self._longest_url)
-        except ValueError as ex:
+            credentials = credentials_from_broker_json(json.loads(body), fetched_at, self._longest_url)
+        except ValueError as ex:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise CredentialsUnavailable(f"{failure} gave unusable credentials: {ex}") from None
         if credentials.bucket is None:
             if not self._fallback_bucket:
@@ -215,6 +242,19 @@ class BrokerCredentialsProvider(CredentialsProvider):
                 }
             )
         return credentials
+
+    async def _ask_broker(self, failure: str) -> tuple[int, bytes]:
+        """POST the secret; (status, body), reading at most BROKER_MAX_ANSWER_BYTES."""
+        async with httpx.AsyncClient(timeout=BROKER_TIMEOUT_SECONDS, transport=self._transport) as client:
+            async with client.stream("POST", self._url, data={"secret": self._secret}) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > BROKER_MAX_ANSWER_BYTES:
+                        raise CredentialsUnavailable(
+                            f"{failure} sent an answer over {BROKER_MAX_ANSWER_BYTES} bytes: refused"
+                        )
+                return response.status_code, bytes(body)
 
 
 def provider_for(config: S3SourceConfig) -> CredentialsProvider:

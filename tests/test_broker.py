@@ -3,11 +3,15 @@
 import asyncio
 import json
 import logging
+import socket
+import threading
 import time
+import tracemalloc
 from datetime import datetime
 
 import pytest
 
+from datasette_files_s3 import credentials
 from datasette_files_s3.config import CLOCK_SKEW_SECONDS, parse_source_config
 from datasette_files_s3.credentials import BrokerCredentialsProvider, refresh_time
 from datasette_files_s3.errors import CredentialsUnavailable
@@ -82,6 +86,8 @@ async def test_refreshes_before_expiry_not_at_it(broker, bucket):
     assert broker.requests == 1
     clock.now = first.refresh_at  # inside the margin, well before expiry
     assert first.seconds_left(clock.now) > 0
+    assert await credentials_provider.get() is first  # still valid: served while the refresh runs
+    await credentials_provider.wait_for_refresh()
     second = await credentials_provider.get()
     assert second is not first
     assert broker.requests == 2
@@ -96,6 +102,8 @@ async def test_keys_are_refreshed_while_they_still_outlive_the_longest_url(broke
     first = await credentials_provider.get()
     assert first.seconds_left(first.refresh_at) >= 1200 + CLOCK_SKEW_SECONDS
     clock.now = first.expires_at - 1200  # 20 minutes left: not enough for a new URL
+    await credentials_provider.get()
+    await credentials_provider.wait_for_refresh()
     second = await credentials_provider.get()
     assert second is not first
     assert broker.requests == 2
@@ -181,3 +189,98 @@ async def test_presigned_urls_never_outlive_broker_credentials(broker, bucket, m
     policy = json.loads(base64.b64decode(response.json()["upload_fields"]["policy"]))
     expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")).timestamp()
     assert expiration <= time.time() + 120
+
+
+# --- a slow or hostile broker -------------------------------------------------
+# It cannot hold Datasette: the whole call is bounded, still-valid keys are
+# served while a refresh runs, and an answer over 64 KiB is refused unread.
+
+
+class HostileBroker:
+    """Answers every request with HTTP headers and then `body_bytes` bytes,
+    `chunk` bytes at a time with `pause` seconds between them."""
+
+    def __init__(self, body_bytes: int, chunk: int, pause: float):
+        self.body_bytes, self.chunk, self.pause = body_bytes, chunk, pause
+        self.sent = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/credentials"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection):
+        with connection:
+            connection.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {self.body_bytes}\r\n\r\n"
+            try:
+                connection.sendall(head.encode())
+                left = self.body_bytes
+                while left > 0:
+                    piece = b" " * min(self.chunk, left)
+                    connection.sendall(piece)
+                    self.sent += len(piece)
+                    left -= len(piece)
+                    time.sleep(self.pause)
+            except OSError:
+                return  # the client gave up: what it should do
+
+    def close(self):
+        self.listener.close()
+
+
+def hostile_provider(hostile: HostileBroker, clock=time.time) -> BrokerCredentialsProvider:
+    config = {"credentials_url": hostile.url, "credentials_url_secret": BROKER_SECRET, "bucket": "b"}
+    return BrokerCredentialsProvider(parse_source_config("brokered", config), clock=clock)
+
+
+@pytest.fixture
+def short_deadline(monkeypatch):
+    """The broker deadline at 1 s instead of 10, so a test need not wait 10 s."""
+    monkeypatch.setattr(credentials, "BROKER_TIMEOUT_SECONDS", 1)
+
+
+async def test_a_broker_sending_a_byte_at_a_time_is_cut_off_at_the_deadline(short_deadline):
+    """A byte every 0.2 s never trips a per-read timeout; the whole call's deadline
+    ends it. Without one, this broker would hold the request for 60 s."""
+    hostile = HostileBroker(body_bytes=300, chunk=1, pause=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CredentialsUnavailable, match="did not answer within 1 seconds"):
+            await hostile_provider(hostile).get()
+        assert time.monotonic() - started < 30
+    finally:
+        hostile.close()
+
+
+async def test_a_huge_broker_answer_is_refused_unread():
+    hostile = HostileBroker(body_bytes=150 * 1024**2, chunk=65536, pause=0)
+    try:
+        tracemalloc.start()
+        with pytest.raises(CredentialsUnavailable, match="answer over 65536 bytes"):
+            await hostile_provider(hostile).get()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 * 1024**2, f"{peak / 1024**2:.1f} MiB traced"
+    finally:
+        hostile.close()
+
+
+async def test_still_valid_keys_are_served_while_a_hung_refresh_runs(broker, bucket, short_deadline):
+    clock = Clock()
+    keys = provider(broker, bucket, clock)
+    first = await keys.get()
+    broker.delay = 3  # the refresh will hang past the deadline
+    clock.now = first.refresh_at + 1  # inside the margin, an hour from expiry
+    answers = await asyncio.wait_for(asyncio.gather(*[keys.get() for _ in range(5)]), timeout=0.5)
+    assert all(answer is first for answer in answers)
+    await keys.wait_for_refresh()  # it failed, logged; the keys still serve
+    assert await keys.get() is first

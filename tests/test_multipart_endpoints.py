@@ -389,7 +389,12 @@ async def test_complete_reads_the_checksums_of_10000_parts(make_datasette, bucke
     ds = await make_datasette({"s3files": {"storage": "s3", "config": config}})
     cookies = actor_cookies(ds)
     response = await api(
-        ds, "create", cookies, filename="huge.bin", content_type="application/octet-stream", size=10_000 * PART
+        ds,
+        "create",
+        cookies,
+        filename="huge.bin",
+        content_type="application/octet-stream",
+        size=10_000 * PART,
     )
     created = response.json()
     assert created["part_count"] == 10_000, created
