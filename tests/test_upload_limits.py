@@ -147,3 +147,20 @@ async def test_single_request_over_5_gib_names_the_sources_multipart_uploader(ds
     response = await prepare(ds, actor_cookies(ds), filename="huge.bin", size=5 * 1024**3 + 1)
     assert response.status_code == 400
     assert "/-/files-s3/upload/s3files" in response.json()["errors"][0]
+
+
+async def test_anonymous_uploaders_share_one_allowance_per_source(make_datasette, bucket):
+    """The documented rule (docs/security.md), not an oversight: where anyone may
+    upload, every anonymous client shares one allowance. Client addresses are not
+    identities (one proxy or NAT address is many people; one IPv6 client is
+    millions of addresses), so a per-address rule would be no fairer and easy to
+    dodge. Signed-in actors keep their own allowance."""
+    config = bucket.source_config(max_pending_uploads=2)
+    ds = await make_datasette(
+        {"s3files": {"storage": "s3", "config": config}}, permissions={"files-upload": True}
+    )
+    for _ in range(2):  # two anonymous clients, or one: Datasette cannot tell
+        assert (await prepare(ds, {}, size=3)).status_code == 200
+    third = await prepare(ds, {}, size=3)
+    assert_too_many(third, "2 uploads prepared", most_seconds=900 + 60)
+    assert (await prepare(ds, actor_cookies(ds, "alice"), size=3)).status_code == 200
