@@ -30,16 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# The current releases of cbor2, pyopenssl and service_identity break this
-# LocalStack; these are the versions measured to work (2026-11).
-REQUIREMENTS = [
-    "localstack-core[runtime]==2026.3.0",
-    "cbor2<6",
-    "pyopenssl<24.3",
-    "service_identity",
-]
+# Every package LocalStack runs on, by version and hash, so that an install
+# months from now is the one measured here: its dependencies float, and their
+# newer releases break it (cbor2 6, pyOpenSSL 24.3). The pins it needs are in
+# localstack-requirements.in; the command to regenerate the lock is at its top.
+LOCK = Path(__file__).resolve().parent / "localstack-requirements.txt"
 SECRET_ACCESS_KEY = "test"
-_TAG = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()[:12]
+_TAG = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]  # a changed lock makes a new virtualenv
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datasette-files-s3"
 VENV = Path(os.environ.get("LOCALSTACK_VENV") or CACHE / f"localstack-{_TAG}")
 PYTHON = VENV / "bin" / "python"
@@ -77,13 +74,13 @@ def install() -> Path:
         if marker.exists():
             return VENV
         started = time.monotonic()
-        log(f"installing {REQUIREMENTS[0]} into {VENV}")
+        log(f"installing LocalStack from {LOCK.name} into {VENV}")
         shutil.rmtree(VENV, ignore_errors=True)  # a half-made one from an interrupted install
         subprocess.run([uv(), "venv", "--quiet", "--python", find_base_python(), str(VENV)], check=True)
-        subprocess.run(
-            [uv(), "pip", "install", "--quiet", "--python", str(PYTHON), *REQUIREMENTS], check=True
-        )
-        marker.write_text("\n".join(REQUIREMENTS) + "\n")
+        # The lock names every package: nothing is resolved, every file's hash is checked.
+        install_locked = ["pip", "install", "--quiet", "--require-hashes", "--no-deps", "-r", str(LOCK)]
+        subprocess.run([uv(), *install_locked, "--python", str(PYTHON)], check=True)
+        marker.write_text(LOCK.name + "\n")
         log(f"installed in {time.monotonic() - started:.0f}s")
     return VENV
 
