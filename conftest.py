@@ -34,7 +34,9 @@ def pytest_addoption(parser):
         "--s3",
         choices=list(SERVER_KINDS),
         default=os.environ.get("DATASETTE_FILES_S3_TEST_SERVER", "moto"),
-        help="the S3 server the tests run against: moto (enforces nothing) or localstack (enforces)",
+        help="the S3 server the tests run against: moto (enforces nothing), localstack (enforces "
+        "policies and checksums) or ceph (Ceph RGW: enforces policies, their signatures and fields; "
+        "no checksums)",
     )
 
 
@@ -53,7 +55,7 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def s3_kind(request) -> str:
-    """The kind of S3 server this run talks to: "moto" or "localstack"."""
+    """The kind of S3 server this run talks to: "moto", "localstack" or "ceph"."""
     return request.config.getoption("s3")
 
 

@@ -4,6 +4,8 @@
 #
 #   ./dev-server.sh                      # moto: starts in a second, enforces nothing
 #   DEV_S3=localstack ./dev-server.sh    # LocalStack's S3: enforces POST policies and CORS as AWS does
+#   DEV_S3=ceph ./dev-server.sh          # Ceph RGW, a real S3 implementation: enforces POST policies
+#                                        # down to their signature and fields; checks no checksum
 #
 # Point it at an existing S3-compatible endpoint instead with:
 #   DEV_S3_ENDPOINT=http://127.0.0.1:9000 DEV_S3_BUCKET=my-bucket \
@@ -71,7 +73,8 @@ if [ -z "${DEV_S3_ENDPOINT:-}" ]; then
   ENDPOINT="http://127.0.0.1:$S3_PORT"
   # Throwaway keys of the embedded server, written into the config so that the
   # bucket tools work from any terminal. LocalStack checks presigned URLs
-  # against the fixed secret `test`; moto checks nothing.
+  # against the fixed secret `test`, Ceph against the user it makes with these
+  # keys; moto checks nothing.
   KEYS="          access_key_id: dev-key-id
           secret_access_key: test"
   case "$DEV_S3" in
@@ -87,8 +90,15 @@ if [ -z "${DEV_S3_ENDPOINT:-}" ]; then
       CHILDREN+=($!)
       wait_for "$ENDPOINT/_localstack/health" "$!" 180
       ;;
+    ceph)
+      echo "Starting embedded S3 (Ceph RGW) on $ENDPOINT (the first run installs it with apt, about 30 s)"
+      "$BIN/python" scripts/ceph_rgw.py serve --port "$S3_PORT" --access-key dev-key-id --secret-key test \
+        >"$STATE/s3.log" 2>&1 &
+      CHILDREN+=($!)
+      wait_for "$ENDPOINT/" "$!" 240
+      ;;
     *)
-      echo "DEV_S3 must be moto or localstack, not '$DEV_S3'" >&2
+      echo "DEV_S3 must be moto, localstack or ceph, not '$DEV_S3'" >&2
       exit 2
       ;;
   esac

@@ -5,11 +5,14 @@
 - `LocalStackServer`: LocalStack's S3 through `scripts/localstack_s3.py`. It
   enforces POST policy conditions, presigned URL signatures (against the fixed
   secret `test`) and bucket CORS rules, as AWS does.
+- `CephServer`: Ceph's RADOS Gateway, a real S3 implementation, through
+  `scripts/ceph_rgw.py`. It enforces POST policies down to their signature and
+  refuses form fields a policy does not name; it checks no checksum.
 - `ExistingBucket`: a bucket someone else runs (real-bucket mode,
   DATASETTE_FILES_S3_TEST_BUCKET): tests get a prefix in it, never a bucket.
 
-A run picks moto or LocalStack with `pytest --s3=moto|localstack` (see the
-root conftest.py); `start_s3_server(kind)` starts one of that kind.
+A run picks one with `pytest --s3=moto|localstack|ceph` (see the root
+conftest.py); `start_s3_server(kind)` starts one of that kind.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from botocore.config import Config
 from tests.live_servers import BIN, free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALSTACK_SCRIPT = ROOT / "scripts" / "localstack_s3.py"
 
 
 class S3Server:
@@ -198,33 +200,53 @@ class MotoServer(S3Server):
         s3_backends[account][partition].get_object(bucket, key).last_modified -= timedelta(seconds=seconds)
 
 
-class LocalStackServer(S3Server):
-    """LocalStack's S3, started by the project's own script, bound to 127.0.0.1."""
+class ScriptServer(S3Server):
+    """A server started by one of the project's own scripts: `install` (once), then `serve --port`."""
 
-    kind = "localstack"
-    enforces_policy = True
-    # Any key id; presigned URL signatures are checked against this fixed secret.
-    access_key_id = "test"
-    secret_access_key = "test"
+    script: ClassVar[Path]
+    ready_path: ClassVar[str]  # answers once the server takes requests
 
-    def start(self) -> LocalStackServer:
+    def start(self) -> ScriptServer:
         # Install first (cached after the first run) so the start-up wait is only start-up.
-        subprocess.run(
-            [sys.executable, str(LOCALSTACK_SCRIPT), "install"], check=True, stdout=subprocess.DEVNULL
-        )
-        self.log_path = Path(tempfile.mkdtemp(prefix="dfs3-localstack-")) / "localstack.log"
+        subprocess.run([sys.executable, str(self.script), "install"], check=True, stdout=subprocess.DEVNULL)
+        self.log_path = Path(tempfile.mkdtemp(prefix=f"dfs3-{self.kind}-")) / f"{self.kind}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(LOCALSTACK_SCRIPT), "serve", "--port", str(self.port)],
+                [sys.executable, str(self.script), "serve", "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_for_http(self.endpoint_url + "/_localstack/health", timeout=120, process=self.process)
+            wait_for_http(self.endpoint_url + self.ready_path, timeout=120, process=self.process)
         except (RuntimeError, TimeoutError) as ex:
             self.stop()
             raise RuntimeError(f"{ex}; its log:\n{self.log_path.read_text()[-3000:]}") from None
         return self
+
+
+class LocalStackServer(ScriptServer):
+    """LocalStack's S3, started by scripts/localstack_s3.py, bound to 127.0.0.1."""
+
+    kind = "localstack"
+    enforces_policy = True
+    script = ROOT / "scripts" / "localstack_s3.py"
+    ready_path = "/_localstack/health"
+    # Any key id; presigned URL signatures are checked against this fixed secret.
+    access_key_id = "test"
+    secret_access_key = "test"
+
+
+class CephServer(ScriptServer):
+    """Ceph's RADOS Gateway on a one-node cluster, started by scripts/ceph_rgw.py on 127.0.0.1.
+
+    The script makes a user with the keys `test` / `test`."""
+
+    kind = "ceph"
+    enforces_policy = True
+    script = ROOT / "scripts" / "ceph_rgw.py"
+    ready_path = "/"
+    access_key_id = "test"
+    secret_access_key = "test"
 
 
 class ExistingBucket(S3Server):
@@ -269,9 +291,13 @@ class ExistingBucket(S3Server):
 
 
 # The kinds a run can choose with --s3.
-SERVER_KINDS: dict[str, type[S3Server]] = {"moto": MotoServer, "localstack": LocalStackServer}
+SERVER_KINDS: dict[str, type[S3Server]] = {
+    "moto": MotoServer,
+    "localstack": LocalStackServer,
+    "ceph": CephServer,
+}
 
 
 def start_s3_server(kind: str, **options) -> S3Server:
-    """Start an S3 server of this kind ("moto" or "localstack") on a free loopback port."""
+    """Start an S3 server of this kind ("moto", "localstack" or "ceph") on a free loopback port."""
     return SERVER_KINDS[kind](**options).start()
