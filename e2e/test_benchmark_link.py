@@ -50,6 +50,7 @@ def start_benchmark(as_root: list[str], *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.store("moto", reason="the benchmark starts its own moto_server: one run of it is enough")
+@pytest.mark.timeout(300)  # Chromium, Datasette and moto start in a fresh namespace: slow on a busy machine
 def test_link_benchmark_runs_on_a_shaped_link(as_root):
     before = link_namespaces()
     run = start_benchmark(as_root, *SMOKE)
@@ -63,6 +64,7 @@ def test_link_benchmark_runs_on_a_shaped_link(as_root):
 
 
 @pytest.mark.store("moto", reason="the benchmark starts its own moto_server: one run of it is enough")
+@pytest.mark.timeout(300)  # Chromium, Datasette and moto start in a fresh namespace: slow on a busy machine
 def test_link_benchmark_deletes_its_namespace_on_ctrl_c(as_root):
     before = link_namespaces()
     run = start_benchmark(as_root, *SMOKE)
