@@ -442,6 +442,8 @@ def inside(args) -> int:
                 "uploader (checksum: sha256)",
                 "boto3 (SHA-256 / put_object x8)",
                 "uploader / boto3",
+                f"uploader, parallel-files={args.compare_parallel_files} (before)",
+                "that / boto3",
             ],
             rows,
         ),
