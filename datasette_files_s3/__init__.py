@@ -3,9 +3,11 @@
 This module holds the plugin hooks only; see README.md for the upload flow.
 """
 
+import sys
+
 from datasette import hookimpl
 
-from . import database, multipart_views, proxy_upload, views
+from . import clash, database, multipart_views, proxy_upload, views
 from .storage import S3Storage
 
 __all__ = ["S3Storage"]
@@ -19,9 +21,11 @@ def register_files_storage_types(datasette):
 
 @hookimpl
 def startup(datasette):
-    """Create our pending-uploads table in the internal database."""
+    """Refuse to run beside another `s3` storage backend, then create our
+    pending-uploads table in the internal database."""
 
     async def inner():
+        await clash.refuse_a_second_s3_backend(datasette, ours=sys.modules[__name__])
         await database.create_tables(datasette)
 
     return inner
