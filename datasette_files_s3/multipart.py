@@ -179,7 +179,13 @@ def resume_matches(ticket: uploads.UploadTicket, upload: uploads.UploadRequest, 
 
 
 def is_no_such_upload(ex: Exception) -> bool:
-    """S3 no longer has this multipart upload (completed, aborted or expired)."""
+    """S3 no longer has this multipart upload (completed, aborted or expired).
+
+    AWS answers NoSuchUpload; Ceph RGW answers 404 NoSuchKey to a call on an
+    upload id it no longer has, which the storage layer raises as FileNotFoundError.
+    """
+    if isinstance(ex, FileNotFoundError):
+        return True
     return isinstance(ex, StorageUnavailable) and ex.code == "NoSuchUpload"
 
 
@@ -188,7 +194,7 @@ async def unless_upload_gone(call):
     longer has the upload (completed, aborted or expired)."""
     try:
         return await call
-    except StorageUnavailable as ex:
+    except (StorageUnavailable, FileNotFoundError) as ex:
         if is_no_such_upload(ex):
             return None
         raise
