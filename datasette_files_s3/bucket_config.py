@@ -72,6 +72,16 @@ def merge_cors_rules(existing: list[dict], origins: list[str]) -> list[dict]:
     return [needed_cors_rule(known + list(origins))] + others
 
 
+def same_cors_rules(a: list[dict], b: list[dict]) -> bool:
+    """Whether two lists of CORS rules say the same: a rule's methods are a set,
+    in whatever order the store lists them (Ceph RGW keeps its own)."""
+
+    def as_sets(rules):
+        return [{**rule, "AllowedMethods": set(rule.get("AllowedMethods", []))} for rule in rules]
+
+    return as_sets(a) == as_sets(b)
+
+
 def rule_allows(rule: dict, origin: str, method: str) -> bool:
     """Whether one CORS rule lets `origin` send `method` (S3's `*` wildcard in origins)."""
     if method not in rule.get("AllowedMethods", []):

@@ -189,7 +189,7 @@ def cors_command(source, config, settings, origins, apply_, dry_run):
             return
         click.echo("\nThis plugin needs:")
         click.echo(json.dumps(merged[0], indent=2))
-        if merged == current:
+        if bucket_config.same_cors_rules(merged, current):
             click.echo("\nThe bucket already has this rule; nothing to do.")
         elif apply_:
             try:
@@ -321,6 +321,10 @@ def refuse_bucket_call(doing: str, ask: str, rule: dict, failed: bool) -> None:
         raise click.ClickException("nothing was changed")
 
 
+def rule_id(rule: dict) -> str:
+    return rule.get("ID", "")
+
+
 async def install_lifecycle(storage, older_than: int, dry_run: bool) -> None:
     """`cleanup --lifecycle`: merge our abort-multipart rule into the bucket's lifecycle rules."""
     connection = await storage.connection()
@@ -333,7 +337,8 @@ async def install_lifecycle(storage, older_than: int, dry_run: bool) -> None:
     if dry_run:
         click.echo(json.dumps({"Rules": merged}, indent=2))
         return
-    if merged == current:
+    # Lifecycle rules have no order (Ceph RGW lists them by ID).
+    if sorted(merged, key=rule_id) == sorted(current, key=rule_id):
         click.echo(f"Bucket '{connection.bucket}' already has the lifecycle rule; nothing to do.")
         return
     try:
