@@ -2,15 +2,21 @@
 
 `pytest --s3=moto` (the default, or DATASETTE_FILES_S3_TEST_SERVER=moto) runs
 against moto, which enforces nothing; `pytest --s3=localstack` against
-LocalStack's S3, which enforces POST policies, signatures and CORS as AWS
-does. A test that needs one kind says so, and is skipped, with the reason, in
-a run against the other:
+LocalStack's S3, which enforces POST policies, signatures, checksums and CORS
+as AWS does; `pytest --s3=ceph` against Ceph RGW, which enforces POST policies
+down to their own signature and refuses form fields a policy does not name,
+but checks no checksum. A test that needs one kind says so, and is skipped,
+with the reason, in a run against another:
 
     @pytest.mark.store("enforcing")   # the store must refuse what the policy forbids
     @pytest.mark.store("permissive")  # the store must let it through (to test our own checks)
+    @pytest.mark.store("checks-checksums")   # a wrong x-amz-checksum-sha256 is refused
+    @pytest.mark.store("ignores-checksums")  # it is taken unchecked
+    @pytest.mark.store("reports-checksums")  # HEAD shows the SHA-256 (or composite) of what it stored
+    @pytest.mark.store("reports-no-checksums")  # HEAD shows none (Ceph)
     @pytest.mark.store("moto", reason="...")  # moto itself (its backend, its quirks)
 
-Unmarked tests run against either. CI runs both, so every test runs somewhere.
+Unmarked tests run against any. CI runs all three, so every test runs somewhere.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ REAL_BUCKET = os.environ.get("DATASETTE_FILES_S3_TEST_BUCKET")
 STORE_NEEDS = {
     "enforcing": "an S3 store that enforces POST policies",
     "permissive": "an S3 store that accepts what a POST policy forbids",
-    "moto": "moto",
+    "checks-checksums": "an S3 store that checks SHA-256 checksums",
+    "ignores-checksums": "an S3 store that takes SHA-256 checksums without checking them",
+    "reports-checksums": "an S3 store that reports the SHA-256 of what it stored",
+    "reports-no-checksums": "an S3 store that reports no SHA-256 of what it stored",
+    **{kind: kind for kind in SERVER_KINDS},
 }
 
 
@@ -43,14 +53,18 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "store(kind, reason=None): the test needs an 'enforcing' store, a 'permissive' one, or 'moto' itself",
+        "store(need, reason=None): the test needs an 'enforcing' store, a 'permissive' one, one that "
+        "'checks-checksums' or 'ignores-checksums', or a kind itself ('moto', 'localstack', 'ceph')",
     )
 
 
 def pytest_report_header(config):
     kind = config.getoption("s3")
     bucket = f"; real-bucket mode: {REAL_BUCKET}" if REAL_BUCKET else ""
-    return f"S3 server: {kind} ({'enforces' if SERVER_KINDS[kind].enforces_policy else 'enforces nothing'}){bucket}"
+    server = SERVER_KINDS[kind]
+    enforces = "enforces POST policies" if server.enforces_policy else "enforces no POST policy"
+    checks = "checks checksums" if server.checks_checksums else "checks no checksum"
+    return f"S3 server: {kind} ({enforces}, {checks}){bucket}"
 
 
 @pytest.fixture(scope="session")
@@ -84,13 +98,24 @@ def bucket_store(request):
     return request.getfixturevalue("s3_server")
 
 
-def store_matches(need: str, kind: str, enforces: bool) -> bool:
-    """Whether a store of this kind (enforcing or not) meets a `store(...)` marker's need."""
-    if need == "enforcing":
-        return enforces
-    if need == "permissive":
-        return not enforces
-    return kind == need
+# Each need on what a store does: the S3Server attribute that says so, and its value.
+# An attribute that is None (not known, in real-bucket mode) meets neither value.
+NEED_ATTRIBUTES = {
+    "enforcing": ("enforces_policy", True),
+    "permissive": ("enforces_policy", False),
+    "checks-checksums": ("checks_checksums", True),
+    "ignores-checksums": ("checks_checksums", False),
+    "reports-checksums": ("reports_checksums", True),
+    "reports-no-checksums": ("reports_checksums", False),
+}
+
+
+def store_matches(need: str, store) -> bool:
+    """Whether this store (an S3Server, or its class) meets a `store(...)` marker's need."""
+    if need in NEED_ATTRIBUTES:
+        attribute, wanted = NEED_ATTRIBUTES[need]
+        return getattr(store, attribute) is wanted
+    return store.kind == need
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -101,13 +126,13 @@ def pytest_runtest_setup(item):
         return
     need = marker.args[0]
     if need not in STORE_NEEDS:
-        raise pytest.UsageError(f"store({need!r}): use 'enforcing', 'permissive' or 'moto'")
+        raise pytest.UsageError(f"store({need!r}): use one of {', '.join(STORE_NEEDS)}")
     if REAL_BUCKET and "bucket" in item.fixturenames:
         store = existing_bucket(item.config)
-        kind, enforces = store.kind, store.enforces_policy
     else:
-        kind = item.config.getoption("s3")
-        enforces = SERVER_KINDS[kind].enforces_policy
-    if not store_matches(need, kind, enforces):
+        store = SERVER_KINDS[item.config.getoption("s3")]
+    if not store_matches(need, store):
         why = marker.kwargs.get("reason")
-        pytest.skip(f"needs {STORE_NEEDS[need]}{f' ({why})' if why else ''}; this run's store is {kind}")
+        pytest.skip(
+            f"needs {STORE_NEEDS[need]}{f' ({why})' if why else ''}; this run's store is {store.kind}"
+        )

@@ -43,6 +43,10 @@ class S3Server:
     kind: ClassVar[str]
     # Whether a POST that breaks its policy (size, key, type, expiry) is refused.
     enforces_policy: ClassVar[bool]
+    # Whether an upload with a wrong x-amz-checksum-sha256 is refused (None: not known).
+    checks_checksums: ClassVar[bool | None] = False
+    # Whether HEAD (ChecksumMode=ENABLED) reports the SHA-256, or multipart composite, of what it stored.
+    reports_checksums: ClassVar[bool | None] = True
     can_create_buckets: ClassVar[bool] = True
     region = "us-east-1"
     access_key_id = "testing-key-id"
@@ -229,6 +233,7 @@ class LocalStackServer(ScriptServer):
 
     kind = "localstack"
     enforces_policy = True
+    checks_checksums = True
     script = ROOT / "scripts" / "localstack_s3.py"
     ready_path = "/_localstack/health"
     # Any key id; presigned URL signatures are checked against this fixed secret.
@@ -245,6 +250,7 @@ class CephServer(ScriptServer):
     enforces_policy = True
     script = ROOT / "scripts" / "ceph_rgw.py"
     ready_path = "/"
+    reports_checksums = False
     access_key_id = "test"
     secret_access_key = "test"
 
@@ -254,6 +260,8 @@ class ExistingBucket(S3Server):
 
     kind = "existing"
     can_create_buckets = False
+    checks_checksums = None  # not asked: tests that need to know are skipped
+    reports_checksums = None
 
     def __init__(self, bucket: str):
         self.bucket = bucket

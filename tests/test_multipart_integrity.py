@@ -11,11 +11,15 @@ import base64
 import hashlib
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from tests.helpers import actor_cookies
 from tests.s3_servers import MotoServer
 from tests.test_multipart_endpoints import CONTENT, PART, api, create, open_uploads, part_bytes
+
+# The composite the store reports on HEAD is what content_hash records; Ceph RGW reports none.
+REPORTS_A_COMPOSITE = pytest.mark.store("reports-checksums", reason="content_hash is the store's composite")
 
 
 @pytest_asyncio.fixture
@@ -59,6 +63,7 @@ async def sign_and_put(ds, cookies, token, numbers, sent: bytes, hashed: bytes =
     return None
 
 
+@REPORTS_A_COMPOSITE
 async def test_multipart_with_checksums_records_the_composite(mds, bucket):
     cookies = actor_cookies(mds)
     created = await create(mds, cookies, checksums=True)
@@ -73,6 +78,7 @@ async def test_multipart_with_checksums_records_the_composite(mds, bucket):
     assert "Content Hash" in page.text and file["content_hash"] in page.text
 
 
+@REPORTS_A_COMPOSITE
 async def test_the_stores_composite_is_read_with_or_without_its_part_count(mds, bucket):
     """AWS S3 reports a composite as `<base64>-<parts>`, and so does LocalStack;
     moto 5.2 leaves the count off. Each form is pinned for its store, and either
@@ -91,6 +97,23 @@ async def test_the_stores_composite_is_read_with_or_without_its_part_count(mds, 
     assert completed.json()["file"]["content_hash"] == expected_content_hash(CONTENT, 3)
 
 
+@pytest.mark.store("reports-no-checksums")
+async def test_no_content_hash_where_the_store_reports_no_composite(mds, bucket):
+    """Ceph RGW takes every part's x-amz-checksum-sha256 and checks none, and HEAD
+    reports no composite: the upload completes, and content_hash stays empty rather
+    than be made from hashes nobody checked."""
+    cookies = actor_cookies(mds)
+    token = (await create(mds, cookies, checksums=True))["upload_token"]
+    assert await sign_and_put(mds, cookies, token, [1, 2, 3], CONTENT) is None
+    completed = await api(mds, "complete", cookies, upload_token=token, checksums=part_checksums(CONTENT, 3))
+    assert completed.status_code == 201, completed.text
+    [key] = bucket.keys(bucket.prefix)
+    head = bucket.client.head_object(Bucket=bucket.name, Key=key, ChecksumMode="ENABLED")
+    assert "ChecksumSHA256" not in head
+    assert completed.json()["file"]["content_hash"] is None
+    assert bucket.get(key) == CONTENT
+
+
 async def test_sign_needs_each_parts_checksum(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies, checksums=True))["upload_token"]
@@ -103,6 +126,7 @@ async def test_sign_needs_each_parts_checksum(mds, bucket):
     assert response.status_code == 400 and "checksums is required" in response.json()["errors"][0]
 
 
+@REPORTS_A_COMPOSITE
 async def test_a_corrupted_part_is_refused_and_the_upload_ends_cleanly(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies, checksums=True))["upload_token"]
@@ -134,6 +158,7 @@ async def test_complete_needs_every_parts_checksum(mds, bucket):
     assert response.status_code == 400 and "no SHA-256 for part 3" in response.json()["errors"][0]
 
 
+@REPORTS_A_COMPOSITE
 async def test_resumed_upload_ends_with_correct_checksums(mds, bucket):
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies, checksums=True))["upload_token"]
