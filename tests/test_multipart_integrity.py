@@ -78,17 +78,23 @@ async def test_multipart_with_checksums_records_the_composite(mds, bucket):
     assert "Content Hash" in page.text and file["content_hash"] in page.text
 
 
-@REPORTS_A_COMPOSITE
-async def test_the_stores_composite_is_read_with_or_without_its_part_count(mds, bucket):
-    """AWS S3 reports a composite as `<base64>-<parts>`, and so does LocalStack;
-    moto 5.2 leaves the count off. Each form is pinned for its store, and either
-    way the composite content_hash is recorded."""
+async def three_checksummed_parts_completed(mds, bucket):
+    """CONTENT uploaded as 3 parts with their SHA-256s and completed: (complete's answer, the key)."""
     cookies = actor_cookies(mds)
     token = (await create(mds, cookies, checksums=True))["upload_token"]
     assert await sign_and_put(mds, cookies, token, [1, 2, 3], CONTENT) is None
     completed = await api(mds, "complete", cookies, upload_token=token, checksums=part_checksums(CONTENT, 3))
     assert completed.status_code == 201, completed.text
     [key] = bucket.keys(bucket.prefix)
+    return completed, key
+
+
+@REPORTS_A_COMPOSITE
+async def test_the_stores_composite_is_read_with_or_without_its_part_count(mds, bucket):
+    """AWS S3 reports a composite as `<base64>-<parts>`, and so does LocalStack;
+    moto 5.2 leaves the count off. Each form is pinned for its store, and either
+    way the composite content_hash is recorded."""
+    completed, key = await three_checksummed_parts_completed(mds, bucket)
     reported = bucket.client.head_object(Bucket=bucket.name, Key=key, ChecksumMode="ENABLED")[
         "ChecksumSHA256"
     ]
@@ -102,12 +108,7 @@ async def test_no_content_hash_where_the_store_reports_no_composite(mds, bucket)
     """Ceph RGW takes every part's x-amz-checksum-sha256 and checks none, and HEAD
     reports no composite: the upload completes, and content_hash stays empty rather
     than be made from hashes nobody checked."""
-    cookies = actor_cookies(mds)
-    token = (await create(mds, cookies, checksums=True))["upload_token"]
-    assert await sign_and_put(mds, cookies, token, [1, 2, 3], CONTENT) is None
-    completed = await api(mds, "complete", cookies, upload_token=token, checksums=part_checksums(CONTENT, 3))
-    assert completed.status_code == 201, completed.text
-    [key] = bucket.keys(bucket.prefix)
+    completed, key = await three_checksummed_parts_completed(mds, bucket)
     head = bucket.client.head_object(Bucket=bucket.name, Key=key, ChecksumMode="ENABLED")
     assert "ChecksumSHA256" not in head
     assert completed.json()["file"]["content_hash"] is None
