@@ -1,21 +1,34 @@
 """datasette-files-s3: an S3 storage backend for datasette-files.
 
 This module holds the plugin hooks only; see README.md for the upload flow.
+
+It imports nothing of datasette-files until a hook runs: Datasette loads this
+plugin whenever it is imported, and datasette-files main's thumbnail worker
+(`python -m datasette_files.pillow_worker`) imports Datasette from inside
+datasette-files' own half-run __init__, where our `from datasette_files import`
+would fail and take the worker down.
 """
 
 import sys
 
 from datasette import hookimpl
 
-from . import clash, database, multipart_views, proxy_upload, views
-from .storage import S3Storage
-
 __all__ = ["S3Storage"]
+
+
+def __getattr__(name):
+    if name == "S3Storage":
+        from .storage import S3Storage
+
+        return S3Storage
+    raise AttributeError(name)
 
 
 @hookimpl
 def register_files_storage_types(datasette):
     """Offer `storage: s3`, bound to this Datasette so sources know their names."""
+    from .storage import S3Storage
+
     return [S3Storage.bound_to(datasette)]
 
 
@@ -23,6 +36,8 @@ def register_files_storage_types(datasette):
 def startup(datasette):
     """Refuse to run beside another `s3` storage backend, then create our
     pending-uploads table in the internal database."""
+
+    from . import clash, database
 
     async def inner():
         await clash.refuse_a_second_s3_backend(datasette, ours=sys.modules[__name__])
@@ -38,19 +53,15 @@ FILE = r"^/-/files/(?P<file_id>df-[a-z0-9]+)"
 UPLOADER = r"^/-/files-s3/upload/(?P<source_slug>[^/]+)"
 
 # The multipart endpoints, by the last segment of their URL.
-MULTIPART_STEPS = {
-    "create": multipart_views.multipart_create,
-    "sign": multipart_views.multipart_sign,
-    "parts": multipart_views.multipart_parts,
-    "complete": multipart_views.multipart_complete,
-    "abort": multipart_views.multipart_abort,
-}
+MULTIPART_STEPS = ("create", "sign", "parts", "complete", "abort")
 
 
 @hookimpl(tryfirst=True)
 def register_routes():
     """Every route we serve. Ours come first: they take over datasette-files'
     upload API (and file views) for s3 sources, handing other sources back."""
+    from . import multipart_views, proxy_upload, views
+
     return [
         (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
         (UPLOAD_API + r"$", views.upload_page),
@@ -63,13 +74,15 @@ def register_routes():
         (FILE + r"/download$", views.file_download),
         (UPLOADER + r"$", multipart_views.upload_page),
         (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
-        *[(UPLOADER + f"/-/multipart/{step}$", view) for step, view in MULTIPART_STEPS.items()],
+        *[(UPLOADER + f"/-/multipart/{step}$", getattr(multipart_views, f"multipart_{step}")) for step in MULTIPART_STEPS],
     ]
 
 
 @hookimpl
 def extra_body_script(datasette, request):
     """The bundled uploader in place of datasette-files' own on s3 sources' pages."""
+    from . import multipart_views
+
     return multipart_views.uploader_swap_script(datasette, request)
 
 

@@ -10,6 +10,7 @@ datasette-files changes one, that test fails first.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from datetime import datetime, timezone
 
@@ -230,6 +231,18 @@ async def source_known_since(datasette, source: str) -> float | None:
     except ValueError:
         return None
     return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def makes_thumbnails_safely() -> bool:
+    """True when datasette-files makes thumbnails safely itself, as its main branch
+    after 0.1a3 does: it reads through Storage.read_file_limited (ours is one
+    bounded GET) and decodes in a Pillow subprocess with pixel, time and memory
+    limits. Then thumbnails.py steps aside; 0.1a3 reads whole files and
+    decodes on the event loop, so there thumbnails.py makes them."""
+    return (
+        hasattr(datasette_files_base.Storage, "read_file_limited")
+        and importlib.util.find_spec("datasette_files.pillow_worker") is not None
+    )
 
 
 async def thumbnail_cached(datasette, file_id: str) -> bool:

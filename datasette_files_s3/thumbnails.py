@@ -171,6 +171,8 @@ async def ensure_thumbnail(datasette, storage, row) -> bool:
 
 async def thumbnail_quietly(datasette, storage, row) -> bool:
     """Make a thumbnail now if cheap; True when one is cached. A failure only means the icon."""
+    if files_bridge.makes_thumbnails_safely():
+        return False  # datasette-files makes it, on the thumbnail's first request
     try:
         return await ensure_thumbnail(datasette, storage, row)
     except Exception as ex:

@@ -33,7 +33,7 @@ from .http import (
 )
 from .proxy_upload import token_in_upload_url
 from .storage import S3Storage, whole_reads_refused
-from .thumbnails import thumbnail_quietly
+from .thumbnails import thumbnail_eligible, thumbnail_quietly
 
 
 def s3_sources_only(stock_view, check_bucket: bool = False, adjust_stock_answer=None):
@@ -183,7 +183,13 @@ async def file_thumbnail(request, datasette):
     if found is None:
         return await files_bridge.stock_file_thumbnail(request, datasette)
     row, storage = found
-    if await thumbnail_quietly(datasette, storage, row):
+    if files_bridge.makes_thumbnails_safely():
+        # datasette-files reads it through our bounded read_file_limited and
+        # decodes it in its subprocess; our thumbnail_max_size still decides
+        # which files are read at all.
+        if thumbnail_eligible(row, storage.config.thumbnail_max_size):
+            return await files_bridge.stock_file_thumbnail(request, datasette)
+    elif await thumbnail_quietly(datasette, storage, row):
         # datasette-files serves the cached thumbnail; it never reads the object.
         return await files_bridge.stock_file_thumbnail(request, datasette)
     return files_bridge.icon_response(request, row["filename"], row["content_type"])
