@@ -73,6 +73,11 @@ class S3SourceConfig:
     # "sha256": uploads carry a SHA-256 the store checks (x-amz-checksum-sha256);
     # "none" for stores that refuse those headers (Backblaze B2, for one).
     checksum: str = "sha256"
+    # How a file below multipart_threshold goes to the bucket: "post" (a form
+    # POST, no CORS preflight), "put" (a presigned PUT: for stores that answer
+    # POST Object with 501, R2 and B2 among them), or "auto": POST until the
+    # store answers 501, then PUT.
+    upload_method: str = "auto"
 
     @property
     def longest_url_seconds(self) -> int:
@@ -104,6 +109,7 @@ STRING_OPTIONS = (
     "credentials_url_secret",
 )
 CHECKSUM_CHOICES = ("sha256", "none")
+UPLOAD_METHOD_CHOICES = ("auto", "post", "put")
 # The default multipart_threshold when uploads carry a SHA-256. A single POST
 # must be hashed whole, in the browser's memory, before its first byte is sent;
 # parts are hashed one at a time while the others are on the wire. Measured in
@@ -123,6 +129,7 @@ OPTIONS = {
     "max_read_size",
     "direct_uploads",
     "checksum",
+    "upload_method",
     *LIMIT_OPTIONS,
 }
 
@@ -264,6 +271,11 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         if checksum not in CHECKSUM_CHOICES:
             fail("checksum", "must be sha256 (the store checks each upload's SHA-256) or none")
         values["checksum"] = checksum
+    method = raw.get("upload_method")
+    if method is not None:
+        if method not in UPLOAD_METHOD_CHOICES:
+            fail("upload_method", "must be auto (POST, then PUT once the store refuses POST), post or put")
+        values["upload_method"] = method
     if raw.get("multipart_threshold") is None and values.get("checksum", "sha256") == "sha256":
         values["multipart_threshold"] = HASHED_MULTIPART_THRESHOLD
 

@@ -496,11 +496,19 @@ async def run_checks(
                 checks.append(await check_unnamed_fields(storage, http))
             checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
             checks.append(await check_checksums(storage, http))
+            checks.extend(await upload_checks(storage, http))
         finally:
             if probe.written:
                 checks.append(await probe.delete())
     checks.append(await check_lifecycle(storage, f"{command} cleanup {source}{options} --lifecycle"))
     return checks
+
+
+async def upload_checks(storage, http: httpx.AsyncClient) -> list[Check]:
+    """POST Object and conditional writes (doctor_uploads.py, which builds on this module)."""
+    from .doctor_uploads import check_conditional_writes, check_post_object
+
+    return [await check_post_object(storage, http), await check_conditional_writes(storage, http)]
 
 
 # --- checksum: does the store take, and check, a SHA-256? --------------------

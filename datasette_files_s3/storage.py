@@ -168,6 +168,8 @@ class S3Storage(Storage):
         self._connection: Connection | None = None
         self._capabilities = s3_capabilities(None)
         self.bucket_check = BucketCheck()
+        # upload_method auto: the store answered POST Object with 501 (single_upload.py).
+        self.post_refused = False
 
     @property
     def capabilities(self) -> StorageCapabilities:
@@ -533,8 +535,15 @@ class S3Storage(Storage):
             }
             for p in sorted(parts, key=lambda p: p["PartNumber"])
         ]
+        # If-None-Match: * - a store that honours it (AWS, MinIO, Ceph, moto)
+        # refuses to complete onto a key that exists, so a confirmed file is never
+        # replaced by another upload to its key; one that does not ignores it.
         await self.call(
-            "complete_multipart_upload", Path=path, UploadId=upload_id, MultipartUpload={"Parts": ordered}
+            "complete_multipart_upload",
+            Path=path,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": ordered},
+            IfNoneMatch="*",
         )
 
     async def abort_multipart(self, path: str, upload_id: str) -> None:
@@ -642,6 +651,37 @@ class S3Storage(Storage):
         )
         instructions = UploadInstructions(
             upload_url=post["url"], upload_method="POST", upload_headers={}, upload_fields=post["fields"]
+        )
+        return instructions, time.time() + seconds
+
+    async def presigned_put(
+        self, path: str, content_type: str, size: int, expires_in: int, sha256: str | None = None
+    ) -> tuple[UploadInstructions, float]:
+        """A presigned PUT for exactly this key, size and type; returns it and its expiry.
+
+        For stores that refuse POST Object (R2 and B2 answer 501). As with part
+        URLs, Content-Length, Content-Type, the SHA-256 (when given) and
+        `If-None-Match: *` are signed headers: a store that checks signatures
+        refuses a PUT without them, and one that honours the condition refuses
+        to write the key a second time, so a confirmed file cannot be replaced
+        through its own URL. `upload_headers` are those the browser must send
+        (it sets Content-Length itself from the Blob).
+        """
+        await self.check_bucket()
+        connection = await self.connection()
+        seconds = self.presign_seconds(connection, expires_in)
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        params = {"ContentType": content_type, "ContentLength": size, "IfNoneMatch": "*"}
+        if sha256:
+            headers["x-amz-checksum-sha256"] = sha256
+            params["ChecksumSHA256"] = sha256
+        url = connection.presign_client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": connection.bucket, "Key": connection.prefix + path, **params},
+            ExpiresIn=seconds,
+        )
+        instructions = UploadInstructions(
+            upload_url=url, upload_method="PUT", upload_headers=headers, upload_fields={}
         )
         return instructions, time.time() + seconds
 

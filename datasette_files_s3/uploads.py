@@ -18,7 +18,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, replace
 
-from . import checksums, database, files_bridge
+from . import checksums, database, files_bridge, single_upload
 from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
 from .errors import (
     AlreadyCompleted,
@@ -63,7 +63,8 @@ class UploadTicket:
     size: int
     actor_id: str | None
     expires_at: float
-    kind: str = "post"  # "post" (one presigned POST) or "multipart"
+    # "post": one request, a presigned POST or PUT (checked alike); or "multipart"
+    kind: str = "post"
     upload_id: str | None = None
     part_size: int | None = None
     # The SHA-256 (base64) signed into a POST policy, or "SHA256" for a
@@ -267,20 +268,34 @@ def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **detai
     )
 
 
-async def plan_direct_upload(datasette, storage, upload: UploadRequest, actor_id: str | None):
-    """Sign a presigned POST for a new key; returns (token, UploadInstructions)."""
+async def plan_direct_upload(
+    datasette, storage, upload: UploadRequest, actor_id: str | None, accepts_put: bool = False
+):
+    """Sign a single-request upload of a new key: a presigned POST or PUT (single_upload.py).
+
+    Returns (token, UploadInstructions, put_fallback): with `upload_method: auto`
+    a client that `accepts_put` is also given a PUT for the same key, to send
+    should the store answer the POST with 501; otherwise put_fallback is None.
+    """
     check_request_allowed(storage.config, upload, single_request=True)
+    method = single_upload.method_for(storage)
+    if method == "put" and not accepts_put:
+        single_upload.refuse_form_uploader(storage)
     # A store that refuses checksum fields (checksum: none) cannot check one:
     # the client's value is then dropped, never recorded unchecked.
     sha256 = upload.sha256 if storage.config.checksum == "sha256" else None
     ticket = new_ticket(storage.source, upload, actor_id, sha256=sha256, folder=await storage.folder())
-    instructions, expires_at = await storage.presigned_post(
-        ticket.path, upload.content_type, upload.size, storage.config.upload_expires, sha256=sha256
-    )
+    signing = (ticket.path, upload.content_type, upload.size, storage.config.upload_expires)
+    sign = storage.presigned_put if method == "put" else storage.presigned_post
+    instructions, expires_at = await sign(*signing, sha256=sha256)
+    put_fallback = None
+    if method == "post" and accepts_put and storage.config.upload_method == "auto":
+        put_fallback, put_expires_at = await storage.presigned_put(*signing, sha256=sha256)
+        expires_at = max(expires_at, put_expires_at)
     ticket = replace(ticket, expires_at=expires_at)
     with limit_as_429(ticket):
         await database.record_pending(datasette, ticket, storage.config.max_pending_uploads)
-    return sign_ticket(datasette, ticket), instructions
+    return sign_ticket(datasette, ticket), instructions, put_fallback
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import time
 from datasette import Forbidden, Response
 from datasette.utils.asgi import Request
 
-from . import files_bridge, uploads
+from . import files_bridge, single_upload, uploads
 from .errors import UploadRejected
 from .http import (
     ANSWERED_ERRORS,
@@ -126,18 +126,27 @@ async def file_update(request, datasette):
 async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
     storage = await authorized_storage(request, datasette)
-    upload = uploads.parse_upload_request(await read_json_body(request))
-    token, instructions = await uploads.plan_direct_upload(datasette, storage, upload, actor_id(request))
-    return Response.json(
-        {
-            "ok": True,
-            "upload_token": token,
-            "upload_url": instructions.upload_url,
-            "upload_method": instructions.upload_method,
-            "upload_headers": instructions.upload_headers,
-            "upload_fields": instructions.upload_fields,
-        }
+    data = await read_json_body(request)
+    upload = uploads.parse_upload_request(data)
+    # The bundled uploader can send a PUT; datasette-files' own only a form POST.
+    accepts_put = data.get("accepts_put") is True
+    token, instructions, put_fallback = await uploads.plan_direct_upload(
+        datasette, storage, upload, actor_id(request), accepts_put=accepts_put
     )
+    answer = {"ok": True, "upload_token": token, **instructions_json(instructions)}
+    if put_fallback:
+        answer["put_fallback"] = instructions_json(put_fallback)
+    return Response.json(answer)
+
+
+def instructions_json(instructions) -> dict:
+    """How to send the bytes: URL, method, headers and (for a POST) form fields."""
+    return {
+        "upload_url": instructions.upload_url,
+        "upload_method": instructions.upload_method,
+        "upload_headers": instructions.upload_headers,
+        "upload_fields": instructions.upload_fields,
+    }
 
 
 @s3_sources_only(files_bridge.stock_upload_complete)
@@ -154,6 +163,8 @@ async def upload_complete(request, datasette):
             f"This token is for a multipart upload: complete it at /-/files-s3/upload/{source}/-/multipart/complete"
         )
     await uploads.check_same_folder(storage, ticket)
+    if data.get("post_refused") is True:
+        await single_upload.note_post_refused(storage)
     row = await uploads.confirm_upload(datasette, storage, ticket)
     await thumbnail_quietly(datasette, storage, row)
     return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)

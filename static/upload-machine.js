@@ -279,34 +279,52 @@ export class FileUpload extends EventTarget {
     );
   }
 
-  // --- one presigned POST --------------------------------------------------
+  // --- one request: a presigned POST, or a PUT --------------------------
 
   async uploadDirect() {
     const signal = this.controller.signal;
     const body = this.describeBody();
-    // Signed into the policy: the store refuses any other bytes, and
+    // Signed into the policy or URL: the store refuses any other bytes, and
     // complete records the hash once the store has reported it.
     if (this.checksums) body.sha256 = await sha256Base64(this.file, { signal });
+    body.accepts_put = true;
     const prepared = await this.withRetries(() => this.api.prepare(body, signal));
     this.token = null; // direct tokens have nothing to abort
-    await this.withRetries(() =>
+    const completion = { upload_token: prepared.upload_token };
+    try {
+      await this.sendWhole(prepared, signal);
+    } catch (error) {
+      // R2 and B2 answer POST Object with 501: the same key's presigned PUT
+      // goes through, and complete tells Datasette to sign PUTs from now on.
+      if (error.status !== 501 || !prepared.put_fallback) throw error;
+      await this.sendWhole(prepared.put_fallback, signal);
+      completion.post_refused = true;
+    }
+    this.inFlight.delete(1);
+    this.sentBytes = this.file.size;
+    const completed = await this.withRetries(() => this.api.complete(completion, signal));
+    return completed.file;
+  }
+
+  /** The whole file in one request: a form POST with the signed fields, or a PUT of the bytes. */
+  sendWhole(plan, signal) {
+    return this.withRetries(() =>
       this.toBucket(() => {
-        const form = new FormData();
-        for (const [name, value] of Object.entries(prepared.upload_fields || {})) form.append(name, value);
-        form.append("file", this.file);
+        let body = this.file;
+        if (plan.upload_method !== "PUT") {
+          body = new FormData();
+          for (const [name, value] of Object.entries(plan.upload_fields || {})) body.append(name, value);
+          body.append("file", this.file);
+        }
         return {
-          method: prepared.upload_method || "POST",
-          url: prepared.upload_url,
-          body: form,
-          headers: prepared.upload_headers || {},
+          method: plan.upload_method || "POST",
+          url: plan.upload_url,
+          body,
+          headers: plan.upload_headers || {},
           onProgress: (bytes) => this.progress(1, bytes),
         };
       }, signal),
     );
-    this.inFlight.delete(1);
-    this.sentBytes = this.file.size;
-    const completed = await this.withRetries(() => this.api.complete({ upload_token: prepared.upload_token }, signal));
-    return completed.file;
   }
 
   // --- S3 multipart --------------------------------------------------------

@@ -7,6 +7,8 @@
 - `FlakyS3Proxy`: an HTTP forwarder that answers 503 to the first N PUTs of a
   chosen multipart part, as a flaky network or an S3 hiccup would, and logs
   every request it forwards (so a test can count what reached S3).
+  With `refuse_form_posts`, it answers every form POST (POST Object) with
+  501 NotImplemented, as Cloudflare R2 and Backblaze B2 do.
 - `Broker`: a credentials broker (`POST secret=...` -> JSON keys) with a switch
   to make it fail.
 """
@@ -110,6 +112,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         with proxy.lock:
             proxy.requests.append((self.command, self.path))
             proxy.ranges.append((self.path, self.headers.get("Range")))
+        if proxy.refuse_form_posts and self.is_form_post():
+            return self.answer_not_implemented()
         part = query.get("partNumber", [None])[0]
         if self.command == "PUT" and part is not None:
             with proxy.lock:
@@ -141,7 +145,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         upstream.close()
 
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+    def is_form_post(self) -> bool:
+        return self.command == "POST" and self.headers.get("Content-Type", "").startswith("multipart/form-data")
+
+    def answer_not_implemented(self) -> None:
+        """POST Object refused as R2 and B2 refuse it; the store's CORS rule still
+        applies to the answer, so the page can read the 501."""
+        message = b"<Error><Code>NotImplemented</Code><Message>POST Object is not implemented</Message></Error>"
+        self.send_response(501)
+        if self.headers.get("Origin"):
+            self.send_header("Access-Control-Allow-Origin", self.headers["Origin"])
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(message)))
+        self.end_headers()
+        self.wfile.write(message)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_OPTIONS = _forward
 
 
 class FlakyS3Proxy:
@@ -151,8 +170,9 @@ class FlakyS3Proxy:
     `ranges` each one's path and Range header (None without one).
     """
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, refuse_form_posts: bool = False):
         self.target_port = target_port
+        self.refuse_form_posts = refuse_form_posts
         self.lock = threading.Lock()
         self.failures_left: dict[int, int] = {}
         self.part_attempts: dict[int, int] = {}

@@ -15,6 +15,7 @@ from tests.cli_support import (
     files_s3,
     write_config,
 )
+from tests.fault_injection import FlakyS3Proxy
 from tests.live_servers import free_port
 
 
@@ -137,3 +138,30 @@ def test_doctor_says_when_broker_credentials_expire(tmp_path, s3_server, cli_bro
 def test_clock_skew_over_a_minute_fails():
     check = doctor.judge_clock("Tue, 24 Nov 2026 03:00:00 GMT", now=1795489200 + 120)
     assert check.status == doctor.FAIL and "120s ahead" in check.message
+
+
+def test_doctor_says_the_store_takes_post_and_honours_if_none_match(s3_server, bucket_name, config_path):
+    result = files_s3("doctor", SOURCE, "-c", config_path)
+    lines = check_lines(result.output)
+    assert lines["post"] == "[PASS] post: the store takes POST Object; upload_method auto: single files go by POST"
+    assert lines["conditional"].startswith("[PASS] conditional: the store honours If-None-Match: *")
+    assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0  # probes removed
+
+
+@pytest.mark.parametrize("setting, status", [("auto", "PASS"), ("put", "PASS"), ("post", "FAIL")])
+def test_doctor_on_a_store_that_refuses_post_object(tmp_path, s3_server, bucket_name, setting, status):
+    """No test store refuses POST Object as R2 and B2 do (501), a fault we cannot produce
+    otherwise: a proxy answers 501 to every form POST and passes the rest."""
+    proxy = FlakyS3Proxy(s3_server.port, refuse_form_posts=True).start()
+    try:
+        config = s3_server.source_config(bucket_name, endpoint_url=proxy.url, upload_method=setting)
+        result = files_s3("doctor", SOURCE, "-c", write_config(tmp_path, config))
+    finally:
+        proxy.stop()
+    line = check_lines(result.output)["post"]
+    assert line.startswith(f"[{status}] post: the store refuses POST Object (501)"), result.output
+    if setting == "post":
+        assert result.exit_code == 1
+        assert "fix: set upload_method: auto (or put) for this source" in result.output
+    else:
+        assert "single files go by PUT" in line

@@ -71,6 +71,7 @@ def test_sizes_accept_units(value, expected):
         ({"bucket": "b", "allowed_content_types": ["images"]}, "allowed_content_types", "not like"),
         ({"bucket": "b", "addressing_style": "sideways"}, "addressing_style", "one of"),
         ({"bucket": "b", "direct_uploads": "maybe"}, "direct_uploads", "true or false"),
+        ({"bucket": "b", "upload_method": "PATCH"}, "upload_method", "auto"),
     ],
 )
 def test_config_errors_name_source_and_option(raw, option, fragment):
