@@ -338,8 +338,13 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket, sha256s: di
         raise UploadRejected(
             problems + ["The upload was cancelled and nothing was saved; upload the file again"]
         )
-    # Gone means another complete for the same token got there first; the HEAD tells.
-    await unless_upload_gone(storage.complete_multipart(ticket.path, ticket.upload_id, parts, sha256s))
+    # Gone, or the key already there (If-None-Match, storage.complete_multipart), means
+    # another complete for the same token got there first; the HEAD tells.
+    try:
+        await unless_upload_gone(storage.complete_multipart(ticket.path, ticket.upload_id, parts, sha256s))
+    except StorageUnavailable as ex:
+        if ex.code != "PreconditionFailed":
+            raise
     return await verify_and_register(datasette, storage, ticket, sha256s)
 
 
