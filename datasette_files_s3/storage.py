@@ -82,6 +82,10 @@ def whole_object_size(get_response: dict) -> int:
     return int(get_response.get("ContentLength") or 0)
 
 
+# Signed into every presigned PUT: the store keeps a PUT's Cache-Control, and
+# confirm accepts this value only (see presigned_put).
+SIGNED_PUT_CACHE_CONTROL = "no-cache"
+
 def s3_error_code(ex: BaseException) -> str:
     """S3's error code from a botocore ClientError's parsed response, or ''."""
     if isinstance(ex, ClientError):
@@ -664,14 +668,25 @@ class S3Storage(Storage):
         `If-None-Match: *` are signed headers: a store that checks signatures
         refuses a PUT without them, and one that honours the condition refuses
         to write the key a second time, so a confirmed file cannot be replaced
-        through its own URL. `upload_headers` are those the browser must send
+        through its own URL. Cache-Control is signed too: a browser sends its own
+        (Chromium: max-age=0 after a reload) and the store would keep it; this
+        one is known to confirm. `upload_headers` are those the browser must send
         (it sets Content-Length itself from the Blob).
         """
         await self.check_bucket()
         connection = await self.connection()
         seconds = self.presign_seconds(connection, expires_in)
-        headers = {"Content-Type": content_type, "If-None-Match": "*"}
-        params = {"ContentType": content_type, "ContentLength": size, "IfNoneMatch": "*"}
+        headers = {
+            "Content-Type": content_type,
+            "If-None-Match": "*",
+            "Cache-Control": SIGNED_PUT_CACHE_CONTROL,
+        }
+        params = {
+            "ContentType": content_type,
+            "ContentLength": size,
+            "IfNoneMatch": "*",
+            "CacheControl": SIGNED_PUT_CACHE_CONTROL,
+        }
         if sha256:
             headers["x-amz-checksum-sha256"] = sha256
             params["ChecksumSHA256"] = sha256

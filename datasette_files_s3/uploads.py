@@ -30,6 +30,7 @@ from .errors import (
     UploadForbidden,
     UploadRejected,
 )
+from .storage import SIGNED_PUT_CACHE_CONTROL
 from .keys import check_content_type, check_filename, new_file_id, path_for
 
 logger = logging.getLogger("datasette_files_s3")
@@ -236,6 +237,10 @@ def unsigned_header_problems(head: dict) -> list[str]:
     if head.get("WebsiteRedirectLocation"):
         problems.append("Uploaded object redirects elsewhere (x-amz-website-redirect-location was sent)")
     for name, header in (("ContentDisposition", "Content-Disposition"), ("CacheControl", "Cache-Control")):
+        # The value signed into every PUT (storage.SIGNED_PUT_CACHE_CONTROL): it
+        # replaces whatever the browser would send itself (Chromium: max-age=0).
+        if name == "CacheControl" and head.get(name) == SIGNED_PUT_CACHE_CONTROL:
+            continue
         if head.get(name):
             problems.append(f"Uploaded object has a {header} header that was not signed for")
     if head.get("Metadata"):
