@@ -30,8 +30,8 @@ from .errors import (
     UploadForbidden,
     UploadRejected,
 )
-from .storage import SIGNED_PUT_CACHE_CONTROL
 from .keys import check_content_type, check_filename, new_file_id, path_for
+from .storage import SIGNED_PUT_CACHE_CONTROL
 
 logger = logging.getLogger("datasette_files_s3")
 
