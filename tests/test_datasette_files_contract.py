@@ -171,3 +171,12 @@ async def test_startup_stores_the_config_dict_after_configure_returns(make_datas
         )
     ).single_value()
     assert json.loads(stored) == {"keep": 1, "configured": True}
+
+
+async def test_thumbnails_are_left_to_datasette_files_only_where_it_makes_them_safely(make_datasette):
+    """files_bridge.makes_thumbnails_safely() holds on datasette-files main (its
+    Pillow subprocess comes with the failures table) and not on 0.1a3, whose
+    thumbnails thumbnails.py makes for s3 files."""
+    ds = await make_datasette({})
+    tables = await ds.get_internal_database().table_names()
+    assert files_bridge.makes_thumbnails_safely() == ("datasette_files_thumbnail_failures" in tables)
