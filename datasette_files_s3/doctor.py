@@ -232,7 +232,7 @@ class Probe:
                 "range read",
                 WARN,
                 f"asked for 10 bytes, got {len(body)}: the server ignores Range",
-                "previews and type checks will read whole objects from this endpoint",
+                "each preview or type check asks for the whole object and hangs up once it has the bytes it needs",
             )
         return Check("range read", PASS, "a Range request returned just those bytes")
 

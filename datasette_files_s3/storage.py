@@ -463,10 +463,18 @@ class S3Storage(Storage):
         return body[:num_bytes]
 
     async def read_range(self, path: str, start: int, length: int) -> bytes:
-        """`length` bytes from `start`, by an HTTP Range request (a server that
-        ignores Range sends more: callers that care compare the length)."""
+        """`length` bytes from `start`, by an HTTP Range request.
+
+        A server that ignores Range sends the whole object from byte 0: no more
+        than the range's end (start + length bytes) is read of it, so a caller
+        never holds a whole large object; callers that care compare the length.
+        """
         response = await self.call("get_object", Path=path, Range=f"bytes={start}-{start + length - 1}")
-        return await self._run(response["Body"].read)
+        body = response["Body"]
+        try:
+            return await self._run(body.read, start + length)
+        finally:
+            body.close()
 
     async def stream_file(self, path: str, chunk_size: int = STREAM_CHUNK_SIZE) -> AsyncIterator[bytes]:
         response = await self.call("get_object", Path=path)

@@ -7,6 +7,7 @@
 - `FlakyS3Proxy`: an HTTP forwarder that answers 503 to the first N PUTs of a
   chosen multipart part, as a flaky network or an S3 hiccup would, and logs
   every request it forwards (so a test can count what reached S3).
+  With `ignore_range` it plays a store that ignores Range.
   With `refuse_form_posts`, it answers every form POST (POST Object) with
   501 NotImplemented, as Cloudflare R2 and Backblaze B2 do.
 - `Broker`: a credentials broker (`POST secret=...` -> JSON keys) with a switch
@@ -129,7 +130,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(message)
                 return
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        dropped = ("connection", "keep-alive", "range") if proxy.ignore_range else ("connection", "keep-alive")
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         upstream.request(self.command, self.path, body=body, headers=headers)
         response = upstream.getresponse()
         data = response.read()
@@ -142,7 +144,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(data)
+            self._send_counted(data)
         upstream.close()
 
     def is_form_post(self) -> bool:
@@ -159,6 +161,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(message)))
         self.end_headers()
         self.wfile.write(message)
+
+    def _send_counted(self, data: bytes) -> None:
+        """Send the body in 64 KiB pieces, counting in `body_bytes_sent` what the
+        client took before it hung up (a reader that stops early closes the socket)."""
+        proxy: FlakyS3Proxy = self.server.proxy
+        try:
+            for start in range(0, len(data), 64 * 1024):
+                self.wfile.write(data[start : start + 64 * 1024])
+                with proxy.lock:
+                    proxy.body_bytes_sent += min(64 * 1024, len(data) - start)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            proxy.answered.set()
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_OPTIONS = _forward
 
@@ -178,6 +194,11 @@ class FlakyS3Proxy:
         self.part_attempts: dict[int, int] = {}
         self.requests: list[tuple[str, str]] = []
         self.ranges: list[tuple[str, str | None]] = []
+        # ignore_range: forward without the Range header, as a store that
+        # ignores Range would answer (moto checks no signature, so it serves).
+        self.ignore_range = False
+        self.body_bytes_sent = 0
+        self.answered = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.daemon_threads = True
         self.server.proxy = self
