@@ -253,6 +253,10 @@ export class FileUpload extends EventTarget {
           waiting = this.waiting = { text: `${retryReason(error)}; retrying${when}` };
           this.changed();
         },
+        onOffline: () => {
+          waiting = this.waiting = { text: "Offline: waiting for the network to come back" };
+          this.changed();
+        },
       },
     );
   }

@@ -76,23 +76,80 @@ export function sleep(ms, signal) {
   });
 }
 
+// --- waiting out an offline browser ------------------------------------------
+
+// While offline, how often to ask again whether the network is back: the
+// `online` event is the quick answer, but a browser can miss it (or report
+// online on a link that carries nothing), so the page also probes.
+export const OFFLINE_PROBE_MS = 5000;
+
+// A tiny same-origin file to probe with: this module itself.
+const PROBE_URL = import.meta.url;
+
+/** Can the page reach Datasette right now? Offline per the browser, or a probe fails: no. */
+export async function networkIsUp(signal) {
+  if (!navigator.onLine) return false;
+  try {
+    await fetch(PROBE_URL, { method: "HEAD", cache: "no-store", signal });
+    return true;
+  } catch {
+    if (signal?.aborted) throw cancelledError();
+    return false;
+  }
+}
+
+/** Resolve once the network is back (an `online` event or a probe every OFFLINE_PROBE_MS). */
+export async function untilNetworkIsUp(signal, probeEvery = OFFLINE_PROBE_MS) {
+  while (!(await networkIsUp(signal))) {
+    await new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        window.removeEventListener("online", done);
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        done();
+        reject(cancelledError());
+      };
+      const timer = setTimeout(done, probeEvery);
+      window.addEventListener("online", done);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+    });
+  }
+}
+
+/** Did a request fail because nothing got through (rather than an answer refusing it)? */
+const lostTheConnection = (error) => error.kind === "network" || error.kind === "stalled";
+
 /**
  * Run `attempt(n)` until it succeeds, retrying errors marked retryable after a
  * backoff delay, or after the error's `retryAfter` when the server asked for
- * longer; `onRetry(error, n, delay)` is told about each retry.
+ * longer; `onRetry(error, n, delay)` is told about each retry. A lost
+ * connection while the network is down is not a failure of the upload: it
+ * waits (`onOffline(error)` is told) until the network is back, for as long as
+ * the page is open, and that attempt does not count against `retries`.
  */
-export async function withRetries(attempt, { retries = 6, base = 500, max = 15000, signal, onRetry } = {}) {
-  for (let n = 0; ; n++) {
+export async function withRetries(attempt, { retries = 6, base = 500, max = 15000, signal, onRetry, onOffline } = {}) {
+  for (let n = 0, tries = 0; ; tries++) {
     if (signal?.aborted) throw cancelledError();
     try {
-      return await attempt(n);
+      return await attempt(tries);
     } catch (error) {
       if (signal?.aborted) throw cancelledError();
-      if (!(error instanceof UploadError) || !error.retryable || n >= retries) throw error;
+      if (!(error instanceof UploadError) || !error.retryable) throw error;
+      if (lostTheConnection(error) && !(await networkIsUp(signal))) {
+        onOffline?.(error);
+        await untilNetworkIsUp(signal);
+        continue;
+      }
+      if (n >= retries) throw error;
       // At least what the server asked for; the jitter still spreads out
       // clients told the same Retry-After when the backoff is the longer wait.
       const delay = Math.max(error.retryAfter ?? 0, backoffDelay(n, base, max));
-      onRetry?.(error, n + 1, delay);
+      n++;
+      onRetry?.(error, n, delay);
       await sleep(delay, signal);
     }
   }
