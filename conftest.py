@@ -35,6 +35,7 @@ STORE_NEEDS = {
     "ignores-checksums": "an S3 store that takes SHA-256 checksums without checking them",
     "reports-checksums": "an S3 store that reports the SHA-256 of what it stored",
     "reports-no-checksums": "an S3 store that reports no SHA-256 of what it stored",
+    "conditional-complete": "an S3 store that honours If-None-Match on CompleteMultipartUpload",
     **{kind: kind for kind in SERVER_KINDS},
 }
 
@@ -107,6 +108,7 @@ NEED_ATTRIBUTES = {
     "ignores-checksums": ("checks_checksums", False),
     "reports-checksums": ("reports_checksums", True),
     "reports-no-checksums": ("reports_checksums", False),
+    "conditional-complete": ("conditional_complete", True),
 }
 
 

@@ -86,6 +86,7 @@ def whole_object_size(get_response: dict) -> int:
 # confirm accepts this value only (see presigned_put).
 SIGNED_PUT_CACHE_CONTROL = "no-cache"
 
+
 def s3_error_code(ex: BaseException) -> str:
     """S3's error code from a botocore ClientError's parsed response, or ''."""
     if isinstance(ex, ClientError):

@@ -148,12 +148,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         upstream.close()
 
     def is_form_post(self) -> bool:
-        return self.command == "POST" and self.headers.get("Content-Type", "").startswith("multipart/form-data")
+        return self.command == "POST" and self.headers.get("Content-Type", "").startswith(
+            "multipart/form-data"
+        )
 
     def answer_not_implemented(self) -> None:
         """POST Object refused as R2 and B2 refuse it; the store's CORS rule still
         applies to the answer, so the page can read the 501."""
-        message = b"<Error><Code>NotImplemented</Code><Message>POST Object is not implemented</Message></Error>"
+        message = (
+            b"<Error><Code>NotImplemented</Code><Message>POST Object is not implemented</Message></Error>"
+        )
         self.send_response(501)
         if self.headers.get("Origin"):
             self.send_header("Access-Control-Allow-Origin", self.headers["Origin"])

@@ -143,7 +143,10 @@ def test_clock_skew_over_a_minute_fails():
 def test_doctor_says_the_store_takes_post_and_honours_if_none_match(s3_server, bucket_name, config_path):
     result = files_s3("doctor", SOURCE, "-c", config_path)
     lines = check_lines(result.output)
-    assert lines["post"] == "[PASS] post: the store takes POST Object; upload_method auto: single files go by POST"
+    assert (
+        lines["post"]
+        == "[PASS] post: the store takes POST Object; upload_method auto: single files go by POST"
+    )
     assert lines["conditional"].startswith("[PASS] conditional: the store honours If-None-Match: *")
     assert s3_server.client().list_objects_v2(Bucket=bucket_name).get("KeyCount") == 0  # probes removed
 

@@ -72,6 +72,7 @@ async def test_a_confirmed_put_key_cannot_be_written_again_with_its_url(put_ds, 
     assert [bucket.get(key) for key in bucket.keys(bucket.prefix)] == [CONTENT]
 
 
+@pytest.mark.store("conditional-complete")
 async def test_a_confirmed_key_cannot_be_completed_onto_by_multipart(ds, bucket):
     """CompleteMultipartUpload sends If-None-Match: *: no multipart upload replaces a key."""
     cookies = actor_cookies(ds)
