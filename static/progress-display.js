@@ -1,9 +1,10 @@
 // How progress reads on the page: bytes and durations in words, and the speed
 // over the last few seconds. Display only; the uploads never look at it.
 
-/** Bytes in decimal units, as file managers show them: "315 MB". */
+/** Bytes in decimal units, as file managers show them: "315 MB". A speed
+ * can be a fraction of a byte per second: below 1 kB it is shown whole, "11 B". */
 export function formatBytes(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
+  if (Math.round(bytes) < 1000) return `${Math.round(bytes)} B`;
   const units = ["kB", "MB", "GB", "TB"];
   let value = bytes / 1000;
   let i = 0;
