@@ -34,7 +34,7 @@ from .http import (
     post_only,
     require_upload_permission,
 )
-from .storage import S3Storage, whole_reads_refused
+from .storage import S3Storage, receiving_only, whole_reads_refused
 
 # Room for the form's boundaries, part headers and the upload_token field
 # around the file's own bytes.
@@ -125,7 +125,8 @@ async def upload_content(request, datasette):
         return await error_answer(datasette, ex)
     try:
         # Its complete reads the whole object for a thumbnail; thumbnails.py makes it instead.
-        with whole_reads_refused():
+        # datasette-files writes for the form's upload_token: only to the checked one's key.
+        with whole_reads_refused(), receiving_only(token.path):
             return await files_bridge.stock_upload_content(capped(request, limit), datasette)
-    except BodyTooLarge as ex:
+    except UploadRejected as ex:  # BodyTooLarge, or the form's token is another one
         return error_response(ex)

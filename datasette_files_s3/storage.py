@@ -49,6 +49,7 @@ from .errors import (
     ReadTooLarge,
     S3Unreachable,
     StorageUnavailable,
+    UploadRejected,
 )
 from .keys import attachment_disposition, check_filename, download_type, new_file_id, path_for
 
@@ -64,6 +65,8 @@ _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-fil
 # complete reads the whole object to make a thumbnail and decodes it on the
 # event loop. Refused, it skips that; ours is made on first request, bounded.
 _whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
+# The one key a proxied upload may write (its checked token's path), or None.
+_receiving_only = contextvars.ContextVar("receiving_only", default=None)
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 # S3's ways of saying "these keys may not use this bucket" (doctor names them too).
@@ -107,6 +110,21 @@ def whole_reads_refused():
         yield
     finally:
         _whole_reads_refused.reset(token)
+
+
+@contextlib.contextmanager
+def receiving_only(path: str):
+    """Within this block, receive_upload writes `path` and refuses any other.
+
+    The proxy upload route checks the token in upload_url's query before the
+    body is read; datasette-files then uses the form's upload_token, which
+    could name another token (another actor's). This holds the write to the
+    checked one."""
+    token = _receiving_only.set(path)
+    try:
+        yield
+    finally:
+        _receiving_only.reset(token)
 
 
 @dataclass(frozen=True)
@@ -759,6 +777,11 @@ class S3Storage(Storage):
         self, path: str, stream: AsyncIterator[bytes], content_type: str
     ) -> FileMetadata:
         """Stream a proxied upload to S3 in parts; memory holds one or two parts at most."""
+        allowed = _receiving_only.get()
+        if allowed is not None and path != allowed:
+            raise UploadRejected(
+                "The form's upload_token is not the one in the upload_url: send both from the same prepare"
+            )
         sha256 = hashlib.sha256()
         size = 0
         buffer = bytearray()

@@ -151,3 +151,21 @@ async def test_proxy_upload_within_the_token_is_stored(sources, bucket):
     assert done.status_code == 201, done.text
     (key,) = bucket.keys(bucket.prefix)
     assert bucket.get(key) == content
+
+
+async def test_proxy_source_writes_only_for_the_token_it_checked(sources, bucket):
+    # The query's token is checked before the body; the form's upload_token is
+    # what datasette-files uses. Naming another actor's token there must not
+    # put these bytes under that actor's upload.
+    mine = await prepare_proxied(sources, 1000, actor="alice")
+    theirs = await prepare_proxied(sources, 1000, actor="bob")
+    response = await sources.client.post(
+        mine["upload_url"],
+        content=form_body(theirs["upload_token"], b"alice's bytes"),
+        headers=FORM_HEADERS,
+        cookies=actor_cookies(sources, "alice"),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["ok"] is False
+    assert "not the one in the upload_url" in response.json()["errors"][0]
+    assert not bucket.keys(bucket.prefix)
