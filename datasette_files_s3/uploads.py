@@ -455,6 +455,10 @@ async def check_unchanged(datasette, storage, row, now: float) -> None:
     file's metadata: the first check after the policy's expiry, or the first
     that finds other bytes, is the last store round trip this file costs. A
     file found changed is never served again, at any age.
+
+    Not If-Match on the presigned GET instead: SigV4 signs it as a header
+    (S3 has no query parameter for it) and a browser following our 302 cannot
+    send it, so every download would fail its signature.
     """
     try:
         recorded = json.loads(row["metadata"] or "{}").get("s3") or {}
