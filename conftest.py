@@ -14,6 +14,7 @@ with the reason, in a run against another:
     @pytest.mark.store("ignores-checksums")  # it is taken unchecked
     @pytest.mark.store("reports-checksums")  # HEAD shows the SHA-256 (or composite) of what it stored
     @pytest.mark.store("reports-no-checksums")  # HEAD shows none (Ceph)
+    @pytest.mark.store("takes-any-key")  # keys made up by a test rig are taken (not Ceph's users)
     @pytest.mark.store("moto", reason="...")  # moto itself (its backend, its quirks)
 
 Unmarked tests run against any. CI runs all three, so every test runs somewhere.
@@ -36,6 +37,7 @@ STORE_NEEDS = {
     "reports-checksums": "an S3 store that reports the SHA-256 of what it stored",
     "reports-no-checksums": "an S3 store that reports no SHA-256 of what it stored",
     "conditional-complete": "an S3 store that honours If-None-Match on CompleteMultipartUpload",
+    "takes-any-key": "an S3 store that takes any key id (moto, LocalStack)",
     **{kind: kind for kind in SERVER_KINDS},
 }
 
@@ -109,6 +111,7 @@ NEED_ATTRIBUTES = {
     "reports-checksums": ("reports_checksums", True),
     "reports-no-checksums": ("reports_checksums", False),
     "conditional-complete": ("conditional_complete", True),
+    "takes-any-key": ("takes_any_key_id", True),
 }
 
 
