@@ -195,6 +195,13 @@ export class FileUpload extends EventTarget {
     }
   }
 
+  /** Fail before starting, for a reason found before a request (a duplicate). */
+  refuse(error) {
+    if (this.status !== "pending") return;
+    this.error = this.describe(error);
+    this.setStatus("error");
+  }
+
   /**
    * Stop now; a multipart upload is aborted in S3 so no parts are left behind.
    * Resolves true when the file had not started (so start() will never settle it).

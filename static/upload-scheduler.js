@@ -3,6 +3,8 @@
 // failed or cancelled) lets the next one start. Nothing is drawn here: the
 // element listens for "start", "settled" and "finished" events.
 
+import { UploadError } from "./upload-queue.js";
+
 const SETTLED = new Set(["done", "error", "cancelled"]);
 
 // A small file spends its time on round trips (prepare, the POST, complete),
@@ -13,6 +15,11 @@ const SETTLED = new Set(["done", "error", "cancelled"]);
 // still bound the requests.
 export const SMALL_FILE_BYTES = 1024 * 1024;
 export const SMALL_FILES_PARALLEL = 12;
+
+/** The same file chosen again: name, size and last modified (what resume keys on). */
+export function sameFile(a, b) {
+  return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
+}
 
 /** Is this upload over, one way or another? */
 export function isSettled(upload) {
@@ -57,10 +64,21 @@ export class UploadScheduler extends EventTarget {
     this.uploads = [];
   }
 
-  /** Queue files; returns their uploads, which start as slots allow. */
+  /**
+   * Queue files; returns their uploads, which start as slots allow. A file
+   * already uploading (or queued) is refused at once: the two would share one
+   * upload's place on the server and in the resume store, and fight over it.
+   */
   add(files) {
     const added = files.map((file) => this.createUpload(file));
-    this.uploads.push(...added);
+    for (const upload of added) {
+      const same = this.uploads.some((other) => !isSettled(other) && sameFile(other.file, upload.file));
+      this.uploads.push(upload);
+      if (!same) continue;
+      upload.refuse(new UploadError(`${upload.file.name} is already being uploaded: this copy was not added`, { kind: "duplicate" }));
+      // After the caller has drawn its row (add returns first).
+      queueMicrotask(() => this.settled(upload));
+    }
     this.pump();
     return added;
   }
