@@ -56,15 +56,13 @@ def token_in_upload_url(prepared: Response) -> Response:
     return Response.json(data, status=prepared.status, headers=prepared.headers)
 
 
-def allowed_body_bytes(token, storage: S3Storage) -> int:
-    """The most a request may send for this token: the size declared at
-    prepare (or the source's max_file_size), plus the form around it."""
+def allowed_file_bytes(token, storage: S3Storage) -> int:
+    """The most the file may hold for this token: the size declared at
+    prepare (or the source's max_file_size)."""
     declared = token.size
     if isinstance(declared, int) and not isinstance(declared, bool) and 0 <= declared:
-        file_bytes = min(declared, storage.config.max_file_size)
-    else:
-        file_bytes = storage.config.max_file_size
-    return file_bytes + FORM_OVERHEAD
+        return min(declared, storage.config.max_file_size)
+    return storage.config.max_file_size
 
 
 def capped(request, limit: int) -> Request:
@@ -117,7 +115,8 @@ async def upload_content(request, datasette):
                 f"send the file to the upload_url that /-/files/upload/{source}/-/prepare gives"
             )
         token = await checked_token(datasette, request, storage)
-        limit = allowed_body_bytes(token, storage)
+        file_limit = allowed_file_bytes(token, storage)
+        limit = file_limit + FORM_OVERHEAD  # the form around the file
         declared_length = request.headers.get("content-length", "")
         if declared_length.isdigit() and int(declared_length) > limit:
             raise BodyTooLarge(f"The upload is larger than its token allows: at most {limit} bytes")
@@ -126,7 +125,7 @@ async def upload_content(request, datasette):
     try:
         # Its complete reads the whole object for a thumbnail; thumbnails.py makes it instead.
         # datasette-files writes for the form's upload_token: only to the checked one's key.
-        with whole_reads_refused(), receiving_only(token.path):
+        with whole_reads_refused(), receiving_only(token.path, file_limit):
             return await files_bridge.stock_upload_content(capped(request, limit), datasette)
     except UploadRejected as ex:  # BodyTooLarge, or the form's token is another one
         return error_response(ex)

@@ -43,6 +43,7 @@ from .bucket_check import BucketCheck
 from .config import S3SourceConfig, parse_source_config, safe_host
 from .credentials import Credentials, CredentialsProvider, provider_for
 from .errors import (
+    BodyTooLarge,
     BucketUnusable,
     CredentialsUnavailable,
     NotPermitted,
@@ -65,7 +66,7 @@ _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-fil
 # complete reads the whole object to make a thumbnail and decodes it on the
 # event loop. Refused, it skips that; ours is made on first request, bounded.
 _whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
-# The one key a proxied upload may write (its checked token's path), or None.
+# (key, most bytes) a proxied upload may write: its checked token's, or None.
 _receiving_only = contextvars.ContextVar("receiving_only", default=None)
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -113,14 +114,15 @@ def whole_reads_refused():
 
 
 @contextlib.contextmanager
-def receiving_only(path: str):
-    """Within this block, receive_upload writes `path` and refuses any other.
+def receiving_only(path: str, max_bytes: int):
+    """Within this block, receive_upload writes `path` (refusing any other) and
+    at most `max_bytes` (BodyTooLarge beyond, the partial upload aborted).
 
     The proxy upload route checks the token in upload_url's query before the
     body is read; datasette-files then uses the form's upload_token, which
     could name another token (another actor's). This holds the write to the
-    checked one."""
-    token = _receiving_only.set(path)
+    checked one, and to the size it declared."""
+    token = _receiving_only.set((path, max_bytes))
     try:
         yield
     finally:
@@ -777,8 +779,8 @@ class S3Storage(Storage):
         self, path: str, stream: AsyncIterator[bytes], content_type: str
     ) -> FileMetadata:
         """Stream a proxied upload to S3 in parts; memory holds one or two parts at most."""
-        allowed = _receiving_only.get()
-        if allowed is not None and path != allowed:
+        allowed_path, max_bytes = _receiving_only.get() or (path, None)
+        if path != allowed_path:
             raise UploadRejected(
                 "The form's upload_token is not the one in the upload_url: send both from the same prepare"
             )
@@ -799,6 +801,8 @@ class S3Storage(Storage):
             async for chunk in stream:
                 sha256.update(chunk)
                 size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise BodyTooLarge(f"The file is larger than its prepare declared: at most {max_bytes} bytes")
                 buffer += chunk
                 while len(buffer) >= PROXY_PART_SIZE:
                     if upload_id is None:

@@ -169,3 +169,17 @@ async def test_proxy_source_writes_only_for_the_token_it_checked(sources, bucket
     assert response.json()["ok"] is False
     assert "not the one in the upload_url" in response.json()["errors"][0]
     assert not bucket.keys(bucket.prefix)
+
+
+async def test_proxy_source_stores_no_more_than_the_declared_size(sources, bucket):
+    # The form's 64 KiB of room is for boundaries and fields, not for file bytes.
+    prepared = await prepare_proxied(sources, 1000)
+    response = await sources.client.post(
+        prepared["upload_url"],
+        content=form_body(prepared["upload_token"], b"a" * 50_000),
+        headers=FORM_HEADERS,
+        cookies=actor_cookies(sources),
+    )
+    assert response.status_code == 413, response.text
+    assert "at most 1000 bytes" in response.json()["errors"][0]
+    assert not bucket.keys(bucket.prefix)
