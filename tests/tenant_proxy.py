@@ -39,6 +39,7 @@ import secrets
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -388,8 +389,12 @@ class _Handler(BaseHTTPRequestHandler):
         code = proxy.decide(request, credentials)
         if code:
             return self._deny(proxy, request, credentials, query_string, code, reader)
-        status = self._forward(proxy, reader, first_bytes)
-        proxy.record(self._entry(request, credentials, query_string, status, None))
+        self._forward(
+            proxy,
+            reader,
+            first_bytes,
+            lambda status: proxy.record(self._entry(request, credentials, query_string, status, None)),
+        )
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_OPTIONS = _handle
 
@@ -441,8 +446,12 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Transfer-Encoding", "chunked"))
         return headers
 
-    def _forward(self, proxy, reader: BodyReader, first_bytes: bytes) -> int:
-        """Send the request on to moto, streaming the body, then stream the answer back."""
+    def _forward(self, proxy, reader: BodyReader, first_bytes: bytes, log: Callable[[int], None]) -> None:
+        """Send the request on to moto, streaming the body, then stream the answer back.
+
+        `log(status)` runs before the client has its answer: a test reads the log
+        as soon as its request returns, and on a busy machine a log written after
+        the answer was sometimes not there yet ("nothing reached the store")."""
         self._continue()
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=300)
         try:
@@ -460,8 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
             if reader.chunked:
                 upstream.send(b"0\r\n\r\n")
             response = upstream.getresponse()
+            log(response.status)
             self._relay(response)
-            return response.status
         finally:
             upstream.close()
 
