@@ -66,6 +66,10 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     );
     this.scheduler.addEventListener("settled", ({ detail: { upload } }) => this.settled(upload));
     this.scheduler.addEventListener("finished", () => this.summarize());
+    // Closing or leaving the page stops every upload: ask first while any runs.
+    window.addEventListener("beforeunload", (event) => {
+      if (this.isConnected && this.scheduler.totals().busy) event.preventDefault();
+    });
     // What the page draws for each upload: its row, its speed, and whether it needs a redraw.
     this.views = new Map();
     this.meter = new SpeedMeter();
