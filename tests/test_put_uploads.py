@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import pytest
 
-from datasette_files_s3 import files_bridge
+from datasette_files_s3 import files_bridge, uploads
 from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 CONTENT = b"sent by presigned PUT\n" * 50
@@ -108,3 +109,20 @@ async def test_auto_gives_a_post_and_the_same_keys_put(ds, bucket):
     assert prepared["upload_fields"]["key"] in fallback["upload_url"].split("?")[0]
     form_only = (await prepare(ds, actor_cookies(ds), size=3)).json()
     assert "put_fallback" not in form_only
+
+
+async def test_a_put_key_written_again_before_its_url_expires_is_not_served(put_ds, bucket, http):
+    """On a store that ignores If-None-Match (Ceph 16) the PUT URL can write the key
+    again until it expires; downloads then compare size and ETag, as doctor's
+    `conditional` warning says. (Written here with the test's own keys: the store
+    under test honours If-None-Match.)"""
+    cookies = actor_cookies(put_ds)
+    prepared = (await prepare(put_ds, cookies, size=len(CONTENT), accepts_put=True)).json()
+    assert put_to_bucket(http, prepared, CONTENT).status_code == 200
+    completed = await complete(put_ds, cookies, prepared["upload_token"])
+    assert completed.status_code == 201, completed.text
+    row = await files_bridge.file_record(put_ds, completed.json()["file"]["id"])
+    [key] = bucket.keys(bucket.prefix)
+    bucket.client.put_object(Bucket=bucket.name, Key=key, Body=CONTENT.upper())
+    with pytest.raises(uploads.ObjectChanged):
+        await uploads.check_unchanged(put_ds, files_bridge.storage_for("s3files"), row, time.time())
