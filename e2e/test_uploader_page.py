@@ -82,19 +82,19 @@ def test_small_upload_leaves_the_console_quiet(page, tmp_path):
 
 
 @pytest.mark.parametrize("site", [{"config": {"allowed_content_types": ["text/plain"]}}], indirect=True)
-def test_total_counts_uploaded_files_not_failed_ones(page, tmp_path):
+def test_total_counts_failed_files_as_what_they_sent(page, tmp_path):
     texts = [make_file(tmp_path, f"ok-{n}.txt", 100 + n) for n in range(2)]
     refused = [make_file(tmp_path, f"refused-{n}.bin", 3) for n in range(2)]
     page.goto(PAGE)
     choose(page, *texts, *refused)
     expect(page.locator(".dfs3-summary")).to_contain_text("2 uploaded, 2 failed", timeout=30_000)
     expect(page.locator(".dfs3-total-detail")).to_have_text(
-        "Total: 201 B of 201 B · 100% · not counted: 2 failed"
+        "Total: 201 B of 201 B · 100% · 2 failed"
     )
     assert page.locator(".dfs3-total progress").evaluate("p => p.value") == 1
 
 
-def test_cancelled_file_leaves_the_total_and_its_row_keeps_what_it_sent(page, tmp_path):
+def test_a_cancelled_file_never_moves_the_total_back_and_its_row_keeps_what_it_sent(page, tmp_path):
     small = make_file(tmp_path, "small.bin", 1500)
     medium = make_file(tmp_path, "medium.bin", 40 * MIB + 777)
     page.goto(PAGE)
@@ -107,11 +107,14 @@ def test_cancelled_file_leaves_the_total_and_its_row_keeps_what_it_sent(page, tm
     PartGate(page, let_through=2)
     choose(page, medium)
     page.wait_for_function("() => document.querySelectorAll('.dfs3-file progress')[1].value >= 0.24")
+    before = page.locator(".dfs3-total progress").evaluate("p => p.value")
     rows.nth(1).locator(".dfs3-cancel").click()
     expect(rows.nth(1)).to_have_attribute("data-status", "cancelled")
+    # The cancelled file counts as what it sent, on both sides: the bar does not go back.
     expect(page.locator(".dfs3-total-detail")).to_have_text(
-        "Total: 1.5 kB of 1.5 kB · 100% · not counted: 1 cancelled"
+        re.compile(r"Total: ([\d.]+ MB) of \1 · 100% · 1 cancelled")
     )
+    assert page.locator(".dfs3-total progress").evaluate("p => p.value") >= before
     sent = rows.nth(1).locator(".dfs3-detail").text_content()
     match = re.fullmatch(r"([\d.]+) MB of 42 MB sent · (\d+)%", sent)
     assert match and float(match.group(1)) > 4 and int(match.group(2)) >= 10, sent

@@ -3,7 +3,7 @@
 // to send is upload-machine.js, which file starts when is upload-scheduler.js,
 // and how requests go out is upload-queue.js.
 
-import { formatBytes, formatDuration, SpeedMeter } from "./progress-display.js";
+import { formatBytes, formatDuration, SpeedMeter, waitingText } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
 import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
 import { SMALL_FILES_PARALLEL, UploadScheduler } from "./upload-scheduler.js";
@@ -24,6 +24,10 @@ datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-error { color: #b91c1c; white-space: pre-wrap; }
 .dfs3-error code { display: block; background: #f3f4f6; color: #111; padding: 0.4em; margin-top: 0.3em; user-select: all; }
 .dfs3-file[data-status="done"] .dfs3-name::before { content: "\\2713  "; color: #15803d; }
+.dfs3-file[data-status="error"] { border-color: #b91c1c; }
+.dfs3-file[data-status="error"] .dfs3-state { color: #b91c1c; font-weight: 600; }
+.dfs3-file[data-status="error"] progress { accent-color: #b91c1c; }
+.dfs3-file[data-status="cancelled"] progress { accent-color: #9ca3af; }
 .dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
 `;
 
@@ -41,7 +45,10 @@ const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", e
  */
 export class DatasetteFilesS3Upload extends HTMLElement {
   connectedCallback() {
-    if (this.scheduler) return;
+    if (this.scheduler) {
+      if (!this.ticker) this.startTicker();
+      return;
+    }
     const source = this.source;
     const api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
     const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
@@ -73,7 +80,21 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     // What the page draws for each upload: its row, its speed, and whether it needs a redraw.
     this.views = new Map();
     this.meter = new SpeedMeter();
+    // Once a second while anything is unfinished: a countdown ticks and a speed
+    // fades to nothing while no byte moves (no progress event comes then).
+    this.startTicker();
     this.render();
+  }
+
+  startTicker() {
+    this.ticker = setInterval(() => {
+      for (const upload of this.uploads) if (!upload.settled) this.scheduleUpdate(upload);
+    }, 1000);
+  }
+
+  disconnectedCallback() {
+    clearInterval(this.ticker);
+    this.ticker = null;
   }
 
   get source() {
@@ -186,17 +207,18 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const { row, meter } = view;
     const { file, status } = upload;
     row.dataset.status = status;
-    meter.add(upload.loaded);
+    meter.add(upload.sentHere);
     const fraction = file.size ? upload.loaded / file.size : status === "done" ? 1 : 0;
     row.querySelector("progress").value = fraction;
-    row.querySelector(".dfs3-state").textContent = LABELS[status];
+    row.querySelector(".dfs3-state").textContent = upload.queuedOnly ? LABELS.pending : LABELS[status];
     row.querySelector(".dfs3-cancel").hidden = upload.settled;
     const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`, `${Math.floor(fraction * 100)}%`];
     if (status === "uploading") {
-      const rate = meter.rate();
+      // No speed while a retry waits or nothing moves: an old speed there is a lie.
+      const rate = upload.waiting ? 0 : meter.rate();
       if (rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((file.size - upload.loaded) / rate)} left`);
       if (upload.resumedBytes) parts.push(`resumed from ${formatBytes(upload.resumedBytes)}`);
-      if (upload.waiting) parts.push(upload.waiting.text);
+      if (upload.waiting) parts.push(waitingText(upload.waiting));
       else if (upload.retryCount) parts.push(`${upload.retryCount} retr${upload.retryCount === 1 ? "y" : "ies"}`);
     }
     if (status === "cancelled" || status === "error") parts[0] += " sent";
@@ -238,7 +260,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const rate = this.meter.rate();
     if (total.busy && rate > 0) parts.push(`${formatBytes(rate)}/s`, `${formatDuration((total.size - total.loaded) / rate)} left`);
     const dropped = [total.failed && `${total.failed} failed`, total.cancelled && `${total.cancelled} cancelled`];
-    if (total.failed || total.cancelled) parts.push(`not counted: ${dropped.filter(Boolean).join(", ")}`);
+    if (total.failed || total.cancelled) parts.push(dropped.filter(Boolean).join(", "));
     box.querySelector(".dfs3-total-detail").textContent = parts.join(" · ");
     box.querySelector(".dfs3-cancel-all").hidden = !total.busy;
   }

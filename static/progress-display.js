@@ -24,24 +24,41 @@ export function formatDuration(seconds) {
   return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
 }
 
-/** Bytes per second over a sliding window, for speed and time left. */
+/** What a waiting retry says in its row: "Connection lost; retrying in 4 s", counting down. */
+export function waitingText(waiting, now = Date.now()) {
+  if (waiting.until === null) return waiting.reason;
+  const seconds = Math.ceil((waiting.until - now) / 1000);
+  return seconds >= 1 ? `${waiting.reason}; retrying in ${seconds} s` : `${waiting.reason}; retrying`;
+}
+
+/**
+ * Bytes per second over a sliding window, for speed and time left. Fed the
+ * bytes sent *in this page* (not parts reused from an earlier visit), so a
+ * resumed upload does not read as gigabytes a second; reads 0 once nothing has
+ * moved for `idleMs`, so a stalled or offline upload shows no speed.
+ */
 export class SpeedMeter {
-  constructor(windowMs = 5000, now = () => performance.now()) {
+  constructor(windowMs = 5000, now = () => performance.now(), idleMs = 2000) {
     this.windowMs = windowMs;
     this.now = now;
+    this.idleMs = idleMs;
     this.samples = [];
+    this.movedAt = null;
   }
 
   /** Record the total bytes sent so far. */
   add(totalBytes) {
     const t = this.now();
+    const last = this.samples[this.samples.length - 1];
+    if (!last || last[1] !== totalBytes) this.movedAt = t;
     this.samples.push([t, totalBytes]);
     while (this.samples.length > 2 && t - this.samples[0][0] > this.windowMs) this.samples.shift();
   }
 
-  /** Bytes per second, or 0 until there are two samples. */
+  /** Bytes per second, or 0 until there are two samples or while nothing moves. */
   rate() {
     if (this.samples.length < 2) return 0;
+    if (this.now() - this.movedAt > this.idleMs) return 0;
     const [t0, b0] = this.samples[0];
     const [t1, b1] = this.samples[this.samples.length - 1];
     return t1 > t0 ? Math.max(0, ((b1 - b0) * 1000) / (t1 - t0)) : 0;

@@ -146,7 +146,11 @@ export class FileUpload extends EventTarget {
     this.inFlight = new Map(); // part number -> bytes sent so far
     this.resumedBytes = 0;
     this.retryCount = 0;
-    this.waiting = null; // while a retry waits, {text} saying what for: "Connection lost; retrying in 2 s"
+    this.queued = 0; // requests to the bucket waiting for a free slot in the shared queue
+    // While a retry waits, what for: {reason: "Connection lost", until: ms since
+    // the epoch} for a timed wait (the row counts down to it), or {reason:
+    // "Offline: waiting for the network to come back", until: null} while the browser is offline.
+    this.waiting = null;
     this.controller = new AbortController();
     this.token = null;
   }
@@ -160,6 +164,16 @@ export class FileUpload extends EventTarget {
     let bytes = this.sentBytes;
     for (const b of this.inFlight.values()) bytes += b;
     return Math.min(bytes, this.file.size);
+  }
+
+  /** Bytes sent in this page: parts an earlier visit left in the bucket do not count. */
+  get sentHere() {
+    return Math.max(0, this.loaded - this.resumedBytes);
+  }
+
+  /** Started, but every request it has is waiting for a free connection slot. */
+  get queuedOnly() {
+    return this.status === "uploading" && this.queued > 0 && this.inFlight.size === 0 && this.loaded === this.resumedBytes;
   }
 
   get settled() {
@@ -256,12 +270,11 @@ export class FileUpload extends EventTarget {
         signal,
         onRetry: (error, n, delay) => {
           this.retryCount++;
-          const when = delay < 1000 ? "" : ` in ${Math.ceil(delay / 1000)} s`;
-          waiting = this.waiting = { text: `${retryReason(error)}; retrying${when}` };
+          waiting = this.waiting = { reason: retryReason(error), until: Date.now() + delay };
           this.changed();
         },
         onOffline: () => {
-          waiting = this.waiting = { text: "Offline: waiting for the network to come back" };
+          waiting = this.waiting = { reason: "Offline: waiting for the network to come back", until: null };
           this.changed();
         },
       },
@@ -284,10 +297,26 @@ export class FileUpload extends EventTarget {
   toBucket(makeRequest, signal) {
     const checkBucket = () => this.api.checkBucket(signal);
     const stallTimeout = this.stallTimeout;
-    return this.queue.run(
-      async () => sendToBucket({ ...(await makeRequest()), signal, checkBucket, stallTimeout }),
-      signal,
-    );
+    this.queued++;
+    let started = false;
+    const begin = () => {
+      if (started) return;
+      started = true;
+      this.queued--;
+      this.changed();
+    };
+    // Smaller files go first: a small file behind a big one's parts would
+    // otherwise wait for all of them, its row stuck at "Uploading · 0%".
+    return this.queue
+      .run(
+        async () => {
+          begin();
+          return sendToBucket({ ...(await makeRequest()), signal, checkBucket, stallTimeout });
+        },
+        signal,
+        this.file.size,
+      )
+      .finally(begin);
   }
 
   // --- one request: a presigned POST, or a PUT --------------------------

@@ -155,7 +155,11 @@ export async function withRetries(attempt, { retries = 6, base = 500, max = 1500
   }
 }
 
-/** A concurrency limit: at most `limit` tasks run at once, the rest wait in order. */
+/**
+ * A concurrency limit: at most `limit` tasks run at once; the rest wait, the
+ * lowest `priority` first (the uploader passes the file's size), in order
+ * among equals.
+ */
 export class RequestQueue {
   constructor(limit = 4) {
     this.limit = limit;
@@ -164,9 +168,9 @@ export class RequestQueue {
   }
 
   /** Run `task()` when a slot is free; resolves or rejects with its result. */
-  run(task, signal) {
+  run(task, signal, priority = 0) {
     return new Promise((resolve, reject) => {
-      const entry = { task, resolve, reject, signal };
+      const entry = { task, resolve, reject, signal, priority };
       signal?.addEventListener(
         "abort",
         () => {
@@ -178,7 +182,9 @@ export class RequestQueue {
         },
         { once: true },
       );
-      this.waiting.push(entry);
+      // After every entry of lower or equal priority: a stable insert.
+      const at = this.waiting.findIndex((waiting) => waiting.priority > priority);
+      this.waiting.splice(at < 0 ? this.waiting.length : at, 0, entry);
       this.next();
     });
   }

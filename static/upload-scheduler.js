@@ -5,8 +5,6 @@
 
 import { UploadError } from "./upload-queue.js";
 
-const SETTLED = new Set(["done", "error", "cancelled"]);
-
 // A small file spends its time on round trips (prepare, the POST, complete),
 // not on bytes: with only `parallel` of them in flight a link sits idle
 // (benchmarks/link.py: 200 files of 256 KiB at 100 Mbit/s, 40 ms RTT). While
@@ -21,30 +19,28 @@ export function sameFile(a, b) {
   return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
 }
 
-/** Is this upload over, one way or another? */
-export function isSettled(upload) {
-  return SETTLED.has(upload.status);
-}
-
 /**
- * The total is over the files still meant to upload: waiting, uploading and
- * uploaded. A failed or cancelled file drops out of both sides, so two files
- * uploaded and two failed read 100%. `sent` counts every byte sent, dropped
- * files too, so the speed does not dip when one drops out.
+ * The total: every file, with one that failed or was cancelled counted as what
+ * it had sent, on both sides. So the bar never goes back when a file drops out
+ * (cancelling a big file at 16% used to drop the bar to the small files'
+ * 4%), and two files uploaded and two refused at once read 100%. `sent` counts
+ * only bytes sent in this page (not parts an earlier visit left in the bucket),
+ * for the speed.
  * @param {import("./upload-machine.js").FileUpload[]} uploads
  */
 export function totals(uploads) {
-  const meant = uploads.filter((u) => u.status !== "error" && u.status !== "cancelled");
-  const loaded = meant.reduce((sum, u) => sum + u.loaded, 0);
-  const size = meant.reduce((sum, u) => sum + u.file.size, 0);
+  const dropped = (u) => u.status === "error" || u.status === "cancelled";
+  const meant = uploads.filter((u) => !dropped(u));
+  const loaded = uploads.reduce((sum, u) => sum + u.loaded, 0);
+  const size = uploads.reduce((sum, u) => sum + (dropped(u) ? u.loaded : u.file.size), 0);
   const allDone = meant.length > 0 && meant.every((u) => u.status === "done");
   return {
     loaded,
     size,
     // Zero-byte files have nothing to count: done is 100%.
     fraction: size ? loaded / size : allDone ? 1 : 0,
-    sent: uploads.reduce((sum, u) => sum + u.loaded, 0),
-    busy: uploads.some((u) => !isSettled(u)),
+    sent: uploads.reduce((sum, u) => sum + u.sentHere, 0),
+    busy: uploads.some((u) => !u.settled),
     files: meant.length,
     failed: uploads.filter((u) => u.status === "error").length,
     cancelled: uploads.filter((u) => u.status === "cancelled").length,
@@ -72,7 +68,7 @@ export class UploadScheduler extends EventTarget {
   add(files) {
     const added = files.map((file) => this.createUpload(file));
     for (const upload of added) {
-      const same = this.uploads.some((other) => !isSettled(other) && sameFile(other.file, upload.file));
+      const same = this.uploads.some((other) => !other.settled && sameFile(other.file, upload.file));
       this.uploads.push(upload);
       if (!same) continue;
       upload.refuse(new UploadError(`${upload.file.name} is already being uploaded: this copy was not added`, { kind: "duplicate" }));
@@ -113,7 +109,7 @@ export class UploadScheduler extends EventTarget {
   settled(upload) {
     this.emit("settled", upload);
     this.pump();
-    if (this.uploads.every(isSettled)) this.emit("finished", null);
+    if (this.uploads.every((u) => u.settled)) this.emit("finished", null);
   }
 
   totals() {
