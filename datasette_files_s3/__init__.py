@@ -74,7 +74,10 @@ def register_routes():
         (FILE + r"/download$", views.file_download),
         (UPLOADER + r"$", multipart_views.upload_page),
         (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
-        *[(UPLOADER + f"/-/multipart/{step}$", getattr(multipart_views, f"multipart_{step}")) for step in MULTIPART_STEPS],
+        *[
+            (UPLOADER + f"/-/multipart/{step}$", getattr(multipart_views, f"multipart_{step}"))
+            for step in MULTIPART_STEPS
+        ],
     ]
 
 

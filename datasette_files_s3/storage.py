@@ -802,7 +802,9 @@ class S3Storage(Storage):
                 sha256.update(chunk)
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
-                    raise BodyTooLarge(f"The file is larger than its prepare declared: at most {max_bytes} bytes")
+                    raise BodyTooLarge(
+                        f"The file is larger than its prepare declared: at most {max_bytes} bytes"
+                    )
                 buffer += chunk
                 while len(buffer) >= PROXY_PART_SIZE:
                     if upload_id is None:

@@ -88,9 +88,7 @@ def test_total_counts_failed_files_as_what_they_sent(page, tmp_path):
     page.goto(PAGE)
     choose(page, *texts, *refused)
     expect(page.locator(".dfs3-summary")).to_contain_text("2 uploaded, 2 failed", timeout=30_000)
-    expect(page.locator(".dfs3-total-detail")).to_have_text(
-        "Total: 201 B of 201 B · 100% · 2 failed"
-    )
+    expect(page.locator(".dfs3-total-detail")).to_have_text("Total: 201 B of 201 B · 100% · 2 failed")
     assert page.locator(".dfs3-total progress").evaluate("p => p.value") == 1
 
 

@@ -130,7 +130,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(message)
                 return
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=120)
-        dropped = ("connection", "keep-alive", "range") if proxy.ignore_range else ("connection", "keep-alive")
+        dropped = (
+            ("connection", "keep-alive", "range") if proxy.ignore_range else ("connection", "keep-alive")
+        )
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         upstream.request(self.command, self.path, body=body, headers=headers)
         response = upstream.getresponse()
