@@ -39,6 +39,7 @@ ACTIVE_EXTENSIONS = {
     *("js", "mjs", "cjs", "pdf"),
 }
 SAFE_DOWNLOAD_TYPE = "application/octet-stream"
+_TRAILING_DOTS_AND_SPACES = re.compile(r"[.\s]+$")
 
 
 def new_file_id() -> str:
@@ -130,9 +131,10 @@ def is_active_type(content_type: str | None) -> bool:
 
 
 def saved_name(filename: str) -> str:
-    """The name as a browser or Windows saves it: trailing dots and spaces dropped,
-    so `page.html.` and `script.js ` are saved as `page.html` and `script.js`."""
-    return filename.rstrip(". ")
+    """The name as a browser or Windows saves it: trailing dots and whitespace
+    (any Unicode space: NBSP, ideographic space) dropped, so `page.html.` and
+    `script.js ` are saved as `page.html` and `script.js`."""
+    return _TRAILING_DOTS_AND_SPACES.sub("", filename)
 
 
 def is_active_content(filename: str, content_type: str | None = None) -> bool:

@@ -89,6 +89,8 @@ async def test_download_url_without_a_type_judges_the_stored_one(ds, bucket):
         ("script.js ", "text/plain", "application/octet-stream"),
         ("page.html. . ", "text/plain", "application/octet-stream"),
         ("notes.txt.", "text/plain", "text/plain"),
+        ("page.html\u00a0", "text/plain", "application/octet-stream"),
+        ("page.html\u3000", "text/plain", "application/octet-stream"),
     ],
 )
 def test_download_type(filename, content_type, served):
