@@ -291,6 +291,15 @@ def xml_error_code(body: str) -> str:
     return match.group(1) if match else ""
 
 
+async def delete_probes(storage, *paths: str) -> None:
+    """Delete what a probe may have written; a failure here changes no verdict."""
+    for path in paths:
+        try:
+            await storage.delete_file(path)
+        except FilesS3Error:
+            pass
+
+
 async def try_post(http: httpx.AsyncClient, url: str, fields: dict, body: bytes) -> tuple[bool, str]:
     """POST a form to the bucket: (whether the store took it, what it answered, for the report)."""
     response = await http.post(url, data=fields, files={"file": ("probe.txt", body, "text/plain")})
@@ -324,11 +333,7 @@ async def check_policy(storage, http: httpx.AsyncClient) -> Check:
     except httpx.HTTPError as ex:
         return Check("policy", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
     finally:
-        for path in (signed, other):  # whatever the store let in
-            try:
-                await storage.delete_file(path)
-            except FilesS3Error:
-                pass
+        await delete_probes(storage, signed, other)  # whatever the store let in
     taken = [
         what
         for what, (accepted, _) in (
@@ -372,10 +377,7 @@ async def check_unnamed_fields(storage, http: httpx.AsyncClient) -> Check:
     except httpx.HTTPError as ex:
         return Check("fields", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
     finally:
-        try:
-            await storage.delete_file(path)
-        except FilesS3Error:
-            pass
+        await delete_probes(storage, path)
     if accepted:
         return Check(
             "fields",

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from .doctor import FAIL, PASS, PROBE_BODY, PROBE_DIR, WARN, Check
+from .doctor import FAIL, PASS, PROBE_BODY, PROBE_DIR, WARN, Check, delete_probes
 from .errors import FilesS3Error
 from .single_upload import NOT_IMPLEMENTED, post_object_status
 
@@ -57,10 +57,7 @@ async def check_conditional_writes(storage, http: httpx.AsyncClient) -> Check:
     except (FilesS3Error, httpx.HTTPError) as ex:
         return Check("conditional", WARN, f"could not send the probe PUT: {ex}; not checked")
     finally:
-        try:
-            await storage.delete_file(path)
-        except FilesS3Error:
-            pass
+        await delete_probes(storage, path)
     if first.status_code >= 300:
         status = FAIL if storage.config.upload_method == "put" else WARN
         return Check(
