@@ -30,7 +30,7 @@ from .config import CLOCK_SKEW_SECONDS
 from .errors import FilesS3Error, NotPermitted
 from .keys import file_id_created_at, file_id_for_path
 from .multipart import unless_upload_gone
-from .uploads import CONFIRM_GRACE_SECONDS
+from .tickets import CONFIRM_GRACE_SECONDS
 
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -115,7 +115,9 @@ def pending_row(ticket) -> dict:
         "file_id": ticket.file_id,
         "source": ticket.source,
         "path": ticket.path,
-        "kind": ticket.kind,
+        # Which limit the row counts against: max_pending_uploads for one request
+        # (POST or PUT alike, "post" as before PUT existed) or max_open_multipart_uploads.
+        "kind": "post" if ticket.single_request else "multipart",
         "upload_id": ticket.upload_id,
         "filename": ticket.filename,
         "content_type": ticket.content_type,

@@ -9,6 +9,7 @@ S3, the credentials broker or Datasette's internal database fails; never a 500.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sqlite3
 
@@ -27,7 +28,6 @@ from .errors import (
     UploadRejected,
 )
 from .storage import S3Storage
-from .uploads import parse_json_object
 
 logger = logging.getLogger("datasette_files_s3")
 
@@ -71,6 +71,37 @@ async def authorized_storage(request, datasette) -> S3Storage:
 
 
 # --- request bodies -----------------------------------------------------------
+
+
+def load_json(body: bytes):
+    """json.loads, refusing (UploadRejected) what it accepts but Python cannot use.
+
+    That is nesting deeper than the recursion limit, and lone surrogates
+    ("\\ud800"): valid JSON escapes but no character, so no key, log line or
+    database row can hold them. Text that is not JSON at all raises ValueError.
+    """
+    try:
+        data = json.loads(body)
+        # Encoding it back finds a lone surrogate wherever it hides.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise UploadRejected("Body is nested too deeply: send a flat JSON object") from None
+    except UnicodeEncodeError:
+        raise UploadRejected(
+            "Body contains a lone surrogate (an escape such as \\ud800 that is no character): send valid text"
+        ) from None
+    return data
+
+
+def parse_json_object(body: bytes) -> dict:
+    """The request body as a JSON object, or UploadRejected saying what is wrong."""
+    try:
+        data = load_json(body)
+    except ValueError:  # also UnicodeDecodeError: bytes that are not UTF-8
+        raise UploadRejected('Body must be valid JSON, e.g. {"filename": "a.txt", "size": 3}') from None
+    if not isinstance(data, dict):
+        raise UploadRejected("Body must be a JSON object")
+    return data
 
 
 async def read_json_body(request, max_bytes: int = MAX_JSON_BODY) -> dict:

@@ -4,7 +4,7 @@ The browser sends the bytes; the server decides the plan (part size and count),
 signs part URLs on request, and at the end trusts only what S3 itself reports
 (ListParts, then HEAD) before anything is registered. No HTTP here.
 
-A multipart upload is described by an `uploads.UploadTicket` with
+A multipart upload is described by an `UploadTicket` with
 `kind="multipart"`; its `upload_id` and `part_size` are signed into the token,
 so the plan cannot be changed by the client.
 """
@@ -17,9 +17,11 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 
-from . import checksums, database, files_bridge, uploads
+from . import checksums, database, files_bridge, tickets
 from .config import S3_MAX_OBJECT_SIZE
 from .errors import AlreadyCompleted, StorageUnavailable, TooManyUploads, UploadForbidden, UploadRejected
+from .registration import refuse_if_completed, register_if_matching
+from .tickets import UploadKind, UploadRequest, UploadTicket
 
 logger = logging.getLogger("datasette_files_s3")
 
@@ -71,7 +73,7 @@ def plan_parts(size: int, preferred: int = DEFAULT_PART_SIZE) -> PartPlan:
     return PartPlan(size=size, part_size=part_size, part_count=max(1, math.ceil(size / part_size)))
 
 
-def plan_for(ticket: uploads.UploadTicket) -> PartPlan:
+def plan_for(ticket: UploadTicket) -> PartPlan:
     """The plan signed into a multipart ticket."""
     return PartPlan(
         size=ticket.size,
@@ -115,10 +117,10 @@ def parse_part_numbers(value, plan: PartPlan) -> list[int]:
     return numbers
 
 
-def parse_part_checksums(value, ticket: uploads.UploadTicket, numbers) -> dict[int, str]:
+def parse_part_checksums(value, ticket: UploadTicket, numbers) -> dict[int, str]:
     """Validate `checksums` ({"1": "<base64 or hex SHA-256>", ...}) for the given
     part numbers; {} for an upload created without checksums."""
-    if not ticket.sha256:
+    if not ticket.checksummed:
         return {}
     if not isinstance(value, dict):
         raise UploadRejected(
@@ -142,15 +144,15 @@ def checksum_problems(given: dict[int, str], s3_parts: list[dict]) -> list[str]:
     ]
 
 
-def check_multipart_ticket(ticket: uploads.UploadTicket, source: str) -> None:
+def check_multipart_ticket(ticket: UploadTicket, source: str) -> None:
     """The token is one for a multipart upload."""
-    if ticket.kind != "multipart" or not ticket.upload_id or not ticket.part_size:
+    if ticket.kind != UploadKind.MULTIPART or not ticket.upload_id or not ticket.part_size:
         raise UploadRejected(
             f"This token is for a single-request upload: complete it at /-/files/upload/{source}/-/complete"
         )
 
 
-def check_still_open(ticket: uploads.UploadTicket, now: float) -> None:
+def check_still_open(ticket: UploadTicket, now: float) -> None:
     """Parts may be signed only until the ticket expires."""
     if now > ticket.expires_at:
         raise UploadRejected("This multipart upload has expired: start the upload again")
@@ -164,10 +166,10 @@ def part_json(part: dict) -> dict:
     return answer
 
 
-def resume_matches(ticket: uploads.UploadTicket, upload: uploads.UploadRequest, now: float) -> bool:
+def resume_matches(ticket: UploadTicket, upload: UploadRequest, now: float) -> bool:
     """A remembered ticket fits a new create request for the same file."""
     return (
-        ticket.kind == "multipart"
+        ticket.kind == UploadKind.MULTIPART
         and ticket.filename == upload.filename
         and ticket.size == upload.size
         and ticket.content_type == upload.content_type
@@ -200,7 +202,7 @@ async def unless_upload_gone(call):
         raise
 
 
-async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
+async def s3_parts(storage, ticket: UploadTicket) -> list[dict]:
     """The parts S3 holds for the ticket's upload, or UploadRejected when it is gone."""
     parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
     if parts is None:
@@ -212,7 +214,7 @@ async def s3_parts(storage, ticket: uploads.UploadTicket) -> list[dict]:
 
 
 async def start(
-    datasette, storage, upload: uploads.UploadRequest, actor_id: str | None, checksums_wanted: bool = False
+    datasette, storage, upload: UploadRequest, actor_id: str | None, checksums_wanted: bool = False
 ):
     """Create a multipart upload in S3 for a new key; returns (token, ticket).
 
@@ -226,30 +228,30 @@ async def start(
             "Empty files are sent in one request, not in parts: "
             f"prepare them at /-/files/upload/{storage.source}/-/prepare"
         )
-    uploads.check_request_allowed(config, upload, single_request=False)
+    tickets.check_request_allowed(config, upload, single_request=False)
     plan = plan_parts(upload.size, preferred_part_size(config.multipart_threshold))
-    ticket = uploads.new_ticket(
+    ticket = tickets.new_ticket(
         storage.source,
         upload,
         actor_id,
         expires_at=time.time() + config.multipart_expires,
-        kind="multipart",
+        kind=UploadKind.MULTIPART,
         part_size=plan.part_size,
         folder=await storage.folder(),
     )
     limit = config.max_open_multipart_uploads
-    with uploads.limit_as_429(ticket):
+    with tickets.limit_as_429(ticket):
         # Early, so an actor at the limit costs S3 nothing; recording decides for good.
         await database.check_pending_limit(datasette, ticket, limit)
     algorithm = None
     if checksums_wanted and config.checksum == "sha256":
         # The store then requires, and checks, each part's SHA-256.
         algorithm = checksums.ALGORITHM
-        ticket = replace(ticket, sha256=algorithm)
+        ticket = replace(ticket, checksummed=True)
     upload_id = await storage.create_multipart(ticket.path, upload.content_type, checksum_algorithm=algorithm)
     ticket = replace(ticket, upload_id=upload_id)
     try:
-        with uploads.limit_as_429(ticket):
+        with tickets.limit_as_429(ticket):
             await database.record_pending(datasette, ticket, limit)
     except (sqlite3.Error, TooManyUploads):
         # Unrecorded, the upload would be found only by age: abort it now.
@@ -259,10 +261,10 @@ async def start(
         except StorageUnavailable as ex:
             logger.warning("could not abort an unrecorded multipart upload, cleanup will: %s", ex)
         raise
-    return uploads.sign_ticket(datasette, ticket), ticket
+    return tickets.sign_ticket(datasette, ticket), ticket
 
 
-async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor_id: str | None):
+async def resume(datasette, storage, token, upload: UploadRequest, actor_id: str | None):
     """The remembered upload and its parts if it is still open and for this file, else None.
 
     AlreadyCompleted when that upload was completed: its answer was lost (the
@@ -270,8 +272,8 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
     register it twice.
     """
     try:
-        ticket = uploads.read_ticket(datasette, token)
-        uploads.check_ticket_use(ticket, storage.source, actor_id, time.time())
+        ticket = tickets.read_ticket(datasette, token)
+        tickets.check_ticket_use(ticket, storage.source, actor_id, time.time())
     except (UploadRejected, UploadForbidden):
         return None
     if not resume_matches(ticket, upload, time.time()) or ticket.folder not in (None, await storage.folder()):
@@ -280,7 +282,7 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
         if await files_bridge.file_registered(datasette, ticket.file_id):
             raise AlreadyCompleted(ticket.file_id)
         return None  # cancelled
-    uploads.check_request_allowed(storage.config, upload, single_request=False)
+    tickets.check_request_allowed(storage.config, upload, single_request=False)
     try:
         parts = await s3_parts(storage, ticket)
     except UploadRejected:
@@ -289,7 +291,7 @@ async def resume(datasette, storage, token, upload: uploads.UploadRequest, actor
     return ticket, parts
 
 
-async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[int], sha256s: dict):
+async def sign_parts(storage, ticket: UploadTicket, part_numbers: list[int], sha256s: dict):
     """Presigned PUT URLs for the given parts, each bound to its planned length
     and, given `sha256s` ({n: base64}), to its SHA-256, which the PUT must send
     as x-amz-checksum-sha256; returns ({"n": url}, expires_in)."""
@@ -305,27 +307,27 @@ async def sign_parts(storage, ticket: uploads.UploadTicket, part_numbers: list[i
     return urls, expires_in
 
 
-async def discard(datasette, storage, ticket: uploads.UploadTicket) -> None:
+async def discard(datasette, storage, ticket: UploadTicket) -> None:
     """Abort the upload in S3 (so no parts are left billing anyone) and forget it."""
     await unless_upload_gone(storage.abort_multipart(ticket.path, ticket.upload_id))
     await database.forget_pending(datasette, ticket.file_id)
 
 
-async def abort(datasette, storage, ticket: uploads.UploadTicket) -> None:
+async def abort(datasette, storage, ticket: UploadTicket) -> None:
     """Cancel an upload that has not been completed."""
     if await files_bridge.file_registered(datasette, ticket.file_id):
         raise UploadRejected("This upload has already been completed; delete the file instead")
     await discard(datasette, storage, ticket)
 
 
-async def complete(datasette, storage, ticket: uploads.UploadTicket, sha256s: dict[int, str]):
+async def complete(datasette, storage, ticket: UploadTicket, sha256s: dict[int, str]):
     """Check S3's parts against the plan, complete, HEAD, check, register; returns the file row.
 
     `sha256s` ({part number: base64}, every part, for an upload created with
     checksums) is what the client hashed. Any mismatch aborts the upload,
     deletes what exists and registers nothing.
     """
-    await uploads.refuse_if_completed(datasette, storage, ticket)
+    await refuse_if_completed(datasette, storage, ticket)
     parts = await unless_upload_gone(storage.list_parts(ticket.path, ticket.upload_id))
     if parts is None:
         # S3 has no such upload any more. If an earlier complete assembled it
@@ -348,13 +350,13 @@ async def complete(datasette, storage, ticket: uploads.UploadTicket, sha256s: di
     return await verify_and_register(datasette, storage, ticket, sha256s)
 
 
-def composite_check(ticket: uploads.UploadTicket, head: dict, sha256s: dict[int, str]):
+def composite_check(ticket: UploadTicket, head: dict, sha256s: dict[int, str]):
     """(problems, content_hash) for an assembled object: its composite SHA-256 as
     the store reports it must be the one the client's part hashes make.
 
     A store that reports none checked nothing we can show: no content_hash.
     """
-    if not ticket.sha256:
+    if not ticket.checksummed:
         return [], None
     stored = checksums.store_value(head)
     if stored is None:
@@ -367,15 +369,15 @@ def composite_check(ticket: uploads.UploadTicket, head: dict, sha256s: dict[int,
     return [], checksums.composite_content_hash(stored, len(sha256s))
 
 
-async def verify_and_register(datasette, storage, ticket: uploads.UploadTicket, sha256s: dict[int, str]):
+async def verify_and_register(datasette, storage, ticket: UploadTicket, sha256s: dict[int, str]):
     """HEAD the assembled object, check it against the ticket, register it; returns the file row."""
-    head = await storage.head(ticket.path, checksum=bool(ticket.sha256))
+    head = await storage.head(ticket.path, checksum=ticket.checksummed)
     if head is None:
         raise UploadRejected(
             "This multipart upload no longer exists in the bucket (it was cancelled or "
             "expired): start the upload again"
         )
     problems, content_hash = composite_check(ticket, head, sha256s)
-    return await uploads.register_if_matching(
+    return await register_if_matching(
         datasette, storage, ticket, head, "upload the file again", problems, content_hash
     )

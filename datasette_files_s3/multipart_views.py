@@ -12,7 +12,7 @@ import time
 
 from datasette import Forbidden, NotFound, Response
 
-from . import files_bridge, multipart, uploads
+from . import files_bridge, multipart, tickets
 from .errors import SourceNotFound
 from .http import actor_id, authorized_storage, json_api, read_json_body, s3_storage, unframeable
 from .storage import S3Storage
@@ -48,11 +48,11 @@ async def upload_page(request, datasette):
 async def ticket_from(request, datasette, data: dict):
     """The authorized source's storage and the multipart ticket the body's token carries."""
     storage = await authorized_storage(request, datasette)
-    ticket = uploads.read_ticket(datasette, data.get("upload_token"))
+    ticket = tickets.read_ticket(datasette, data.get("upload_token"))
     source = request.url_vars["source_slug"]
-    uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
+    tickets.check_ticket_use(ticket, source, actor_id(request), time.time())
     multipart.check_multipart_ticket(ticket, source)
-    await uploads.check_same_folder(storage, ticket)
+    await tickets.check_same_folder(storage, ticket)
     return storage, ticket
 
 
@@ -61,7 +61,7 @@ async def multipart_create(request, datasette):
     """POST .../multipart/create: start (or resume) a multipart upload."""
     storage = await authorized_storage(request, datasette)
     data = await read_json_body(request)
-    upload = uploads.parse_upload_request(data)
+    upload = tickets.parse_upload_request(data)
     who = actor_id(request)
     resumed = None
     if data.get("resume_token"):
@@ -82,7 +82,7 @@ async def multipart_create(request, datasette):
             "part_size": plan.part_size,
             "part_count": plan.part_count,
             "expires_at": int(ticket.expires_at),
-            "checksums": bool(ticket.sha256),
+            "checksums": ticket.checksummed,
             "parts": [multipart.part_json(p) for p in parts],
         }
     )

@@ -15,7 +15,7 @@ import time
 from datasette import Forbidden, Response
 from datasette.utils.asgi import Request
 
-from . import files_bridge, single_upload, uploads
+from . import files_bridge, single_upload, tickets, uploads
 from .errors import UploadRejected
 from .http import (
     ANSWERED_ERRORS,
@@ -24,6 +24,8 @@ from .http import (
     error_answer,
     error_response,
     json_api,
+    load_json,
+    parse_json_object,
     post_only,
     read_body_capped,
     read_json_body,
@@ -88,13 +90,13 @@ async def checked_for_stock(request, storage: S3Storage) -> Request:
     cleaned type.
     """
     body = await read_body_capped(request)
-    data = uploads.parse_json_object(body)
+    data = parse_json_object(body)
     for name in ("filename", "content_type", "upload_token"):
         if name in data and not isinstance(data[name], str):
             raise UploadRejected(f"{name} must be a string")
     if "filename" in data:
-        upload = uploads.parse_upload_request(data)
-        uploads.check_request_allowed(storage.config, upload, single_request=False)
+        upload = tickets.parse_upload_request(data)
+        tickets.check_request_allowed(storage.config, upload, single_request=False)
         data.update(filename=upload.filename, content_type=upload.content_type)
         body = json.dumps(data).encode("utf-8")
     return replaying(request, body)
@@ -111,7 +113,7 @@ async def file_update(request, datasette):
     """
     body = await request.post_body()
     try:
-        uploads.load_json(body)
+        load_json(body)
     except UploadRejected as ex:
         return error_response(ex)
     except ValueError:
@@ -127,7 +129,7 @@ async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
     storage = await authorized_storage(request, datasette)
     data = await read_json_body(request)
-    upload = uploads.parse_upload_request(data)
+    upload = tickets.parse_upload_request(data)
     # The bundled uploader can send a PUT; datasette-files' own only a form POST.
     accepts_put = data.get("accepts_put") is True
     token, instructions, put_fallback = await uploads.plan_direct_upload(
@@ -156,13 +158,13 @@ async def upload_complete(request, datasette):
     storage = await authorized_storage(request, datasette)
     source = request.url_vars["source_slug"]
     data = await read_json_body(request)
-    ticket = uploads.read_ticket(datasette, data.get("upload_token"))
-    uploads.check_ticket_use(ticket, source, actor_id(request), time.time())
-    if ticket.kind != "post":
+    ticket = tickets.read_ticket(datasette, data.get("upload_token"))
+    tickets.check_ticket_use(ticket, source, actor_id(request), time.time())
+    if not ticket.single_request:
         raise UploadRejected(
             f"This token is for a multipart upload: complete it at /-/files-s3/upload/{source}/-/multipart/complete"
         )
-    await uploads.check_same_folder(storage, ticket)
+    await tickets.check_same_folder(storage, ticket)
     if data.get("post_refused") is True:
         await single_upload.note_post_refused(storage)
     row = await uploads.confirm_upload(datasette, storage, ticket)

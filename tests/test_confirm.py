@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from datasette_files_s3 import cleanup, files_bridge, uploads
+from datasette_files_s3 import cleanup, files_bridge, tickets
 from tests.helpers import actor_cookies, complete, post_form, post_to_bucket, prepare, upload
 
 
@@ -271,7 +271,7 @@ async def test_token_confirms_on_another_process_sharing_the_secret(ds, bucket, 
 async def test_object_written_after_expiry_is_rejected(ds, bucket):
     """Forge a ticket (with the real secret) whose permission expired long ago."""
     storage_source = "s3files"
-    ticket = uploads.UploadTicket(
+    ticket = tickets.UploadTicket(
         source=storage_source,
         file_id="df-01jexpiredexpiredexpired0",
         path="01jexpiredexpiredexpired0/late.txt",
@@ -284,14 +284,14 @@ async def test_object_written_after_expiry_is_rejected(ds, bucket):
     bucket.client.put_object(
         Bucket=bucket.name, Key=bucket.prefix + ticket.path, Body=b"abc", ContentType="text/plain"
     )
-    response = await complete(ds, actor_cookies(ds), uploads.sign_ticket(ds, ticket))
+    response = await complete(ds, actor_cookies(ds), tickets.sign_ticket(ds, ticket))
     assert response.status_code == 400
     assert "after the upload permission expired" in response.json()["errors"][0]
     assert await registered_ids(ds) == []
 
 
 async def test_token_past_confirm_window_is_refused(ds, bucket):
-    ticket = uploads.UploadTicket(
+    ticket = tickets.UploadTicket(
         source="s3files",
         file_id="df-01joldoldoldoldoldoldold00",
         path="01joldoldoldoldoldoldold00/old.txt",
@@ -299,9 +299,9 @@ async def test_token_past_confirm_window_is_refused(ds, bucket):
         content_type="text/plain",
         size=3,
         actor_id="alice",
-        expires_at=time.time() - uploads.CONFIRM_GRACE_SECONDS - 10,
+        expires_at=time.time() - tickets.CONFIRM_GRACE_SECONDS - 10,
     )
-    response = await complete(ds, actor_cookies(ds), uploads.sign_ticket(ds, ticket))
+    response = await complete(ds, actor_cookies(ds), tickets.sign_ticket(ds, ticket))
     assert response.status_code == 400
     assert "expired" in response.json()["errors"][0]
 

@@ -342,13 +342,13 @@ def test_expired_token_is_refused(hostile, alice, http):
     """A ticket signed with the server's secret but whose confirm window has passed."""
     from datasette.app import Datasette
 
-    from datasette_files_s3 import uploads
+    from datasette_files_s3 import tickets
 
     plan = uploaded_plan(alice, http)
     signer = Datasette(memory=True, secret=hostile.server.secret)
-    ticket = uploads.read_ticket(signer, plan["upload_token"])
-    expired = uploads.UploadTicket(**{**ticket.__dict__, "expires_at": time.time() - 2 * 3600})
-    response = complete(alice, "s3files", uploads.sign_ticket(signer, expired))
+    ticket = tickets.read_ticket(signer, plan["upload_token"])
+    expired = tickets.UploadTicket(**{**ticket.__dict__, "expires_at": time.time() - 2 * 3600})
+    response = complete(alice, "s3files", tickets.sign_ticket(signer, expired))
     assert response.status_code == 400
     assert "expired" in response.json()["errors"][0]
     assert hostile.registered() == []

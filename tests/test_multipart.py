@@ -2,7 +2,7 @@
 
 import pytest
 
-from datasette_files_s3 import multipart, uploads
+from datasette_files_s3 import multipart, tickets
 from datasette_files_s3.config import S3_MAX_OBJECT_SIZE
 from datasette_files_s3.errors import UploadRejected
 from datasette_files_s3.multipart import MIB, PartPlan, completion_problems, plan_parts
@@ -120,10 +120,10 @@ def ticket(**changes):
         part_size=5 * MIB,
     )
     fields.update(changes)
-    return uploads.UploadTicket(**fields)
+    return tickets.UploadTicket(**fields)
 
 
-REQUEST = uploads.UploadRequest(filename="big.bin", content_type="application/octet-stream", size=12 * MIB)
+REQUEST = tickets.UploadRequest(filename="big.bin", content_type="application/octet-stream", size=12 * MIB)
 
 
 def test_ticket_plan_is_the_signed_part_size():

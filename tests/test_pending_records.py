@@ -9,7 +9,7 @@ import httpx
 from datasette.database import QueryInterrupted
 from datasette.utils.asgi import Request
 
-from datasette_files_s3 import database, http, uploads
+from datasette_files_s3 import database, http, tickets
 from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 PENDING = database.PENDING_TABLE
@@ -20,9 +20,9 @@ async def pending_ids(ds) -> set[str]:
     return {row["file_id"] for row in rows.rows}
 
 
-def ticket(n: int) -> uploads.UploadTicket:
-    upload = uploads.UploadRequest(filename=f"f{n}.bin", content_type="application/octet-stream", size=n + 1)
-    return uploads.new_ticket("s3files", upload, "alice", expires_at=1e10)
+def ticket(n: int) -> tickets.UploadTicket:
+    upload = tickets.UploadRequest(filename=f"f{n}.bin", content_type="application/octet-stream", size=n + 1)
+    return tickets.new_ticket("s3files", upload, "alice", expires_at=1e10)
 
 
 async def test_concurrent_records_share_one_write_and_every_row_lands(ds):
@@ -60,7 +60,7 @@ async def test_concurrent_prepares_each_record_the_file_their_token_names(ds):
         *(prepare(ds, cookies, filename=f"n{n}.txt", size=n + 1) for n in range(12))
     )
     assert [r.status_code for r in responses] == [200] * 12
-    signed = {uploads.read_ticket(ds, r.json()["upload_token"]).file_id for r in responses}
+    signed = {tickets.read_ticket(ds, r.json()["upload_token"]).file_id for r in responses}
     assert len(signed) == 12
     assert await pending_ids(ds) == signed
 
@@ -126,7 +126,7 @@ async def test_a_multipart_complete_that_could_not_register_completes_on_retry(m
     assert response.status_code == 201, response.text
     file = response.json()["file"]
     assert await registered_ids(ds) == [file["id"]]
-    key = bucket.prefix + uploads.read_ticket(ds, token).path
+    key = bucket.prefix + tickets.read_ticket(ds, token).path
     assert bucket.get(key) == content
     again = await multipart_step(ds, cookies, "complete", upload_token=token)
     assert again.status_code == 409 and again.json()["file"] == file

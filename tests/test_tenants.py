@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from datasette_files_s3 import bucket_config, files_bridge, uploads
+from datasette_files_s3 import bucket_config, files_bridge, tickets
 from tests.cli_support import check_lines, files_s3
 from tests.helpers import (
     actor_cookies,
@@ -225,7 +225,7 @@ async def abandoned(tmp_path, make_datasette, broker, proxy, shared_bucket, s3_s
     # A direct upload sent to the bucket but never completed.
     prepared = await prepare(ds, actor_cookies(ds), source=SOURCE, filename="never.txt", size=5)
     post_to_bucket(prepared.json(), b"never", "never.txt")
-    fresh_id = uploads.read_ticket(ds, fresh["upload_token"]).file_id
+    fresh_id = tickets.read_ticket(ds, fresh["upload_token"]).file_id
     with sqlite3.connect(internal) as db:
         db.execute(
             "UPDATE datasette_files_s3_pending SET expires_at = ? WHERE file_id != ?",
