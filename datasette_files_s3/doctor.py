@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-import boto3
 import httpx
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from . import bucket_config, checksums
 from .config import CLOCK_SKEW_SECONDS, safe_host
-from .errors import FilesS3Error, NotPermitted
-from .storage import DENIED_CODES, blocking, s3_error_code
+from .errors import (
+    BucketMissing,
+    BucketUnusable,
+    CredentialsUnavailable,
+    FilesS3Error,
+    NotPermitted,
+    S3Unreachable,
+)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 PROBE_DIR = ".datasette-files-s3-doctor"
@@ -100,8 +104,8 @@ async def check_credentials(storage) -> Check:
             )
         return Check("credentials", PASS, message)
     if credentials.access_key_id is None:
-        found = await blocking(lambda: boto3.session.Session().get_credentials())
-        if found is None:
+        method = await storage.gateway.raw.default_chain_method()
+        if method is None:
             return Check(
                 "credentials",
                 FAIL,
@@ -109,90 +113,90 @@ async def check_credentials(storage) -> Check:
                 "set access_key_id and secret_access_key, credentials_url, "
                 "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an instance role)",
             )
-        return Check("credentials", PASS, f"from boto3's default chain ({found.method})")
+        return Check("credentials", PASS, f"from boto3's default chain ({method})")
     return Check("credentials", PASS, f"from {config.credentials_origin}")
 
 
-async def head_or_list(storage) -> tuple[dict, str]:
-    """HeadBucket's answer, and "" - or, when these keys may not HEAD the bucket
+async def head_or_list(gateway) -> tuple[dict, str]:
+    """HeadBucket's raw answer, and "" - or, when these keys may not HEAD the bucket
     (keys scoped to a prefix never may: HeadBucket is s3:ListBucket with no
     prefix), the answer to listing the prefix, and a note saying so."""
     try:
-        return await storage.head_bucket(), ""
-    except ClientError as ex:
-        if s3_error_code(ex) not in ("403", "AccessDenied"):
+        return await gateway.raw.call("head_bucket"), ""
+    except Exception as ex:
+        if not isinstance(gateway.translate(ex, "HeadBucket"), NotPermitted):
             raise
-    answer = await storage.peek_prefix()
+    answer = await gateway.raw.call("list_objects_v2", Under="", MaxKeys=1)
     return answer, "; HeadBucket is not permitted with these credentials, listing the prefix worked"
+
+
+# S3's ways of saying "the bucket is in another region" (with the region, when
+# it says which, in the answer's x-amz-bucket-region header).
+WRONG_REGION_CODES = {"301", "PermanentRedirect", "AuthorizationHeaderMalformed"}
+# What to do about each kind of failure no other test names.
+BUCKET_FIXES = {
+    S3Unreachable: "check endpoint_url (scheme, host and port) and that this machine can reach it",
+    CredentialsUnavailable: "set access_key_id and secret_access_key, credentials_url, or AWS_ACCESS_KEY_ID",
+}
 
 
 async def check_bucket(storage) -> tuple[Check, str | None]:
     """HEAD the bucket: (check, the server's Date header or None)."""
-    config = storage.config
-    host = endpoint_host(config)
-    connection = await storage.connection()
+    gateway = storage.gateway
+    connection = await gateway.connection()
     try:
-        answer, note = await head_or_list(storage)
-    except (NoCredentialsError, PartialCredentialsError):
-        check = Check(
-            "bucket",
-            FAIL,
-            "no S3 credentials found",
-            "set access_key_id and secret_access_key, credentials_url, or AWS_ACCESS_KEY_ID",
-        )
-        return check, None
-    except BotoCoreError as ex:
-        check = Check(
-            "bucket",
-            FAIL,
-            f"cannot reach the S3 endpoint {host} ({type(ex).__name__})",
-            "check endpoint_url (scheme, host and port) and that this machine can reach it",
-        )
-        return check, None
+        answer, note = await head_or_list(gateway)
     except Exception as ex:
-        response = getattr(ex, "response", {}) or {}
-        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        code = s3_error_code(ex)
-        actual_region = headers.get("x-amz-bucket-region")
-        if code in ("404", "NoSuchBucket"):
-            check = Check(
-                "bucket",
-                FAIL,
-                f"bucket '{connection.bucket}' does not exist at {host}",
-                "create the bucket, or fix the source's bucket option",
-            )
-        elif code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed") or (
-            actual_region and actual_region != config.region
-        ):
-            check = Check(
-                "bucket",
-                FAIL,
-                f"bucket '{connection.bucket}' is in region {actual_region or '(another)'}, "
-                f"not {config.region}",
-                f"set region: {actual_region}" if actual_region else "set region to the bucket's region",
-            )
-        elif code in DENIED_CODES:
-            check = Check(
-                "bucket",
-                FAIL,
-                f"S3 denied access to bucket '{connection.bucket}' ({code})",
-                "check the keys (access_key_id / secret_access_key or the broker's) and the bucket policy",
-            )
-        else:
-            check = Check("bucket", FAIL, f"HeadBucket failed ({code or type(ex).__name__})")
-        return check, headers.get("date")
-    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        headers = gateway.raw.headers(ex)
+        refused = judge_bucket_refusal(
+            gateway.translate(ex, "HeadBucket"), headers, storage.config, connection
+        )
+        return refused, headers.get("date")
+    headers = gateway.raw.headers(answer)
     actual_region = headers.get("x-amz-bucket-region")
-    if actual_region and actual_region != config.region:
-        check = Check(
+    if actual_region and actual_region != storage.config.region:
+        check = wrong_region(connection.bucket, actual_region, storage.config.region)
+    else:
+        reachable = f"'{connection.bucket}' is reachable at {endpoint_host(storage.config)}"
+        check = Check("bucket", PASS, f"{reachable} ({storage.config.region}){note}")
+    return check, headers.get("date")
+
+
+def judge_bucket_refusal(error: Exception, headers: dict, config, connection) -> Check:
+    """The bucket check when HeadBucket (or listing the prefix) failed with
+    `error` (the translation of S3's answer, whose `headers` are given)."""
+    code = getattr(error, "code", "")
+    actual_region = headers.get("x-amz-bucket-region")
+    if isinstance(error, BucketMissing):
+        return Check(
             "bucket",
             FAIL,
-            f"bucket '{connection.bucket}' is in region {actual_region}, not {config.region}",
-            f"set region: {actual_region}",
+            f"bucket '{connection.bucket}' does not exist at {endpoint_host(config)}",
+            "create the bucket, or fix the source's bucket option",
         )
-    else:
-        check = Check("bucket", PASS, f"'{connection.bucket}' is reachable at {host} ({config.region}){note}")
-    return check, headers.get("date")
+    if code in WRONG_REGION_CODES or (actual_region and actual_region != config.region):
+        return wrong_region(connection.bucket, actual_region, config.region)
+    if isinstance(error, BucketUnusable):
+        return Check(
+            "bucket",
+            FAIL,
+            f"S3 denied access to bucket '{connection.bucket}' ({code})",
+            "check the keys (access_key_id / secret_access_key or the broker's) and the bucket policy",
+        )
+    # The operator runs doctor: the host browsers are not shown is theirs to see.
+    detail = f" [{error.log_detail}]" if getattr(error, "log_detail", "") else ""
+    fix = next((fix for kind, fix in BUCKET_FIXES.items() if isinstance(error, kind)), None)
+    return Check("bucket", FAIL, f"{error}{detail}", fix)
+
+
+def wrong_region(bucket: str, actual: str | None, configured: str) -> Check:
+    """The bucket check when S3 says the bucket is in another region (`actual`, when it says which)."""
+    return Check(
+        "bucket",
+        FAIL,
+        f"bucket '{bucket}' is in region {actual or '(another)'}, not {configured}",
+        f"set region: {actual}" if actual else "set region to the bucket's region",
+    )
 
 
 class Probe:
@@ -328,7 +332,7 @@ async def check_policy(storage, http: httpx.AsyncClient) -> Check:
     try:
         over = await try_post(http, plan.upload_url, fields, PROBE_BODY + b"!")
         elsewhere = await try_post(
-            http, plan.upload_url, {**fields, "key": connection.prefix + other}, PROBE_BODY
+            http, plan.upload_url, {**fields, "key": connection.key(other)}, PROBE_BODY
         )
     except httpx.HTTPError as ex:
         return Check("policy", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
@@ -405,12 +409,8 @@ async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str
                 "pass --origin with the address Datasette is served from, e.g. https://datasette.example.com",
             )
         ]
-    connection = await storage.connection()
     # Where the browser sends uploads: the presigning endpoint, a key nobody has written.
-    url = connection.presign_client.generate_presigned_url(
-        "put_object",
-        Params={"Bucket": connection.bucket, "Key": f"{connection.prefix}{PROBE_DIR}/{uuid.uuid4().hex}"},
-    ).split("?", 1)[0]
+    url = await storage.gateway.raw.address(f"{PROBE_DIR}/{uuid.uuid4().hex}")
     rules = None
     checks = []
     for origin in origins:

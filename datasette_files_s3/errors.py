@@ -159,6 +159,10 @@ class BucketUnusable(StorageUnavailable):
     retryable = False
 
 
+class BucketMissing(BucketUnusable):
+    """S3 answered that the bucket does not exist (502)."""
+
+
 class NotPermitted(BucketUnusable):
     """S3 answered AccessDenied: the keys work but may not do this (502).
 

@@ -15,7 +15,7 @@ import sqlite3
 from . import checksums, database, files_bridge
 from .config import CLOCK_SKEW_SECONDS
 from .errors import AlreadyCompleted, CompletedThenDeleted, StorageUnavailable, UploadRejected
-from .storage import SIGNED_PUT_CACHE_CONTROL
+from .s3_presign import SIGNED_PUT_CACHE_CONTROL
 from .tickets import UploadTicket, forget_after
 
 logger = logging.getLogger("datasette_files_s3")
@@ -113,7 +113,7 @@ def unsigned_header_problems(head: dict) -> list[str]:
     if head.get("WebsiteRedirectLocation"):
         problems.append("Uploaded object redirects elsewhere (x-amz-website-redirect-location was sent)")
     for name, header in (("ContentDisposition", "Content-Disposition"), ("CacheControl", "Cache-Control")):
-        # The value signed into every PUT (storage.SIGNED_PUT_CACHE_CONTROL): it
+        # The value signed into every PUT (s3_presign.SIGNED_PUT_CACHE_CONTROL): it
         # replaces whatever the browser would send itself (Chromium: max-age=0).
         if name == "CacheControl" and head.get(name) == SIGNED_PUT_CACHE_CONTROL:
             continue
