@@ -5,13 +5,11 @@ and the checksum-on uploads record their hash. No timing is asserted."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "browser_upload.py"
+from e2e.benchmark_runs import run_benchmark
+
 MIB = 1024**2
 
 
@@ -19,14 +17,16 @@ MIB = 1024**2
 def test_browser_upload_benchmark_runs_at_a_tiny_size(launch_chromium, tmp_path):
     # launch_chromium: skipped (or failed under CI) where there is no Chromium.
     # 1 MiB is a single POST, 9 MiB two 5 MiB parts.
-    run = subprocess.run(
-        [
-            *[sys.executable, str(SCRIPT), "--sizes", "1,9", "--multipart-threshold", "5"],
-            *["--repeats", "1", "--out", str(tmp_path)],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_benchmark(
+        "browser_upload.py",
+        "--sizes",
+        "1,9",
+        "--multipart-threshold",
+        "5",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
     )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "browser-upload.json").read_text())["uploads"]
