@@ -95,45 +95,6 @@ class S3SourceConfig:
         return "boto3 default chain (environment, ~/.aws, instance role)"
 
 
-STRING_OPTIONS = (
-    "bucket",
-    "region",
-    "prefix",
-    "endpoint_url",
-    "public_endpoint_url",
-    "addressing_style",
-    "access_key_id",
-    "secret_access_key",
-    "session_token",
-    "credentials_url",
-    "credentials_url_secret",
-)
-CHECKSUM_CHOICES = ("sha256", "none")
-UPLOAD_METHOD_CHOICES = ("auto", "post", "put")
-# The default multipart_threshold when uploads carry a SHA-256. A single POST
-# must be hashed whole, in the browser's memory, before its first byte is sent;
-# parts are hashed one at a time while the others are on the wire. Measured in
-# Chromium (docs/integrity.md): 64 MiB as one POST held +139 MiB in the renderer
-# and ran at 0.62x the speed without checksums; as 16 MiB parts, 1.04x.
-HASHED_MULTIPART_THRESHOLD = 16 * 1024**2
-LIMIT_OPTIONS = ("max_pending_uploads", "max_open_multipart_uploads")
-OPTIONS = {
-    *STRING_OPTIONS,
-    "max_file_size",
-    "allowed_content_types",
-    "upload_expires",
-    "download_expires",
-    "multipart_threshold",
-    "multipart_expires",
-    "thumbnail_max_size",
-    "max_read_size",
-    "direct_uploads",
-    "checksum",
-    "upload_method",
-    *LIMIT_OPTIONS,
-}
-
-
 # Options whose values are secrets: never printed, never stored (see files_bridge).
 SECRET_OPTIONS = ("secret_access_key", "session_token", "credentials_url_secret")
 
@@ -161,19 +122,175 @@ def normalize_prefix(prefix: str) -> str:
 
 def parse_size(value, what: str) -> int:
     """An int, or a string such as `500MB` / `5GiB`, as a number of bytes."""
+    try:
+        return size(value)
+    except ValueError as ex:
+        raise ValueError(f"{what} {ex}") from None
+
+
+def size(value) -> int:
+    """A size in bytes: an int, or a string such as `500MB` / `5GiB`."""
     if isinstance(value, bool):
-        raise ValueError(f"{what} must be a size in bytes, e.g. 104857600 or '100MiB'")
+        raise ValueError("must be a size in bytes, e.g. 104857600 or '100MiB'")
     if isinstance(value, int):
         number = value
     else:
         match = _SIZE_RE.match(str(value))
         unit = match.group(2).lower() if match else None
         if not match or unit not in _UNITS:
-            raise ValueError(f"{what} must be a size in bytes, e.g. 104857600 or '100MiB'")
+            raise ValueError("must be a size in bytes, e.g. 104857600 or '100MiB'")
         number = int(float(match.group(1)) * _UNITS[unit])
     if number <= 0:
-        raise ValueError(f"{what} must be greater than zero")
+        raise ValueError("must be greater than zero")
     return number
+
+
+# The default multipart_threshold when uploads carry a SHA-256. A single POST
+# must be hashed whole, in the browser's memory, before its first byte is sent;
+# parts are hashed one at a time while the others are on the wire. Measured in
+# Chromium (docs/integrity.md): 64 MiB as one POST held +139 MiB in the renderer
+# and ran at 0.62x the speed without checksums; as 16 MiB parts, 1.04x.
+HASHED_MULTIPART_THRESHOLD = 16 * 1024**2
+SEVEN_DAYS = 7 * 24 * 3600
+
+
+# --- one parser a kind of option: a value in, the parsed value out, or a
+# ValueError whose text follows "option '<name>'" in the ConfigError ----------
+
+
+def text(value) -> str:
+    """A string option, without surrounding white space."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value.strip()
+
+
+def http_url(value) -> str:
+    """An http:// or https:// URL."""
+    value = text(value)
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def prefix(value) -> str:
+    """The folder below the bucket every object key goes in, as `a/b/` (or ``)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as 'uploads'")
+    if any(part in (".", "..") for part in value.strip("/").split("/")):
+        raise ValueError("must not contain '.' or '..' segments")
+    if "//" in value.strip("/") or "\\" in value:
+        raise ValueError("must not contain '//' or '\\'")
+    return normalize_prefix(value)
+
+
+def one_of(*choices: str, meaning: str | None = None):
+    """A parser accepting exactly one of `choices`; `meaning` explains them in the error."""
+
+    def parse(value) -> str:
+        if value not in choices:
+            raise ValueError(meaning or f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def addressing_style(value) -> str:
+    """How the bucket goes in a URL: its own host name (virtual), the path, or
+    auto (botocore's choice); blank leaves the choice to parse_source_config."""
+    style = text(value)
+    return one_of("auto", "path", "virtual")(style) if style else style
+
+
+def size_at_most(most: int, limit: str):
+    """A parser for a size in bytes (see parse_size) of at most `most`, which is `limit`."""
+
+    def parse(value) -> int:
+        number = size(value)
+        if number > most:
+            raise ValueError(f"must not exceed {limit}")
+        return number
+
+    return parse
+
+
+def seconds(value) -> int:
+    """A lifetime for presigned URLs: whole seconds, up to S3's presign limit."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a whole number of seconds") from None
+    if not 1 <= value <= SEVEN_DAYS:
+        raise ValueError("must be between 1 second and 7 days (S3's presign limit)")
+    return value
+
+
+def count(value) -> int:
+    """A per-actor limit: a whole number, at least 1."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number, at least 1")
+    return value
+
+
+def flag(value) -> bool:
+    """true or false (YAML's own, or the strings a -s option gives)."""
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        value = value.lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def content_types(value) -> tuple[str, ...]:
+    """A list (or comma-separated string) of MIME types and patterns like `image/*`."""
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError("must be a list such as ['image/*', 'application/pdf']")
+    for pattern in value:
+        if not _MIME_PATTERN_RE.match(pattern):
+            raise ValueError(f"has {pattern!r}, which is not like 'image/*' or 'text/csv'")
+    return tuple(t.lower() for t in value)
+
+
+# Every option and its parser. A text option left empty ("") counts as unset.
+OPTION_PARSERS = {
+    "bucket": text,
+    "region": text,
+    "prefix": prefix,
+    "endpoint_url": http_url,
+    "public_endpoint_url": http_url,
+    "addressing_style": addressing_style,
+    "access_key_id": text,
+    "secret_access_key": text,
+    "session_token": text,
+    "credentials_url": http_url,
+    "credentials_url_secret": text,
+    "max_file_size": size_at_most(S3_MAX_OBJECT_SIZE, "S3's 5 TiB object limit"),
+    "allowed_content_types": content_types,
+    "upload_expires": seconds,
+    "download_expires": seconds,
+    "multipart_threshold": size_at_most(S3_MAX_SINGLE_UPLOAD, "S3's 5 GiB single-upload limit"),
+    "multipart_expires": seconds,
+    "thumbnail_max_size": size,
+    "max_read_size": size,
+    "direct_uploads": flag,
+    "checksum": one_of(
+        "sha256", "none", meaning="must be sha256 (the store checks each upload's SHA-256) or none"
+    ),
+    "upload_method": one_of(
+        "auto",
+        "post",
+        "put",
+        meaning="must be auto (POST, then PUT once the store refuses POST), post or put",
+    ),
+    "max_pending_uploads": count,
+    "max_open_multipart_uploads": count,
+}
+OPTIONS = set(OPTION_PARSERS)
+TEXT_PARSERS = (text, http_url, prefix, addressing_style)
 
 
 def parse_source_config(source: str, raw) -> S3SourceConfig:
@@ -191,106 +308,39 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         fail(unknown[0], f"is not a known option (known: {', '.join(sorted(OPTIONS))})")
 
     values: dict = {}
-    for name in STRING_OPTIONS:
+    for name, parse in OPTION_PARSERS.items():
         value = raw.get(name)
-        if value is None or value == "":
+        if value is None or (value == "" and parse in TEXT_PARSERS):
             continue
-        if not isinstance(value, str):
-            fail(name, "must be a string")
-        values[name] = value.strip()
+        try:
+            values[name] = parse(value)
+        except ValueError as ex:
+            fail(name, str(ex))
 
+    problem = credentials_problem(values)
+    if problem:
+        fail(*problem)
+    if not values.get("addressing_style"):
+        # A custom endpoint (MinIO, LocalStack, Ceph) rarely has DNS for bucket subdomains.
+        values["addressing_style"] = "path" if values.get("endpoint_url") else "auto"
+    if "multipart_threshold" not in values and values.get("checksum", "sha256") == "sha256":
+        values["multipart_threshold"] = HASHED_MULTIPART_THRESHOLD
+    return S3SourceConfig(source=source, **values)
+
+
+def credentials_problem(values: dict) -> tuple[str, str] | None:
+    """(option, problem) for where the bucket and its credentials come from, if
+    the options that must go together do not."""
     if not values.get("bucket") and not values.get("credentials_url"):
-        fail("bucket", "is required (or set credentials_url to use a credentials broker)")
+        return "bucket", "is required (or set credentials_url to use a credentials broker)"
     if values.get("credentials_url") and not values.get("credentials_url_secret"):
-        fail("credentials_url_secret", "is required when credentials_url is set")
+        return "credentials_url_secret", "is required when credentials_url is set"
     if bool(values.get("access_key_id")) != bool(values.get("secret_access_key")):
         missing = "secret_access_key" if values.get("access_key_id") else "access_key_id"
-        fail(missing, "must be set together with the other static key")
+        return missing, "must be set together with the other static key"
     if values.get("session_token") and not values.get("access_key_id"):
-        fail("session_token", "needs access_key_id and secret_access_key as well")
-
-    prefix = raw.get("prefix") or ""
-    if not isinstance(prefix, str):
-        fail("prefix", "must be a string such as 'uploads'")
-    if any(part in (".", "..") for part in prefix.strip("/").split("/")):
-        fail("prefix", "must not contain '.' or '..' segments")
-    if "//" in prefix.strip("/") or "\\" in prefix:
-        fail("prefix", "must not contain '//' or '\\'")
-    values["prefix"] = normalize_prefix(prefix)
-
-    for name in ("endpoint_url", "public_endpoint_url", "credentials_url"):
-        if name in values and not re.match(r"^https?://[^/\s]+", values[name]):
-            fail(name, "must be an http:// or https:// URL")
-
-    style = values.get("addressing_style") or ("path" if values.get("endpoint_url") else "auto")
-    if style not in ("auto", "path", "virtual"):
-        fail("addressing_style", "must be one of auto, path, virtual")
-    values["addressing_style"] = style
-
-    for name in ("max_file_size", "multipart_threshold", "thumbnail_max_size", "max_read_size"):
-        if raw.get(name) is not None:
-            try:
-                values[name] = parse_size(raw[name], name)
-            except ValueError as ex:
-                fail(name, str(ex).removeprefix(name + " "))
-    if values.get("max_file_size", 0) > S3_MAX_OBJECT_SIZE:
-        fail("max_file_size", "must not exceed S3's 5 TiB object limit")
-    if values.get("multipart_threshold", 0) > S3_MAX_SINGLE_UPLOAD:
-        fail("multipart_threshold", "must not exceed S3's 5 GiB single-upload limit")
-
-    for name in ("upload_expires", "download_expires", "multipart_expires"):
-        if raw.get(name) is not None:
-            value = raw[name]
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                fail(name, "must be a whole number of seconds")
-            if not 1 <= value <= 7 * 24 * 3600:
-                fail(name, "must be between 1 second and 7 days (S3's presign limit)")
-            values[name] = value
-
-    for name in LIMIT_OPTIONS:
-        if raw.get(name) is not None:
-            value = raw[name]
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                fail(name, "must be a whole number, at least 1")
-            values[name] = value
-
-    direct = raw.get("direct_uploads")
-    if direct is not None:
-        if isinstance(direct, str) and direct.lower() in ("true", "false", "1", "0"):
-            direct = direct.lower() in ("true", "1")
-        if not isinstance(direct, bool):
-            fail("direct_uploads", "must be true or false")
-        values["direct_uploads"] = direct
-
-    checksum = raw.get("checksum")
-    if checksum is not None:
-        if checksum not in CHECKSUM_CHOICES:
-            fail("checksum", "must be sha256 (the store checks each upload's SHA-256) or none")
-        values["checksum"] = checksum
-    method = raw.get("upload_method")
-    if method is not None:
-        if method not in UPLOAD_METHOD_CHOICES:
-            fail("upload_method", "must be auto (POST, then PUT once the store refuses POST), post or put")
-        values["upload_method"] = method
-    if raw.get("multipart_threshold") is None and values.get("checksum", "sha256") == "sha256":
-        values["multipart_threshold"] = HASHED_MULTIPART_THRESHOLD
-
-    types = raw.get("allowed_content_types")
-    if types is not None:
-        if isinstance(types, str):
-            types = [t.strip() for t in types.split(",") if t.strip()]
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            fail("allowed_content_types", "must be a list such as ['image/*', 'application/pdf']")
-        for pattern in types:
-            if not _MIME_PATTERN_RE.match(pattern):
-                fail("allowed_content_types", f"has {pattern!r}, which is not like 'image/*' or 'text/csv'")
-        values["allowed_content_types"] = tuple(t.lower() for t in types)
-
-    return S3SourceConfig(source=source, **values)
+        return "session_token", "needs access_key_id and secret_access_key as well"
+    return None
 
 
 def content_type_allowed(content_type: str, patterns: tuple[str, ...]) -> bool:
