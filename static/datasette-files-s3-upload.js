@@ -1,5 +1,6 @@
 // <datasette-files-s3-upload source="..."> : the bundled uploader's rendering.
-// Choosing files, drawing rows, progress, cancel buttons and the summary. What
+// Choosing files, drawing rows, progress, the buttons (cancel, pause, resume,
+// retry) and the summary. What
 // to send is upload-machine.js, which file starts when is upload-scheduler.js,
 // and how requests go out is upload-queue.js.
 
@@ -31,7 +32,24 @@ datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
 `;
 
-const LABELS = { pending: "Waiting", uploading: "Uploading", done: "Uploaded", error: "Failed", cancelled: "Cancelled" };
+const LABELS = {
+  pending: "Waiting",
+  uploading: "Uploading",
+  paused: "Paused",
+  done: "Uploaded",
+  error: "Failed",
+  cancelled: "Cancelled",
+};
+
+// A row's buttons: what each does to its upload, and when it shows. Each is
+// named for its file ("Pause big.bin"): a list of "Pause" buttons says nothing
+// to a screen reader.
+const ROW_BUTTONS = [
+  { name: "pause", label: "Pause", act: "pause", shown: (u) => u.status === "pending" || u.status === "uploading" },
+  { name: "resume", label: "Resume", act: "resume", shown: (u) => u.status === "paused" },
+  { name: "retry", label: "Retry", act: "resume", shown: (u) => u.status === "error" && u.canResume },
+  { name: "cancel", label: "Cancel", act: "cancel", shown: (u) => !u.settled },
+];
 
 /**
  * Attributes: source (required), base-url (default "/"), multipart-threshold
@@ -114,6 +132,8 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <div class="dfs3-total" hidden>
         <progress max="1" value="0"></progress>
         <div class="dfs3-detail dfs3-total-detail"></div>
+        <button type="button" class="dfs3-pause-all">Pause all</button>
+        <button type="button" class="dfs3-resume-all" hidden>Resume all</button>
         <button type="button" class="dfs3-cancel-all">Cancel all</button>
       </div>
       <ul class="dfs3-files"></ul>
@@ -124,6 +144,8 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       event.target.value = "";
     });
     this.querySelector(".dfs3-cancel-all").addEventListener("click", () => this.cancelAll());
+    this.querySelector(".dfs3-pause-all").addEventListener("click", () => this.batch("pauseAll", ".dfs3-resume-all"));
+    this.querySelector(".dfs3-resume-all").addEventListener("click", () => this.batch("resumeAll", ".dfs3-pause-all"));
     const drop = this.querySelector(".dfs3-drop");
     drop.addEventListener("dragover", (event) => {
       event.preventDefault();
@@ -147,7 +169,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const added = this.scheduler.add(files);
     added.forEach((upload, i) => {
       this.views.set(upload, { row: rows[i], meter: new SpeedMeter(), dirty: false });
-      rows[i].querySelector(".dfs3-cancel").addEventListener("click", () => this.scheduler.cancel(upload));
+      for (const { name, act } of ROW_BUTTONS) {
+        rows[i].querySelector(`.dfs3-${name}`).addEventListener("click", () => this.act(upload, act));
+      }
       upload.addEventListener("change", () => this.scheduleUpdate(upload));
       this.update(upload);
     });
@@ -157,6 +181,32 @@ export class DatasetteFilesS3Upload extends HTMLElement {
   /** Cancel every file not yet finished (also callable by embedding pages). */
   cancelAll() {
     this.scheduler.cancelAll();
+  }
+
+  /**
+   * A row's button: pause, resume (or retry) or cancel its upload. The button
+   * clicked hides, so focus moves to the row's next shown button (Pause to
+   * Resume and back) rather than falling to the page.
+   */
+  act(upload, action) {
+    if (action !== "cancel") this.querySelector(".dfs3-summary").hidden = true;
+    const { row } = this.views.get(upload);
+    const focused = row.contains(document.activeElement) ? document.activeElement : null;
+    this.scheduler[action](upload);
+    this.update(upload);
+    this.updateTotal();
+    if (focused?.hidden) row.querySelector(".dfs3-file-head button:not([hidden])")?.focus();
+  }
+
+  /** Pause all or resume all, focus going to the other button. */
+  batch(action, focusNext) {
+    this.querySelector(".dfs3-summary").hidden = true;
+    const focused = document.activeElement;
+    this.scheduler[action]();
+    for (const upload of this.uploads) this.update(upload);
+    this.updateTotal();
+    const next = this.querySelector(focusNext);
+    if (focused?.hidden && !next.hidden) next.focus();
   }
 
   settled(upload) {
@@ -178,12 +228,20 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <div class="dfs3-file-head">
         <span class="dfs3-name"></span>
         <span class="dfs3-state"></span>
-        <button type="button" class="dfs3-cancel">Cancel</button>
       </div>
       <progress max="1" value="0"></progress>
       <div class="dfs3-detail"></div>
       <div class="dfs3-error" hidden></div>`;
     row.querySelector(".dfs3-name").textContent = file.name;
+    const head = row.querySelector(".dfs3-file-head");
+    for (const { name, label } of ROW_BUTTONS) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = `dfs3-${name}`;
+      button.textContent = label;
+      button.setAttribute("aria-label", `${label} ${file.name}`);
+      head.append(button);
+    }
     this.list.append(row);
     return row;
   }
@@ -211,7 +269,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const fraction = file.size ? upload.loaded / file.size : status === "done" ? 1 : 0;
     row.querySelector("progress").value = fraction;
     row.querySelector(".dfs3-state").textContent = upload.queuedOnly ? LABELS.pending : LABELS[status];
-    row.querySelector(".dfs3-cancel").hidden = upload.settled;
+    for (const { name, shown } of ROW_BUTTONS) row.querySelector(`.dfs3-${name}`).hidden = !shown(upload);
     const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`, `${Math.floor(fraction * 100)}%`];
     if (status === "uploading") {
       // No speed while a retry waits or nothing moves: an old speed there is a lie.
@@ -263,6 +321,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     if (total.failed || total.cancelled) parts.push(dropped.filter(Boolean).join(", "));
     box.querySelector(".dfs3-total-detail").textContent = parts.join(" · ");
     box.querySelector(".dfs3-cancel-all").hidden = !total.busy;
+    const running = (u) => u.status === "pending" || u.status === "uploading";
+    box.querySelector(".dfs3-pause-all").hidden = !this.uploads.some(running);
+    box.querySelector(".dfs3-resume-all").hidden = !this.uploads.some((u) => u.status === "paused");
   }
 
   summarize() {

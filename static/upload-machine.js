@@ -1,5 +1,7 @@
 // What to upload: one `FileUpload` per file walks pending -> uploading ->
-// done | error | cancelled, choosing the direct POST or the multipart flow,
+// done | error | cancelled, or to paused and back to pending (a pause, or a
+// retry of a failed file, continues where it stopped: a multipart upload asks
+// S3 which parts it holds), choosing the direct POST or the multipart flow,
 // remembering multipart tokens for resume, and deciding which parts are left.
 // Which file starts when is upload-scheduler.js; sending, retrying and reading
 // errors is upload-queue.js; drawing is the element.
@@ -145,12 +147,14 @@ export class FileUpload extends EventTarget {
     this.sentBytes = 0; // confirmed in the bucket
     this.inFlight = new Map(); // part number -> bytes sent so far
     this.resumedBytes = 0;
+    this.sentEarlier = 0; // sent in this page by runs before a pause or a failure
     this.retryCount = 0;
     this.queued = 0; // requests to the bucket waiting for a free slot in the shared queue
     // While a retry waits, what for: {reason: "Connection lost", until: ms since
     // the epoch} for a timed wait (the row counts down to it), or {reason:
     // "Offline: waiting for the network to come back", until: null} while the browser is offline.
     this.waiting = null;
+    // One per run: a pause or cancel aborts the run's requests.
     this.controller = new AbortController();
     this.token = null;
   }
@@ -168,7 +172,7 @@ export class FileUpload extends EventTarget {
 
   /** Bytes sent in this page: parts an earlier visit left in the bucket do not count. */
   get sentHere() {
-    return Math.max(0, this.loaded - this.resumedBytes);
+    return this.sentEarlier + Math.max(0, this.loaded - this.resumedBytes);
   }
 
   /** Started, but every request it has is waiting for a free connection slot. */
@@ -189,24 +193,68 @@ export class FileUpload extends EventTarget {
     this.changed();
   }
 
-  /** Upload the file; never rejects (the outcome is in status / error / result). */
+  /**
+   * Upload the file, or continue it after a pause or a failure; never rejects
+   * (the outcome is in status / error / result). Resolves when this run ends:
+   * done, failed, cancelled or paused.
+   */
   async start() {
     if (this.status !== "pending") return;
+    const controller = (this.controller = new AbortController());
+    // What earlier runs sent stays counted as sent here (for the speed); what
+    // they had in flight is gone and is sent again.
+    this.sentEarlier = this.sentHere;
+    this.inFlight.clear();
+    this.resumedBytes = this.loaded;
+    this.error = null;
+    this.waiting = null;
     this.setStatus("uploading");
     try {
-      this.result = this.multipart ? await this.uploadMultipart() : await this.uploadDirect();
+      const result = this.multipart ? await this.uploadMultipart() : await this.uploadDirect();
+      if (controller !== this.controller) return; // paused and started again meanwhile: that run decides
+      this.result = result;
       this.resume.forget(this.file);
       this.inFlight.clear();
       this.sentBytes = this.file.size;
       this.setStatus("done");
     } catch (error) {
-      if (this.controller.signal.aborted || error.kind === "cancelled") {
+      if (controller !== this.controller || this.status === "paused") return;
+      if (controller.signal.aborted || error.kind === "cancelled") {
         this.setStatus("cancelled");
         return;
       }
       this.error = this.describe(error);
+      this.waiting = null;
       this.setStatus("error");
     }
+  }
+
+  /** Waiting for the user to resume it (paused), or to retry it (failed, not refused as a duplicate). */
+  get canResume() {
+    return this.status === "paused" || (this.status === "error" && this.error?.kind !== "duplicate");
+  }
+
+  /**
+   * Stop sending, keeping what is in the bucket: a multipart upload is not
+   * aborted and stays remembered for resume. No request goes out while paused.
+   */
+  pause() {
+    if (this.status !== "pending" && this.status !== "uploading") return;
+    this.setStatus("paused");
+    this.inFlight.clear();
+    this.controller.abort();
+  }
+
+  /**
+   * Continue a paused or failed upload from where it stopped: status goes back
+   * to pending, and the scheduler starts it again. Returns whether it will.
+   * (Not `resume`: that is the upload's ResumeStore.)
+   */
+  proceed() {
+    if (!this.canResume) return false;
+    this.retryCount = 0;
+    this.setStatus("pending");
+    return true;
   }
 
   /** Fail before starting, for a reason found before a request (a duplicate). */
@@ -218,11 +266,12 @@ export class FileUpload extends EventTarget {
 
   /**
    * Stop now; a multipart upload is aborted in S3 so no parts are left behind.
-   * Resolves true when the file had not started (so start() will never settle it).
+   * Resolves true when no run of the file is under way (pending or paused), so
+   * start() will never settle it.
    */
   async cancel() {
     if (this.settled) return false;
-    const wasPending = this.status === "pending";
+    const wasPending = this.status === "pending" || this.status === "paused";
     // Settle first: the aborted requests' last progress (0) is then ignored,
     // and the row keeps what had been sent when the user cancelled.
     this.setStatus("cancelled");
@@ -323,6 +372,7 @@ export class FileUpload extends EventTarget {
 
   async uploadDirect() {
     const signal = this.controller.signal;
+    this.sentBytes = 0; // one request: a run sends it all again
     const body = this.describeBody();
     // Signed into the policy or URL: the store refuses any other bytes, and
     // complete records the hash once the store has reported it.
@@ -373,7 +423,8 @@ export class FileUpload extends EventTarget {
     const signal = this.controller.signal;
     const body = this.describeBody();
     if (this.checksums) body.checksums = true;
-    const remembered = this.resume.get(this.file);
+    // This page's own token first: a retry continues it even where localStorage is off.
+    const remembered = this.token || this.resume.get(this.file);
     if (remembered) body.resume_token = remembered;
     // Create itself is not cut off by cancel: S3 may have started the upload
     // already, and only create's answer holds the token that can abort it.
@@ -381,7 +432,15 @@ export class FileUpload extends EventTarget {
     const creating = this.withRetries(() => this.api.call("create", body));
     const created = await untilAborted(creating, signal);
     if (!created) {
-      creating.then((late) => late.upload_token && this.abortQuietly(late.upload_token)).catch(() => {});
+      creating
+        .then(({ upload_token: token }) => {
+          if (!token) return;
+          if (this.status !== "paused") return this.abortQuietly(token);
+          // Paused: the upload S3 started is kept for the resume, like any other.
+          this.token = token;
+          this.resume.set(this.file, token);
+        })
+        .catch(() => {});
       throw cancelledError();
     }
     // The remembered upload was completed, its answer lost: that file is this one.
@@ -394,6 +453,7 @@ export class FileUpload extends EventTarget {
     this.partChecksums = created.checksums ? new Map() : null;
     this.urls = new Map();
     const left = remainingParts(this.file.size, this.partSize, this.partCount, created.parts);
+    this.sentBytes = 0;
     for (let n = 1; n <= this.partCount; n++) {
       if (!left.includes(n)) this.sentBytes += partLength(this.file.size, this.partSize, n);
     }
@@ -507,7 +567,8 @@ export class FileUpload extends EventTarget {
   }
 
   progress(n, bytes) {
-    if (this.settled) return; // a failed or cancelled upload keeps what it had sent
+    // A failed, cancelled or paused upload keeps what it had sent (an aborted request reports 0).
+    if (this.status !== "uploading") return;
     this.inFlight.set(n, bytes);
     this.changed();
   }

@@ -1,6 +1,7 @@
 // Which file starts next, and what the total means. Files start in the order
 // they were chosen, at most `parallel` at once; each file that settles (done,
-// failed or cancelled) lets the next one start. Nothing is drawn here: the
+// failed or cancelled) or is paused lets the next one start, and one resumed
+// or retried waits its turn again. Nothing is drawn here: the
 // element listens for "start", "settled" and "finished" events.
 
 import { UploadError } from "./upload-queue.js";
@@ -86,7 +87,7 @@ export class UploadScheduler extends EventTarget {
       if (active.length >= this.limit([...active, upload])) break;
       this.emit("start", upload);
       // start() marks the upload "uploading" before its first await.
-      upload.start().then(() => this.settled(upload));
+      upload.start().then(() => this.ended(upload));
       active.push(upload);
     }
   }
@@ -104,6 +105,33 @@ export class UploadScheduler extends EventTarget {
 
   cancelAll() {
     for (const upload of this.uploads) this.cancel(upload);
+  }
+
+  /** Pause one upload (it keeps its parts in the bucket); its slot goes to the next file. */
+  pause(upload) {
+    upload.pause();
+    this.pump();
+  }
+
+  pauseAll() {
+    for (const upload of this.uploads) upload.pause();
+    this.pump();
+  }
+
+  /** Continue a paused upload, or retry a failed one from where it stopped. */
+  resume(upload) {
+    if (upload.proceed()) this.pump();
+  }
+
+  resumeAll() {
+    for (const upload of this.uploads) if (upload.status === "paused") upload.proceed();
+    this.pump();
+  }
+
+  /** A run of an upload ended: settled, or paused (which waits for resume). */
+  ended(upload) {
+    if (upload.settled) this.settled(upload);
+    else this.pump();
   }
 
   settled(upload) {
