@@ -35,14 +35,24 @@ async def upload_page(request, datasette):
             PAGE_TEMPLATE,
             {
                 "source": source,
-                "multipart_threshold": storage.config.multipart_threshold,
-                "checksum": storage.config.checksum,
+                "uploader_attributes": uploader_attributes(datasette, storage),
                 "source_url": datasette.urls.path(f"/-/files/source/{source}"),
             },
             request=request,
         )
     )
     return unframeable(page)
+
+
+def uploader_attributes(datasette, storage: S3Storage) -> dict[str, str]:
+    """The attributes of a `<datasette-files-s3-upload>` element for one source:
+    on our upload page and wherever it replaces datasette-files' own uploader."""
+    return {
+        "source": storage.source,
+        "base-url": datasette.urls.path(""),
+        "multipart-threshold": str(storage.config.multipart_threshold),
+        "checksum": storage.config.checksum,
+    }
 
 
 async def ticket_from(request, datasette, data: dict):
@@ -175,12 +185,7 @@ def uploader_swap_script(datasette, request) -> str | None:
     storage = files_bridge.storage_for(source)
     if not isinstance(storage, S3Storage) or not storage.config.direct_uploads:
         return None
-    attributes = {
-        "source": source,
-        "base-url": datasette.urls.path(""),
-        "multipart-threshold": str(storage.config.multipart_threshold),
-        "checksum": storage.config.checksum,
-    }
+    attributes = uploader_attributes(datasette, storage)
     module = datasette.urls.static_plugins("datasette_files_s3", "datasette-files-s3-upload.js")
     return (
         "document.querySelectorAll('datasette-file-upload').forEach(el => {"
