@@ -16,7 +16,7 @@ import { readWhole } from "./blob-bytes.js";
 const MIB = 1024 * 1024;
 
 /** The worker's slice size (progress granularity) when the caller gives none. */
-export const DEFAULT_PART_SIZE = 8 * MIB;
+export const DEFAULT_PART_SIZE = 16 * MIB; // = multipart.DEFAULT_PART_SIZE (tests/test_multipart.py)
 
 /**
  * The largest blob sha256Base64 gives to WebCrypto, which digests one buffer
