@@ -86,7 +86,7 @@ class S3SourceConfig:
 
     @property
     def credentials_origin(self) -> str:
-        """Where keys come from, in words (never the keys themselves): the one
+        """Where the credentials come from, in words (never the credentials themselves): the one
         description `sources` and `doctor` print."""
         if self.credentials_url:
             return f"credentials broker at {safe_host(self.credentials_url)}"

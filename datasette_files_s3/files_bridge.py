@@ -79,11 +79,6 @@ def storage_for(source: str):
     return datasette_files._sources.get(source)
 
 
-def configured_sources() -> dict:
-    """{source name: Storage} for every configured datasette-files source."""
-    return dict(datasette_files._sources)
-
-
 def source_id(source: str) -> int:
     """The source's row id in datasette_files_sources."""
     return datasette_files._source_meta[source]["source_id"]

@@ -1,6 +1,6 @@
 """The signed upload ticket: what a client may ask to upload, and who may use the answer.
 
-An upload is described by an `UploadTicket`: which source, key, size, type and
+An upload is described by an `UploadTicket`: which source, object key, size, type and
 actor it is for, how it is sent and until when. The ticket is signed with
 Datasette's secret and handed to the client as `upload_token`, so any Datasette
 process that shares the secret can confirm it; nothing lives only in one
@@ -118,7 +118,7 @@ def check_request_allowed(config, upload: UploadRequest, single_request: bool) -
 
 
 def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **details) -> UploadTicket:
-    """A ticket for a new file: a fresh id and the key below the prefix that goes with it."""
+    """A ticket for a new file: a fresh id and the object key below the prefix that goes with it."""
     file_id = new_file_id()
     return UploadTicket(
         source=source,

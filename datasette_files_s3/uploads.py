@@ -1,6 +1,6 @@
 """The direct flow: one presigned POST or PUT per file, planned and confirmed, with no HTTP in sight.
 
-Prepare signs a ticket (tickets.py) and the request that writes its key;
+Prepare signs a ticket (tickets.py) and the request that writes its object key;
 confirm HEADs the object and hands it to registration.py. Until the signed
 request expires it could write the key again, so downloads check such a file
 (`check_unchanged`) until that settles.
