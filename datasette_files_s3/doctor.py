@@ -1,17 +1,16 @@
 """`files-s3 doctor`: check that a source can serve uploads, one `Check` per line.
 
-Each check returns a `Check` (pass / warn / fail, what was found, how to fix
-it); rendering is the command's business. Nothing here prints, and no message
+Each check returns a `Check` (doctor_probe.py: pass / warn / fail, what was
+found, how to fix it); rendering is the command's business. The checks of how
+single files reach the bucket are in doctor_uploads.py. Nothing here prints, and no message
 ever holds a key, a token or a presigned URL (those carry the access key id).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -19,6 +18,8 @@ import httpx
 
 from . import bucket_config, checksums
 from .config import CLOCK_SKEW_SECONDS, safe_host
+from .doctor_probe import FAIL, PASS, PROBE_BODY, PROBE_DIR, WARN, Check, Probe, post_probe
+from .doctor_uploads import check_conditional_writes, check_policy, check_post_object, check_unnamed_fields
 from .errors import (
     BucketMissing,
     BucketUnusable,
@@ -28,20 +29,7 @@ from .errors import (
     S3Unreachable,
 )
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
-PROBE_DIR = ".datasette-files-s3-doctor"
-PROBE_BODY = b"datasette-files-s3 doctor probe: 0123456789"
 HTTP_TIMEOUT = 10
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check: its name, status, what was found and the fix when not passing."""
-
-    name: str
-    status: str
-    message: str
-    fix: str | None = None
 
 
 def endpoint_host(config) -> str:
@@ -199,203 +187,6 @@ def wrong_region(bucket: str, actual: str | None, configured: str) -> Check:
     )
 
 
-class Probe:
-    """A throwaway object under the prefix: write, read, Range-read, presign, delete."""
-
-    def __init__(self, storage, http: httpx.AsyncClient):
-        self.storage = storage
-        self.http = http
-        self.path = f"{PROBE_DIR}/{uuid.uuid4().hex}.txt"
-        self.written = False
-        self.download_url: str | None = None
-
-    async def write(self) -> Check:
-        try:
-            await self.storage.put_object(self.path, PROBE_BODY, "text/plain")
-        except FilesS3Error as ex:
-            return Check("write", FAIL, str(ex), "allow s3:PutObject on the prefix for these keys")
-        self.written = True
-        return Check("write", PASS, f"wrote a probe object under {self.storage.config.prefix or '/'}")
-
-    async def read(self) -> Check:
-        try:
-            body = await self.storage.read_file(self.path)
-        except (FilesS3Error, FileNotFoundError) as ex:
-            return Check("read", FAIL, str(ex), "allow s3:GetObject on the prefix for these keys")
-        if body != PROBE_BODY:
-            return Check("read", FAIL, "the probe object read back different bytes")
-        return Check("read", PASS, "read it back")
-
-    async def range_read(self) -> Check:
-        try:
-            body = await self.storage.read_range(self.path, 10, 10)
-        except (FilesS3Error, FileNotFoundError) as ex:
-            return Check("range read", FAIL, str(ex))
-        if body != PROBE_BODY[10:20]:
-            return Check(
-                "range read",
-                WARN,
-                f"asked for 10 bytes, got {len(body)}: the server ignores Range",
-                "each preview or type check asks for the whole object and hangs up once it has the bytes it needs",
-            )
-        return Check("range read", PASS, "a Range request returned just those bytes")
-
-    async def presign(self) -> Check:
-        public = self.storage.config.public_endpoint_url
-        try:
-            self.download_url = await self.storage.download_url(self.path)
-            response = await self.http.get(self.download_url)
-        except httpx.HTTPError as ex:
-            if public:
-                return Check(
-                    "presign",
-                    WARN,
-                    f"signed a URL for public_endpoint_url but could not fetch it from here "
-                    f"({type(ex).__name__})",
-                    "make sure browsers can reach public_endpoint_url",
-                )
-            return Check("presign", FAIL, f"could not fetch a presigned URL ({type(ex).__name__})")
-        if response.status_code != 200 or response.content != PROBE_BODY:
-            return Check(
-                "presign",
-                FAIL,
-                f"a presigned GET answered HTTP {response.status_code}",
-                "check the keys can sign (no clock skew, s3v4 signing) and public_endpoint_url",
-            )
-        return Check("presign", PASS, "a presigned GET fetched it")
-
-    async def etag_exposed(self, origin: str) -> bool | None:
-        """Whether a real cross-origin GET of the probe exposes ETag (None: could not tell)."""
-        if not self.download_url:
-            return None
-        try:
-            response = await self.http.get(self.download_url, headers={"Origin": origin})
-        except httpx.HTTPError:
-            return None
-        exposed = bucket_config.header_list(response.headers.get("access-control-expose-headers"))
-        return "etag" in exposed
-
-    async def delete(self) -> Check:
-        try:
-            await self.storage.delete_file(self.path)
-            left = await self.storage.head(self.path)
-        except FilesS3Error as ex:
-            return Check(
-                "delete", FAIL, str(ex), f"allow s3:DeleteObject; remove {PROBE_DIR}/ under the prefix"
-            )
-        if left is not None:
-            return Check("delete", FAIL, "the probe object is still there after DeleteObject")
-        self.written = False
-        return Check("delete", PASS, "deleted it")
-
-
-def xml_error_code(body: str) -> str:
-    """The `<Code>` of an S3 XML error answer, or ''."""
-    match = re.search(r"<Code>([^<]+)</Code>", body or "")
-    return match.group(1) if match else ""
-
-
-async def delete_probes(storage, *paths: str) -> None:
-    """Delete what a probe may have written; a failure here changes no verdict."""
-    for path in paths:
-        try:
-            await storage.delete_file(path)
-        except FilesS3Error:
-            pass
-
-
-async def try_post(http: httpx.AsyncClient, url: str, fields: dict, body: bytes) -> tuple[bool, str]:
-    """POST a form to the bucket: (whether the store took it, what it answered, for the report)."""
-    response = await http.post(url, data=fields, files={"file": ("probe.txt", body, "text/plain")})
-    code = xml_error_code(response.text)
-    return response.status_code < 300, f"HTTP {response.status_code}{' ' + code if code else ''}"
-
-
-# What a store that ignores POST policy conditions lets any user with upload permission do.
-POLICY_NOT_ENFORCED = (
-    "on this store any user with upload permission can write any size, and overwrite other keys in "
-    "the bucket until confirm catches it, or forever for keys we never confirm"
-)
-
-
-async def check_policy(storage, http: httpx.AsyncClient) -> Check:
-    """Does the store enforce our POST policy? Break it twice: one byte over the size, another key."""
-    if not storage.config.direct_uploads:
-        return Check(
-            "policy", PASS, "not needed: direct_uploads is off, so browsers never POST to the bucket"
-        )
-    connection = await storage.connection()
-    name = uuid.uuid4().hex
-    signed, other = f"{PROBE_DIR}/{name}-signed.txt", f"{PROBE_DIR}/{name}-other.txt"
-    plan, _ = await storage.presigned_post(signed, "text/plain", len(PROBE_BODY), 60)
-    fields = plan.upload_fields
-    try:
-        over = await try_post(http, plan.upload_url, fields, PROBE_BODY + b"!")
-        elsewhere = await try_post(
-            http, plan.upload_url, {**fields, "key": connection.key(other)}, PROBE_BODY
-        )
-    except httpx.HTTPError as ex:
-        return Check("policy", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
-    finally:
-        await delete_probes(storage, signed, other)  # whatever the store let in
-    taken = [
-        what
-        for what, (accepted, _) in (
-            ("one byte over the signed size", over),
-            ("one to a key it was not signed for", elsewhere),
-        )
-        if accepted
-    ]
-    if taken:
-        return Check(
-            "policy",
-            WARN,
-            f"the store accepted a POST {' and '.join(taken)}: it does not enforce POST policies, so "
-            + POLICY_NOT_ENFORCED,
-            "use a store that enforces POST policies (AWS S3 does), or set direct_uploads: false "
-            "so uploads go through Datasette",
-        )
-    return Check(
-        "policy",
-        PASS,
-        f"the store refused a POST one byte over the signed size ({over[1]}) "
-        f"and one to a key it was not signed for ({elsewhere[1]})",
-    )
-
-
-UNNAMED_FIELD = "x-amz-meta-unsigned-probe"
-
-
-async def check_unnamed_fields(storage, http: httpx.AsyncClient) -> Check:
-    """Does the store refuse a POST carrying a form field its policy does not name?"""
-    if not storage.config.direct_uploads:
-        return Check(
-            "fields", PASS, "not needed: direct_uploads is off, so browsers never POST to the bucket"
-        )
-    path = f"{PROBE_DIR}/{uuid.uuid4().hex}-fields.txt"
-    plan, _ = await storage.presigned_post(path, "text/plain", len(PROBE_BODY), 60)
-    try:
-        accepted, answer = await try_post(
-            http, plan.upload_url, {**plan.upload_fields, UNNAMED_FIELD: "1"}, PROBE_BODY
-        )
-    except httpx.HTTPError as ex:
-        return Check("fields", WARN, f"could not send the probe POST ({type(ex).__name__}): not checked")
-    finally:
-        await delete_probes(storage, path)
-    if accepted:
-        return Check(
-            "fields",
-            WARN,
-            f"the store accepted a POST with a form field its policy does not name ({UNNAMED_FIELD}): "
-            "a client can add acl, storage class, Content-Encoding, a redirect or metadata; confirm "
-            "refuses and deletes an object that shows one (an ACL only where these keys may read it)",
-            "use a store that refuses unnamed POST fields (AWS S3 and Ceph RGW do)",
-        )
-    return Check(
-        "fields", PASS, f"the store refused a POST with a form field its policy does not name ({answer})"
-    )
-
-
 async def check_cors(storage, probe: Probe, origins: list[str], fix_command: str) -> list[Check]:
     """Send real preflights for POST and PUT from each origin, and check ETag is exposed."""
     if not storage.config.direct_uploads:
@@ -498,7 +289,8 @@ async def run_checks(
                 checks.append(await check_unnamed_fields(storage, http))
             checks.extend(await check_cors(storage, probe, origins, f"{command} cors {source}{options}"))
             checks.append(await check_checksums(storage, http))
-            checks.extend(await upload_checks(storage, http))
+            checks.append(await check_post_object(storage, http))
+            checks.append(await check_conditional_writes(storage, http))
         finally:
             if probe.written:
                 checks.append(await probe.delete())
@@ -506,30 +298,9 @@ async def run_checks(
     return checks
 
 
-async def upload_checks(storage, http: httpx.AsyncClient) -> list[Check]:
-    """POST Object and conditional writes (doctor_uploads.py, which builds on this module)."""
-    from .doctor_uploads import check_conditional_writes, check_post_object
-
-    return [await check_post_object(storage, http), await check_conditional_writes(storage, http)]
-
-
 # --- checksum: does the store take, and check, a SHA-256? --------------------
 
 WRONG_SHA256 = checksums.parse_sha256("0" * 64)
-
-
-async def post_probe(storage, http: httpx.AsyncClient, sha256: str) -> int:
-    """POST the probe body under a policy that signs `sha256`; the HTTP status."""
-    path = f"{PROBE_DIR}/{uuid.uuid4().hex}.txt"
-    instructions, _ = await storage.presigned_post(path, "text/plain", len(PROBE_BODY), 60, sha256=sha256)
-    response = await http.post(
-        instructions.upload_url,
-        data=instructions.upload_fields,
-        files={"file": ("probe.txt", PROBE_BODY, "text/plain")},
-    )
-    if response.status_code < 300:
-        await storage.delete_file(path)
-    return response.status_code
 
 
 async def part_probe(storage, http: httpx.AsyncClient, sha256: str) -> int | None:

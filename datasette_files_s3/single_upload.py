@@ -10,10 +10,9 @@ process) before the source switches: a client cannot flip a source by saying so.
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 
+from .doctor_probe import post_probe
 from .errors import FilesS3Error, UploadRejected
 
 NOT_IMPLEMENTED = 501
@@ -38,21 +37,6 @@ def refuse_form_uploader(storage) -> None:
     )
 
 
-async def post_object_status(storage, http: httpx.AsyncClient) -> int:
-    """POST a small probe object under a policy of ours; the store's HTTP status.
-    Whatever the store took is deleted."""
-    from .doctor import PROBE_BODY, PROBE_DIR
-
-    path = f"{PROBE_DIR}/{uuid.uuid4().hex}-post.txt"
-    plan, _ = await storage.presigned_post(path, "text/plain", len(PROBE_BODY), 60)
-    response = await http.post(
-        plan.upload_url, data=plan.upload_fields, files={"file": ("probe.txt", PROBE_BODY, "text/plain")}
-    )
-    if response.status_code < 300:
-        await storage.delete_file(path)
-    return response.status_code
-
-
 async def note_post_refused(storage) -> None:
     """A client says the store answered its POST with 501: with `auto`, check and
     switch the source to PUT. Failing to check changes nothing and fails nothing."""
@@ -60,7 +44,7 @@ async def note_post_refused(storage) -> None:
         return
     try:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as http:
-            status = await post_object_status(storage, http)
+            status = await post_probe(storage, http)
     except (FilesS3Error, httpx.HTTPError):
         return
     storage.post_refused = status == NOT_IMPLEMENTED
