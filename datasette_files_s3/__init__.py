@@ -82,11 +82,20 @@ def register_routes():
 
 
 @hookimpl
-def extra_body_script(datasette, request):
-    """The bundled uploader in place of datasette-files' own on s3 sources' pages."""
-    from . import multipart_views
+def extra_body_script(datasette, request, view_name, database, table):
+    """The bundled uploader in place of datasette-files' own on s3 sources' pages,
+    and its upload machine for uploads from datasette-files' file picker."""
+    from . import file_picker, multipart_views
 
-    return multipart_views.uploader_swap_script(datasette, request)
+    swap = multipart_views.uploader_swap_script(datasette, request)
+    if swap or not file_picker.may_show_picker(request, view_name, database, table):
+        return swap
+
+    async def inner():
+        # "" when nothing applies: an awaited None would be written out as "None".
+        return await file_picker.picker_upload_script(datasette, request, database, table) or ""
+
+    return inner
 
 
 @hookimpl

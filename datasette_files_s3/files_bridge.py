@@ -10,6 +10,8 @@ datasette-files changes one, that test fails first.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import importlib.util
 import json
 from datetime import datetime, timezone
@@ -226,6 +228,27 @@ async def source_known_since(datasette, source: str) -> float | None:
     except ValueError:
         return None
     return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+
+
+# The members of datasette-files' <datasette-file-picker> (its static
+# datasette-file-picker.js) that static/datasette-files-s3-picker.js uses, as
+# its PICKER_MEMBERS: the picker has no public way to take over its upload.
+FILE_PICKER_MEMBERS = ("_handleUpload", "_fileInput", "_sourceSelect", "_uploadBtn", "_uploadStatus", "_done")
+
+
+def file_picker_script() -> str | None:
+    """The source of datasette-files' <datasette-file-picker>, or None when it
+    offers no picker. Its cell editor opens one (0.1a3), and after 0.1a3 its
+    field for `file` columns in Datasette's row-edit form."""
+    script = importlib.resources.files("datasette_files") / "static" / "datasette-file-picker.js"
+    return script.read_text(encoding="utf-8") if script.is_file() else None
+
+
+@functools.cache
+def offers_file_picker() -> bool:
+    """Whether datasette-files has a <datasette-file-picker> that uploads."""
+    script = file_picker_script()
+    return script is not None and "_handleUpload" in script
 
 
 def makes_thumbnails_safely() -> bool:

@@ -63,8 +63,11 @@ class DatasetteProcess:
         secret: str = "live-test-secret",
         internal: str | None = None,
         executable: str | None = None,
+        databases: tuple[str, ...] = (),
     ):
         self.config = config
+        # SQLite files to serve besides the in-memory database.
+        self.databases = tuple(databases)
         # Another virtualenv's `datasette` (the benchmark runs a published release this way).
         self.executable = executable or str(BIN / "datasette")
         self.port = port or free_port()
@@ -81,6 +84,7 @@ class DatasetteProcess:
         command = [
             self.executable,
             "serve",
+            *self.databases,
             "--memory",
             "-c",
             str(config_path),

@@ -6,8 +6,11 @@ and says which.
 
 import inspect
 import json
+import re
+from pathlib import Path
 
 import datasette_files
+import pytest
 from datasette import hookimpl
 from datasette.plugins import pm
 from datasette_files.base import Storage, StorageCapabilities
@@ -186,3 +189,26 @@ async def test_thumbnails_are_left_to_datasette_files_only_where_it_makes_them_s
     ds = await make_datasette({})
     tables = await ds.get_internal_database().table_names()
     assert files_bridge.makes_thumbnails_safely() == ("datasette_files_thumbnail_failures" in tables)
+
+
+def test_file_picker_has_the_members_our_take_over_uses():
+    """static/datasette-files-s3-picker.js wraps the picker's _handleUpload and
+    reads its file input, source select, upload button and status, then calls
+    its _done: datasette-files' picker must still have each of them."""
+    script = files_bridge.file_picker_script()
+    if script is None:
+        pytest.skip("this datasette-files offers no file picker")
+    assert re.search(r"^\s*(async\s+)?_handleUpload\(\)\s*\{", script, re.MULTILINE)
+    assert re.search(r"^\s*_done\(fileId\)\s*\{", script, re.MULTILINE)
+    for member in ("_fileInput", "_sourceSelect", "_uploadBtn", "_uploadStatus"):
+        assert re.search(rf"this\.{member} = ", script), member
+    # The picker calls _handleUpload through `this`, so wrapping the prototype's takes over.
+    assert "this._handleUpload()" in script
+
+
+def test_our_picker_module_uses_only_the_fenced_members():
+    ours = (Path(files_bridge.__file__).parent / "static" / "datasette-files-s3-picker.js").read_text()
+    declared = re.search(r"PICKER_MEMBERS = \[(.*?)\]", ours).group(1)
+    assert tuple(re.findall(r'"(\w+)"', declared)) == files_bridge.FILE_PICKER_MEMBERS
+    used = set(re.findall(r"\b(?:picker|this|prototype)\.(_\w+)", ours))
+    assert used <= set(files_bridge.FILE_PICKER_MEMBERS), used
