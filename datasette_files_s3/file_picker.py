@@ -13,7 +13,7 @@ bundled uploader does.
 from __future__ import annotations
 
 from . import files_bridge
-from .multipart_views import _js_string
+from .multipart_views import _js_string, uploader_attributes
 from .storage import S3Storage
 
 # datasette-files' column type for a column that holds a file id.
@@ -28,21 +28,17 @@ async def has_file_column(datasette, database: str, table: str) -> bool:
 
 
 async def picker_sources(datasette, actor) -> dict:
-    """{source: what the upload machine needs} for the direct-upload s3
-    sources the actor may upload to. Proxy sources keep the picker's own
-    upload, which is their flow."""
+    """{source: its uploader attributes} for the direct-upload s3 sources the
+    actor may upload to. Proxy sources keep the picker's own upload, which is
+    their flow."""
     sources = {}
-    for source, storage in files_bridge.configured_sources().items():
+    for source in (datasette.plugin_config("datasette-files") or {}).get("sources") or {}:
+        storage = files_bridge.storage_for(source)
         # datasette-files keeps one registry per process; ours are bound to their Datasette.
         if not isinstance(storage, S3Storage) or storage.datasette is not datasette:
             continue
-        if not storage.config.direct_uploads:
-            continue
-        if await files_bridge.can_upload(datasette, actor, source):
-            sources[source] = {
-                "multipartThreshold": storage.config.multipart_threshold,
-                "checksum": storage.config.checksum,
-            }
+        if storage.config.direct_uploads and await files_bridge.can_upload(datasette, actor, source):
+            sources[source] = uploader_attributes(datasette, storage)
     return sources
 
 
@@ -66,6 +62,6 @@ async def picker_upload_script(datasette, request, database, table) -> str | Non
     sources = await picker_sources(datasette, request.actor)
     if not sources:
         return None
-    config = {"baseUrl": datasette.urls.path(""), "sources": sources}
+    config = {"sources": sources}
     module = datasette.urls.static_plugins("datasette_files_s3", MODULE)
     return f"import({_js_string(module)}).then((m) => m.takeOverPickerUploads({_js_string(config)}));"

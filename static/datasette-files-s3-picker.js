@@ -22,33 +22,35 @@ const queue = new RequestQueue(4);
 
 /**
  * Route the picker's uploads to s3 sources through the upload machine.
- * @param {{baseUrl: string, sources: Object<string, {multipartThreshold: number, checksum: string}>}} config
- *   sources: the direct-upload s3 sources this actor may upload to, as the page was served
+ * @param {{sources: Object<string, Object<string, string>>}} config
+ *   sources: the direct-upload s3 sources this actor may upload to, as the page was served,
+ *   each with the attributes a <datasette-files-s3-upload> for it would have
  */
-export async function takeOverPickerUploads({ baseUrl, sources }) {
+export async function takeOverPickerUploads({ sources }) {
   const Picker = await customElements.whenDefined("datasette-file-picker");
   const stockUpload = Picker.prototype._handleUpload;
   if (typeof stockUpload !== "function" || stockUpload.takenOver) return;
   function handleUpload() {
     const file = this._fileInput.files[0];
-    const source = sources[this._sourceSelect.value];
+    const attributes = sources[this._sourceSelect.value];
     // No file chosen: the picker says so itself.
-    if (!file || !source) return stockUpload.call(this);
-    return uploadToBucket(this, file, this._sourceSelect.value, source, baseUrl);
+    if (!file || !attributes) return stockUpload.call(this);
+    return uploadToBucket(this, file, attributes);
   }
   handleUpload.takenOver = true;
   Picker.prototype._handleUpload = handleUpload;
 }
 
-async function uploadToBucket(picker, file, slug, { multipartThreshold, checksum }, baseUrl) {
+async function uploadToBucket(picker, file, attributes) {
+  const slug = attributes.source;
   const upload = new FileUpload(file, {
-    api: new DatasetteApi(baseUrl, slug),
+    api: new DatasetteApi(attributes["base-url"], slug),
     queue,
     resume: new ResumeStore(slug),
-    threshold: multipartThreshold,
+    threshold: Number(attributes["multipart-threshold"]),
     stallTimeout: STALL_TIMEOUT_MS,
     corsHelp: (origin) => `datasette files-s3 cors ${slug} --origin ${origin} --apply`,
-    checksums: checksum !== "none",
+    checksums: attributes.checksum !== "none",
   });
   const status = picker._uploadStatus;
   const line = document.createElement("div");

@@ -46,8 +46,14 @@ async def test_table_with_a_file_column_loads_the_take_over_for_s3_sources(make_
     assert page.status_code == 200 and MODULE in page.text
     # Proxy sources keep the picker's own upload: it is their flow.
     assert picker_config(page.text) == {
-        "baseUrl": "/",
-        "sources": {"direct": {"multipartThreshold": 5 * 1024**2, "checksum": "sha256"}},
+        "sources": {
+            "direct": {
+                "source": "direct",
+                "base-url": "/",
+                "multipart-threshold": str(5 * 1024**2),
+                "checksum": "sha256",
+            }
+        }
     }
 
 
