@@ -1,8 +1,10 @@
-"""The bundled uploader's page and its multipart JSON endpoints.
+"""The bundled uploader's side of Datasette: its page, its place on datasette-files'
+pages, and the multipart endpoints it calls.
 
-Each endpoint parses the request, checks who is asking, calls multipart.py and
-answers; errors are `{"ok": false, "errors": [...]}` with a 4xx (or 502/503
-when S3 or the credentials broker fails), never a 500.
+Each endpoint parses the request, checks who is asking (http.py), calls
+multipart.py and answers; errors are `{"ok": false, "errors": [...]}` with a
+4xx (or 502/503 when S3 or the credentials broker fails), never a 500
+(responses.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from datasette import Forbidden, NotFound, Response
 
 from . import files_bridge, multipart, tickets
 from .errors import SourceNotFound
-from .http import actor_id, authorized_storage, json_api, read_json_body, s3_storage, unframeable
+from .http import actor_id, authorized_storage, read_json_body, s3_storage
+from .responses import json_api, unframeable
 from .storage import S3Storage
 from .thumbnails import thumbnail_quietly
 

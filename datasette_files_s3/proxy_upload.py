@@ -26,14 +26,8 @@ from datasette.utils.asgi import Request
 
 from . import files_bridge
 from .errors import BodyTooLarge, UploadForbidden, UploadRejected
-from .http import (
-    ANSWERED_ERRORS,
-    actor_id,
-    error_answer,
-    error_response,
-    post_only,
-    require_upload_permission,
-)
+from .http import actor_id, require_upload_permission
+from .responses import ANSWERED_ERRORS, error_answer, error_response, post_only
 from .storage import S3Storage, receiving_only, whole_reads_refused
 
 # Room for the form's boundaries, part headers and the upload_token field

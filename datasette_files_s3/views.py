@@ -18,22 +18,17 @@ from datasette.utils.asgi import Request
 from . import files_bridge, single_upload, tickets, uploads
 from .errors import UploadRejected
 from .http import (
-    ANSWERED_ERRORS,
     actor_id,
     authorized_storage,
-    error_answer,
-    error_response,
-    json_api,
     load_json,
     parse_json_object,
-    post_only,
     read_body_capped,
     read_json_body,
     replaying,
     require_upload_permission,
-    unframeable,
 )
 from .proxy_upload import token_in_upload_url
+from .responses import ANSWERED_ERRORS, error_answer, error_response, json_api, post_only, unframeable
 from .storage import S3Storage, whole_reads_refused
 from .thumbnails import thumbnail_eligible, thumbnail_quietly
 

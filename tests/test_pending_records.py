@@ -9,7 +9,7 @@ import httpx
 from datasette.database import QueryInterrupted
 from datasette.utils.asgi import Request
 
-from datasette_files_s3 import database, http, tickets
+from datasette_files_s3 import database, responses, tickets
 from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 PENDING = database.PENDING_TABLE
@@ -181,7 +181,7 @@ async def test_an_internal_query_past_the_time_limit_answers_503(ds):
     """A fault we cannot produce on demand: Datasette interrupting a permission
     query that waited past sql_time_limit_ms on a loaded machine (seen in CI)."""
 
-    @http.json_api
+    @responses.json_api
     async def view(request, datasette):
         raise QueryInterrupted(sqlite3.OperationalError("interrupted"), "SELECT 1", {})
 
