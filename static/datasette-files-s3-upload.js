@@ -7,7 +7,9 @@
 import { formatBytes, formatDuration, SpeedMeter, waitingText } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
 import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
-import { SMALL_FILES_PARALLEL, UploadScheduler } from "./upload-scheduler.js";
+import { SMALL_FILES_PARALLEL, UploadScheduler, sameFile } from "./upload-scheduler.js";
+import { discardUnfinished, findUnfinished } from "./unfinished-uploads.js";
+import { ScreenWakeLock } from "./wake-lock.js";
 
 const MIB = 1024 * 1024;
 
@@ -30,6 +32,8 @@ datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-file[data-status="error"] progress { accent-color: #b91c1c; }
 .dfs3-file[data-status="cancelled"] progress { accent-color: #9ca3af; }
 .dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
+.dfs3-unfinished { border: 1px solid #f59e0b; background: #fffbeb; border-radius: 6px; padding: 0.5em 0.75em; margin-top: 1em; }
+.dfs3-unfinished ul { margin: 0.3em 0; padding-left: 1.2em; }
 `;
 
 const LABELS = {
@@ -63,14 +67,15 @@ const ROW_BUTTONS = [
  */
 export class DatasetteFilesS3Upload extends HTMLElement {
   connectedCallback() {
+    this.acceptDropsAnywhere();
     if (this.scheduler) {
       if (!this.ticker) this.startTicker();
       return;
     }
     const source = this.source;
-    const api = new DatasetteApi(this.getAttribute("base-url") || "/", source);
+    const api = (this.api = new DatasetteApi(this.getAttribute("base-url") || "/", source));
     const queue = new RequestQueue(Number(this.getAttribute("concurrency")) || 4);
-    const resume = new ResumeStore(source);
+    const resume = (this.resume = new ResumeStore(source));
     const retries = Number(this.getAttribute("retries")) || 6;
     const stallTimeout = Number(this.getAttribute("stall-timeout")) * 1000 || STALL_TIMEOUT_MS;
     // "none" for sources whose store refuses x-amz-checksum-* (the source's checksum option).
@@ -98,10 +103,73 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     // What the page draws for each upload: its row, its speed, and whether it needs a redraw.
     this.views = new Map();
     this.meter = new SpeedMeter();
+    this.wakeLock = new ScreenWakeLock();
+    this.unfinished = [];
     // Once a second while anything is unfinished: a countdown ticks and a speed
     // fades to nothing while no byte moves (no progress event comes then).
     this.startTicker();
     this.render();
+    this.listUnfinished();
+  }
+
+  /**
+   * Files dropped anywhere on the page are added here, unless something on
+   * the page (this element's own box, another drop target) took the drop.
+   */
+  acceptDropsAnywhere() {
+    const carriesFiles = (event) => event.dataTransfer?.types?.includes("Files");
+    this.onPageDragOver ??= (event) => {
+      if (carriesFiles(event) && !event.defaultPrevented) event.preventDefault();
+    };
+    this.onPageDrop ??= (event) => {
+      if (event.defaultPrevented || !carriesFiles(event)) return;
+      event.preventDefault();
+      this.add([...event.dataTransfer.files]);
+    };
+    document.addEventListener("dragover", this.onPageDragOver);
+    document.addEventListener("drop", this.onPageDrop);
+  }
+
+  /** Uploads an earlier visit left unfinished, which choosing or dropping their files continues. */
+  async listUnfinished() {
+    const found = await findUnfinished(this.resume, this.api);
+    // Files chosen while Datasette was asked are under way already.
+    this.unfinished = found.filter((entry) => !this.uploads.some((u) => sameFile(u.file, entry)));
+    this.drawUnfinished();
+  }
+
+  drawUnfinished() {
+    const box = this.querySelector(".dfs3-unfinished");
+    const list = box.querySelector("ul");
+    list.replaceChildren();
+    for (const entry of this.unfinished) {
+      const item = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = entry.name;
+      item.append(name, ` · ${formatBytes(entry.size)} · ${formatBytes(entry.inBucket)} already in the bucket `);
+      const discard = document.createElement("button");
+      discard.type = "button";
+      discard.textContent = "Discard";
+      discard.setAttribute("aria-label", `Discard the unfinished upload of ${entry.name}`);
+      discard.addEventListener("click", () => this.discard(entry, discard));
+      item.append(discard);
+      list.append(item);
+    }
+    box.hidden = this.unfinished.length === 0;
+  }
+
+  /** Abort an unfinished upload the user will not continue, so its parts stop costing. */
+  async discard(entry, button) {
+    button.disabled = true;
+    try {
+      await discardUnfinished(this.resume, this.api, entry);
+    } catch {
+      button.disabled = false; // still there: the user can try again
+      return;
+    }
+    this.unfinished = this.unfinished.filter((other) => other !== entry);
+    this.drawUnfinished();
+    this.querySelector(".dfs3-input").focus();
   }
 
   startTicker() {
@@ -113,6 +181,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
   disconnectedCallback() {
     clearInterval(this.ticker);
     this.ticker = null;
+    document.removeEventListener("dragover", this.onPageDragOver);
+    document.removeEventListener("drop", this.onPageDrop);
+    this.wakeLock.hold(false);
   }
 
   get source() {
@@ -128,6 +199,10 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <style>${STYLE}</style>
       <div class="dfs3-drop">
         <p>Drag files here, or <label><input type="file" multiple class="dfs3-input"></label></p>
+      </div>
+      <div class="dfs3-unfinished" hidden>
+        <p>Unfinished uploads from an earlier visit. Choose or drop these files again to continue them:</p>
+        <ul></ul>
       </div>
       <div class="dfs3-total" hidden>
         <progress max="1" value="0"></progress>
@@ -162,6 +237,10 @@ export class DatasetteFilesS3Upload extends HTMLElement {
   /** Queue files for upload (also callable by embedding pages). */
   add(files) {
     if (!files.length) return;
+    if (this.unfinished.some((entry) => files.some((file) => sameFile(file, entry)))) {
+      this.unfinished = this.unfinished.filter((entry) => !files.some((file) => sameFile(file, entry)));
+      this.drawUnfinished();
+    }
     this.querySelector(".dfs3-summary").hidden = true;
     this.querySelector(".dfs3-total").hidden = false;
     // Rows first: the scheduler starts uploads (and their "start" events) as it adds them.
@@ -324,6 +403,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const running = (u) => u.status === "pending" || u.status === "uploading";
     box.querySelector(".dfs3-pause-all").hidden = !this.uploads.some(running);
     box.querySelector(".dfs3-resume-all").hidden = !this.uploads.some((u) => u.status === "paused");
+    this.wakeLock.hold(this.uploads.some(running));
   }
 
   summarize() {

@@ -55,7 +55,12 @@ async function alreadyCompletedIsAnswer(request) {
   }
 }
 
-/** Which multipart token belongs to which local file (name, size, last modified). */
+/**
+ * Which multipart token belongs to which local file (name, size, last
+ * modified), and until when the upload can be continued. Each entry's value is
+ * JSON {token, expiresAt} (ms since the epoch); a bare token is an entry
+ * written before expiresAt was kept.
+ */
 export class ResumeStore {
   constructor(source, storage = globalThis.localStorage) {
     this.prefix = `datasette-files-s3:${source}:`;
@@ -66,14 +71,15 @@ export class ResumeStore {
   }
   get(file) {
     try {
-      return this.storage?.getItem(this.key(file)) || null;
+      return readEntry(this.storage?.getItem(this.key(file))).token;
     } catch {
       return null;
     }
   }
-  set(file, token) {
+  /** @param {number} [expiresAt] seconds since the epoch, as create answers it */
+  set(file, token, expiresAt = null) {
     try {
-      this.storage?.setItem(this.key(file), token);
+      this.storage?.setItem(this.key(file), JSON.stringify({ token, expiresAt: expiresAt && expiresAt * 1000 }));
     } catch {
       // Private mode or a full quota: resume is lost, the upload still works.
     }
@@ -84,6 +90,37 @@ export class ResumeStore {
     } catch {
       // as above
     }
+  }
+  /** Every remembered upload of this source: [{name, size, lastModified, token, expiresAt}]. */
+  entries() {
+    const found = [];
+    try {
+      for (let i = 0; i < (this.storage?.length || 0); i++) {
+        const key = this.storage.key(i);
+        if (!key?.startsWith(this.prefix)) continue;
+        // name:size:lastModified, and a name may hold colons: read from the end.
+        const match = /^(.*):(\d+):(\d+)$/s.exec(key.slice(this.prefix.length));
+        if (!match) continue;
+        const [, name, size, lastModified] = match;
+        const { token, expiresAt } = readEntry(this.storage.getItem(key));
+        if (token) found.push({ name, size: Number(size), lastModified: Number(lastModified), token, expiresAt });
+      }
+    } catch {
+      // as above: nothing to list
+    }
+    return found;
+  }
+}
+
+/** A ResumeStore value as {token, expiresAt}; both null when there is none. */
+function readEntry(value) {
+  if (!value) return { token: null, expiresAt: null };
+  if (!value.startsWith("{")) return { token: value, expiresAt: null };
+  try {
+    const { token = null, expiresAt = null } = JSON.parse(value);
+    return { token, expiresAt };
+  } catch {
+    return { token: null, expiresAt: null };
   }
 }
 
@@ -433,12 +470,12 @@ export class FileUpload extends EventTarget {
     const created = await untilAborted(creating, signal);
     if (!created) {
       creating
-        .then(({ upload_token: token }) => {
+        .then(({ upload_token: token, expires_at: expiresAt }) => {
           if (!token) return;
           if (this.status !== "paused") return this.abortQuietly(token);
           // Paused: the upload S3 started is kept for the resume, like any other.
           this.token = token;
-          this.resume.set(this.file, token);
+          this.resume.set(this.file, token, expiresAt);
         })
         .catch(() => {});
       throw cancelledError();
@@ -446,7 +483,7 @@ export class FileUpload extends EventTarget {
     // The remembered upload was completed, its answer lost: that file is this one.
     if (created.already_completed) return created.file;
     this.token = created.upload_token;
-    this.resume.set(this.file, this.token);
+    this.resume.set(this.file, this.token, created.expires_at);
     this.partSize = created.part_size;
     this.partCount = created.part_count;
     // A resumed upload keeps the choice it was created with.
