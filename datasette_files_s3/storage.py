@@ -118,12 +118,21 @@ class S3Storage(Storage):
 
     def __init__(self):
         self.config: S3SourceConfig | None = None
-        self.credentials: CredentialsProvider | None = None
         self.gateway: S3Gateway | None = None
         self._capabilities = s3_capabilities(None)
         self.bucket_check = BucketCheck()
         # upload_method auto: the store answered POST Object with 501 (single_upload.py).
         self.post_refused = False
+
+    @property
+    def credentials(self) -> CredentialsProvider | None:
+        """Where this source's keys come from; the gateway holds it, so that a
+        provider set here (a test's fresh broker provider) is the one it uses."""
+        return self.gateway.credentials if self.gateway else None
+
+    @credentials.setter
+    def credentials(self, provider: CredentialsProvider) -> None:
+        self.gateway.credentials = provider
 
     @property
     def capabilities(self) -> StorageCapabilities:
@@ -145,8 +154,7 @@ class S3Storage(Storage):
             self.sources_named.add(name)
         self.config = parse_source_config(name, config)
         files_bridge.keep_secrets_out_of_stored_config(config)
-        self.credentials = provider_for(self.config)
-        self.gateway = S3Gateway(self.config, self.credentials, self.bucket_check)
+        self.gateway = S3Gateway(self.config, provider_for(self.config), self.bucket_check)
         self._capabilities = s3_capabilities(self.config.max_file_size)
         if self.config.credentials_url:
             # A broker that is down must not stop Datasette from starting.
