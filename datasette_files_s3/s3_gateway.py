@@ -2,10 +2,10 @@
 
 One boto3 client per source, rebuilt only when its credentials change. An
 operation names an object by its path under the prefix; `Connection.key` is
-the one place the prefix is put in front. Every blocking call goes through
-`run`, in one thread pool so the event loop never waits on S3, and fails
-with what s3_errors.py makes of boto3's error. `raw` is doctor's way in: the
-same calls, with S3's own answers and errors.
+the one place the prefix is put in front. Every blocking call runs in one
+thread pool (`_in_pool`), so the event loop never waits on S3; `S3Gateway.run`
+is that with boto3's error made ours (s3_errors.py). `raw` is doctor's way in:
+the same calls, with S3's own answers and errors.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="datasette-fil
 
 
 async def _in_pool(function, *args):
+    """The one runner: a blocking call (boto3, a response body's read) in our thread pool."""
     return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
 
 
