@@ -39,6 +39,10 @@ PUBLIC_GROUPS = {"AllUsers", "AuthenticatedUsers"}
 # complete reads the whole object to make a thumbnail and decodes it on the
 # event loop. Refused, it skips that; ours is made on first request, bounded.
 _whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
+# Set there too: after 0.1a3 its complete makes the thumbnail itself, in a
+# background task (which inherits this), through read_file_limited with its own
+# size limit; the source's thumbnail_max_size must hold as well.
+_limited_reads_at_most = contextvars.ContextVar("limited_reads_at_most", default=None)
 # (key, most bytes) a proxied upload may write: its checked token's, or None.
 _receiving_only = contextvars.ContextVar("receiving_only", default=None)
 
@@ -51,6 +55,17 @@ def whole_reads_refused():
         yield
     finally:
         _whole_reads_refused.reset(token)
+
+
+@contextlib.contextmanager
+def limited_reads_at_most(max_bytes: int):
+    """Within this block, and in tasks started in it, read_file_limited reads
+    at most `max_bytes`: a larger object is datasette-files' FileTooLarge, unread."""
+    token = _limited_reads_at_most.set(max_bytes)
+    try:
+        yield
+    finally:
+        _limited_reads_at_most.reset(token)
 
 
 @contextlib.contextmanager
@@ -243,6 +258,8 @@ class S3Storage(Storage):
         """At most `max_bytes` (and never more than max_read_size) by one ranged
         GET; datasette-files' FileTooLarge for a larger object, unread."""
         limit = min(max_bytes, self.config.max_read_size)
+        if _limited_reads_at_most.get() is not None:
+            limit = min(limit, _limited_reads_at_most.get())
         body = await self.read_at_most(path, limit)
         if body is None:
             raise files_bridge.file_too_large(limit)

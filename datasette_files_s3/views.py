@@ -29,7 +29,7 @@ from .http import (
 )
 from .proxy_upload import token_in_upload_url
 from .responses import ANSWERED_ERRORS, error_answer, error_response, json_api, post_only, unframeable
-from .storage import S3Storage, whole_reads_refused
+from .storage import S3Storage, limited_reads_at_most, whole_reads_refused
 from .thumbnails import thumbnail_eligible, thumbnail_quietly
 
 
@@ -60,9 +60,10 @@ def s3_sources_only(stock_view, check_bucket: bool = False, adjust_stock_answer=
                         await storage.check_bucket()
                 except ANSWERED_ERRORS as ex:
                     return await error_answer(datasette, ex)
-                # Its complete would read the whole object for a thumbnail and
+                # 0.1a3's complete would read the whole object for a thumbnail and
                 # decode it on the event loop; thumbnails.py makes it instead.
-                with whole_reads_refused():
+                # Later ones make it themselves, bounded: within thumbnail_max_size.
+                with whole_reads_refused(), limited_reads_at_most(storage.config.thumbnail_max_size):
                     answer = await stock_view(request, datasette)
                 return adjust_stock_answer(answer) if adjust_stock_answer else answer
             return await view(request, datasette)

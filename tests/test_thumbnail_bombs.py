@@ -3,6 +3,7 @@ event loop, and a failure is remembered instead of retried on every request."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import time
@@ -121,38 +122,92 @@ async def test_failed_thumbnail_is_not_tried_again(make_datasette, bucket, s3_pr
     assert len(gets) == 1, gets
 
 
-async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasette, bucket, s3_proxy):
-    """datasette-files' own complete would read the whole object and decode it on the
-    event loop; the thumbnail is made on its first request instead, bounded and off the loop."""
-    ds = await make_datasette(
-        {"proxied": {"storage": "s3", "config": through(s3_proxy, bucket, direct_uploads=False)}}
-    )
-    cookies = actor_cookies(ds)
+def green_png(width: int = 64, height: int = 48) -> bytes:
     image = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 200, 30)).save(image, format="PNG")
+    Image.new("RGB", (width, height), (10, 200, 30)).save(image, format="PNG")
+    return image.getvalue()
+
+
+async def proxied_upload(ds, s3_proxy, filename: str, content: bytes) -> tuple[dict, int]:
+    """datasette-files' own flow for source `proxied`: prepare, upload through
+    Datasette, complete. (The file's JSON, how many S3 requests for it came
+    before complete.)"""
+    cookies = actor_cookies(ds)
     plan = (
         await ds.client.post(
             "/-/files/upload/proxied/-/prepare",
-            json={"filename": "green.png", "content_type": "image/png", "size": len(image.getvalue())},
+            json={"filename": filename, "content_type": "image/png", "size": len(content)},
             cookies=cookies,
         )
     ).json()
     sent = await ds.client.post(
         plan["upload_url"],
         data=plan["upload_fields"],
-        files={"file": ("green.png", image.getvalue(), "image/png")},
+        files={"file": (filename, content, "image/png")},
         cookies=cookies,
     )
     assert sent.status_code == 200, sent.text
-    before = len(s3_proxy.methods_for("green.png"))
+    before = len(s3_proxy.methods_for(filename))
     done = await ds.client.post(
         "/-/files/upload/proxied/-/complete", json={"upload_token": plan["upload_token"]}, cookies=cookies
     )
     assert done.status_code == 201, done.text
-    assert "GET" not in s3_proxy.methods_for("green.png")[before:]
-    thumbnail = await ds.client.get(done.json()["file"]["thumbnail_url"])
+    return done.json()["file"], before
+
+
+async def test_proxy_mode_complete_reads_no_object_for_a_thumbnail(make_datasette, bucket, s3_proxy):
+    """datasette-files 0.1a3's own complete would read the whole object and decode it
+    on the event loop; the thumbnail is made on its first request instead, bounded and
+    off the loop. (Later datasette-files make it themselves, bounded, in the background.)"""
+    ds = await make_datasette(
+        {"proxied": {"storage": "s3", "config": through(s3_proxy, bucket, direct_uploads=False)}}
+    )
+    file, before = await proxied_upload(ds, s3_proxy, "green.png", green_png())
+    if not files_bridge.makes_thumbnails_safely():
+        assert "GET" not in s3_proxy.methods_for("green.png")[before:]
+    thumbnail = await ds.client.get(file["thumbnail_url"])
     assert thumbnail.headers["content-type"] in ("image/png", "image/jpeg")
     assert Image.open(io.BytesIO(thumbnail.content)).size == (64, 48)
+
+
+async def thumbnail_settled(ds, file_id: str) -> str:
+    """Wait until datasette-files has cached a thumbnail ("thumbnail") or a
+    failure (its reason) for the file: its complete makes one in the background."""
+    db = ds.get_internal_database()
+    while True:
+        if (await db.execute("select 1 from datasette_files_thumbnails where file_id = ?", [file_id])).rows:
+            return "thumbnail"
+        failed = await db.execute(
+            "select reason from datasette_files_thumbnail_failures where file_id = ?", [file_id]
+        )
+        if failed.rows:
+            return failed.first()["reason"]
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.skipif(
+    not files_bridge.makes_thumbnails_safely(), reason="this datasette-files makes no thumbnail at complete"
+)
+async def test_proxy_mode_complete_reads_no_image_over_thumbnail_max_size(make_datasette, bucket, s3_proxy):
+    """datasette-files (after 0.1a3) makes a thumbnail when its complete
+    registers a file, with its own size limit (10 MB): for an s3 source, an
+    image over the source's thumbnail_max_size is refused, as our thumbnail
+    view refuses it. Its one ranged GET asks for no more than that, and its
+    body is not read: the object's size in the answer's headers refuses it."""
+    content = green_png(300, 300)
+    limit = len(content) - 1
+    config = through(s3_proxy, bucket, direct_uploads=False, thumbnail_max_size=limit)
+    ds = await make_datasette({"proxied": {"storage": "s3", "config": config}})
+    file, _ = await proxied_upload(ds, s3_proxy, "big-green.png", content)
+    assert await asyncio.wait_for(thumbnail_settled(ds, file["id"]), 30) == "too_large"
+    gets = [
+        sent
+        for (method, _), (path, sent) in zip(s3_proxy.requests, s3_proxy.ranges, strict=True)
+        if method == "GET" and path.split("?", 1)[0].endswith("/big-green.png")
+    ]
+    assert gets == [f"bytes=0-{limit}"]
+    thumbnail = await ds.client.get(file["thumbnail_url"])
+    assert thumbnail.headers["content-type"] == "image/svg+xml"
 
 
 # --- a live server stays responsive ---------------------------------------------------
