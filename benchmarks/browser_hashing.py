@@ -35,7 +35,7 @@ STATIC = "/-/static-plugins/datasette_files_s3"
 METHODS = {
     "worker: wholeFileSha256 (hash-wasm, whole file)": """
         const t = performance.now();
-        await checksums.wholeFileSha256(file, {partSize});
+        await checksums.wholeFileSha256(file);
         return performance.now() - t;""",
     "WebCrypto: sha256Base64 per part, one at a time": """
         const t = performance.now();
@@ -62,7 +62,7 @@ METHODS = {
                 await checksums.sha256Base64(file.slice(start, start + partSize));
             }
         })();
-        await Promise.all([checksums.wholeFileSha256(file, {partSize}), parts]);
+        await Promise.all([checksums.wholeFileSha256(file), parts]);
         return performance.now() - t;""",
     "WebCrypto on the whole file in memory (not used: holds the file)": """
         const t = performance.now();

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import math
 import os
 import time
 from pathlib import Path
@@ -108,18 +107,9 @@ def part_digests(path: Path, part_size: int) -> list[str]:
     ]
 
 
-def whole_file_sha256(page, path: Path, part_size: int) -> dict:
-    """{"hex": digest, "progress": [loaded, ...]} from wholeFileSha256 on the chosen file."""
-    return page.evaluate(
-        """async ([name, partSize]) => {
-            const progress = [];
-            const hex = await checksums.wholeFileSha256(files[name], {
-                partSize, onProgress: (loaded, total) => progress.push([loaded, total]),
-            });
-            return {hex, progress};
-        }""",
-        [path.name, part_size],
-    )
+def whole_file_sha256(page, path: Path) -> str:
+    """wholeFileSha256 of the chosen file: lowercase hex."""
+    return page.evaluate("(name) => checksums.wholeFileSha256(files[name])", path.name)
 
 
 def assert_workers_all_gone(page, timeout: float = 10) -> None:
@@ -155,30 +145,22 @@ def test_sha256_base64_of_parts_hashed_at_once_match_hashlib(page, files):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_worker_whole_file_sha256_matches_hashlib_slice_by_slice(page, files, size):
-    result = whole_file_sha256(page, files[size], part_size=MIB)
-    assert result["hex"] == sha256_of(files[size]).hexdigest()
-    slices = math.ceil(size / MIB)
-    assert result["progress"] == [[min((n + 1) * MIB, size), size] for n in range(slices)]
+def test_worker_whole_file_sha256_matches_hashlib(page, files, size):
+    assert whole_file_sha256(page, files[size]) == sha256_of(files[size]).hexdigest()
 
 
-def test_hex_and_base64_convert_both_ways(page):
+def test_hex_converts_to_base64(page):
     empty_hex = hashlib.sha256(b"").hexdigest()
     empty_base64 = base64.b64encode(hashlib.sha256(b"").digest()).decode()
     digest = hashlib.sha256(b"datasette").digest()
     result = page.evaluate(
-        """([emptyHex, emptyBase64, upperHex]) => ({
-            toBase64: checksums.hexToBase64(emptyHex),
-            toHex: checksums.base64ToHex(emptyBase64),
+        """([emptyHex, upperHex]) => ({
+            empty: checksums.hexToBase64(emptyHex),
             upper: checksums.hexToBase64(upperHex),
         })""",
-        [empty_hex, empty_base64, digest.hex().upper()],
+        [empty_hex, digest.hex().upper()],
     )
-    assert result == {
-        "toBase64": empty_base64,
-        "toHex": empty_hex,
-        "upper": base64.b64encode(digest).decode(),
-    }
+    assert result == {"empty": empty_base64, "upper": base64.b64encode(digest).decode()}
 
 
 @pytest.mark.parametrize(
@@ -187,7 +169,6 @@ def test_hex_and_base64_convert_both_ways(page):
         "checksums.hexToBase64('abc')",
         "checksums.hexToBase64('zz')",
         "checksums.hexToBase64(null)",
-        "checksums.base64ToHex('not base64!')",
     ],
 )
 def test_conversions_refuse_malformed_input(page, call):
@@ -206,14 +187,6 @@ def test_conversions_refuse_malformed_input(page, call):
             "wholeFileSha256(() => 1)",
             "DataCloneError: Failed to execute 'postMessage' on 'Worker': () => 1 could not be cloned.",
         ),
-        (
-            "wholeFileSha256(new Blob(['x']), {partSize: 0})",
-            "RangeError: partSize must be a positive whole number of bytes, not 0",
-        ),
-        (
-            "wholeFileSha256(new Blob(['x']), {partSize: 1.5})",
-            "RangeError: partSize must be a positive whole number of bytes, not 1.5",
-        ),
     ],
 )
 def test_bad_arguments_reject_with_the_reason_and_leave_no_worker(page, call, error):
@@ -228,12 +201,11 @@ def test_abort_rejects_and_terminates_the_worker(page, files):
     outcome = page.evaluate(
         """async (name) => {
             const controller = new AbortController();
-            window.progressAfterAbort = [];
+            // Started (the worker exists and has the file), then aborted before it can answer.
+            const hashing = checksums.wholeFileSha256(files[name], {signal: controller.signal});
+            controller.abort();
             try {
-                await checksums.wholeFileSha256(files[name], {
-                    partSize: 1024 * 1024, signal: controller.signal,
-                    onProgress: (loaded) => { progressAfterAbort.push(loaded); controller.abort(); },
-                });
+                await hashing;
                 return "resolved";
             } catch (error) {
                 return error.name;
@@ -243,8 +215,6 @@ def test_abort_rejects_and_terminates_the_worker(page, files):
     )
     assert outcome == "AbortError"
     assert_workers_all_gone(page)
-    # A worker left running would have gone on reporting progress to the end.
-    assert page.evaluate("() => progressAfterAbort") == [MIB]
 
 
 def test_an_aborted_signal_rejects_before_any_work(page, files):
@@ -292,10 +262,10 @@ def settled_while_collecting_garbage(page, start: str, arg):
 
 def hash_in_wrapped_worker(page, server, prelude: str, path: Path) -> dict:
     """Our sha256-worker.js, loaded by a wrapper worker that first runs the
-    JavaScript `prelude`, hashes the chosen file in 1 MiB slices.
+    JavaScript `prelude`, hashes the chosen file.
 
     Returns {"hex": the digest, or "hung" after 20 s, "notes": the types of any
-    other messages the worker posted, progress aside, in order}.
+    other messages the worker posted, in order}.
     """
     return page.evaluate(
         f"""async ([workerUrl, prelude, name]) => {{
@@ -305,10 +275,10 @@ def hash_in_wrapped_worker(page, server, prelude: str, path: Path) -> dict:
             const hashing = new Promise((resolve, reject) => {{
                 worker.onerror = (e) => reject(new Error(e.message));
                 worker.onmessage = ({{data}}) => {{
-                    if (data.type === "ready") worker.postMessage({{blob: files[name], partSize: 1024 * 1024}});
+                    if (data.type === "ready") worker.postMessage({{blob: files[name]}});
                     else if (data.type === "done") resolve(data.hex);
                     else if (data.type === "error") reject(new Error(data.message));
-                    else if (data.type !== "progress") notes.push(data.type);
+                    else notes.push(data.type);
                 }};
             }});
             try {{
@@ -348,7 +318,7 @@ def test_whole_file_hash_survives_garbage_collection_in_the_page(collecting_page
     path = files[40 * MIB + 5]
     outcome = settled_while_collecting_garbage(
         collecting_page,
-        "(name) => checksums.wholeFileSha256(files[name], {partSize: 1024 * 1024})",
+        "(name) => checksums.wholeFileSha256(files[name])",
         path.name,
     )
     assert outcome == sha256_of(path).hexdigest()
@@ -380,7 +350,7 @@ def test_worker_without_byte_streams_still_matches_hashlib(page, server, files):
     """
     path = files[8 * MIB + 3]
     outcome = hash_in_wrapped_worker(page, server, REFUSE_BYOB_READERS, path)
-    assert outcome == {"hex": sha256_of(path).hexdigest(), "notes": ["byob-refused"] * 9}
+    assert outcome == {"hex": sha256_of(path).hexdigest(), "notes": ["byob-refused"]}
 
 
 def test_page_without_webcrypto_hashes_parts_in_the_worker(browser, server, files):
@@ -396,7 +366,7 @@ def test_page_without_webcrypto_hashes_parts_in_the_worker(browser, server, file
             assert page.evaluate("(name) => checksums.sha256Base64(files[name])", name) == (
                 base64.b64encode(expected.digest()).decode()
             )
-            assert whole_file_sha256(page, files[size], part_size=MIB)["hex"] == expected.hexdigest()
+            assert whole_file_sha256(page, files[size]) == expected.hexdigest()
     finally:
         page.close()
 
@@ -416,9 +386,9 @@ def test_worker_memory_stays_flat_while_hashing_a_large_file(browser, server, tm
     try:
         with contextlib.ExitStack() as stack:
             peaks = [stack.enter_context(PeakRSS(pid)) for pid in chromium_renderer_pids(browser)]
-            result = whole_file_sha256(page, path, part_size=8 * MIB)
+            hex_digest = whole_file_sha256(page, path)
         growth_mib = max(peak.growth_mib for peak in peaks)
-        assert result["hex"] == sha256_of(path).hexdigest()
+        assert hex_digest == sha256_of(path).hexdigest()
         assert growth_mib < 64, (
             f"a renderer's peak RSS grew by {growth_mib:.0f} MiB hashing {size // MIB} MiB"
         )

@@ -1,9 +1,10 @@
 // SHA-256 digests for uploads, in the two forms an upload needs:
 // - sha256Base64: base64 of the 32 raw digest bytes, the value S3 takes in
 //   x-amz-checksum-sha256, for one part or one small file;
-// - wholeFileSha256: lowercase hex of a whole file however large (what
-//   content_hash records as "sha256:<hex>"), computed in sha256-worker.js
-//   with memory that stays flat whatever the file's size.
+// - wholeFileSha256: lowercase hex of a blob however large, computed in
+//   sha256-worker.js with memory that stays flat whatever its size;
+//   sha256Base64 uses it for blobs too large for WebCrypto, and where the page
+//   has no WebCrypto.
 //
 // WebCrypto (crypto.subtle) exists only in secure contexts: https pages, and
 // http pages from localhost, 127.0.0.1 or [::1]. A Datasette served over plain
@@ -14,9 +15,6 @@
 import { readWhole } from "./blob-bytes.js";
 
 const MIB = 1024 * 1024;
-
-/** The worker's slice size (progress granularity) when the caller gives none. */
-export const DEFAULT_PART_SIZE = 16 * MIB; // = multipart.DEFAULT_PART_SIZE (tests/test_multipart.py)
 
 /**
  * The largest blob sha256Base64 gives to WebCrypto, which digests one buffer
@@ -41,19 +39,6 @@ export function hexToBase64(hex) {
   const bytes = new Uint8Array(hex.length / 2);
   for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return bytesToBase64(bytes);
-}
-
-/** "47DEQpj8..." -> "e3b0c442..." (lowercase); throws TypeError on anything but base64. */
-export function base64ToHex(base64) {
-  let binary;
-  try {
-    binary = atob(base64);
-  } catch {
-    throw new TypeError(`not base64: ${String(base64).slice(0, 80)}`);
-  }
-  let hex = "";
-  for (let i = 0; i < binary.length; i++) hex += binary.charCodeAt(i).toString(16).padStart(2, "0");
-  return hex;
 }
 
 /**
@@ -102,17 +87,14 @@ const spareBuffers = {
 
 /**
  * SHA-256 of a whole file, as lowercase hex, computed in a Web Worker that
- * reads the file in slices of partSize bytes through one reused 1 MiB buffer.
+ * reads the file through one reused 1 MiB buffer.
  * @param {Blob} file a File or Blob (the worker receives a handle, not a copy)
- * @param {{partSize?: number,
- *          onProgress?: (loaded: number, total: number) => void,
- *          signal?: AbortSignal}} [options]
- *   onProgress: after each slice. signal: an abort terminates the worker and
- *   rejects with signal.reason. An exception from onProgress also stops it.
+ * @param {{signal?: AbortSignal}} [options] an abort terminates the worker and
+ *   rejects with signal.reason
  * @returns {Promise<string>} rejects with the worker's error (TypeError,
- *   RangeError, NotReadableError when the file changed or vanished, ...)
+ *   NotReadableError when the file changed or vanished, ...)
  */
-export function wholeFileSha256(file, { partSize = DEFAULT_PART_SIZE, onProgress, signal } = {}) {
+export function wholeFileSha256(file, { signal } = {}) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const worker = new Worker(WORKER_URL, { type: "module" });
@@ -124,13 +106,8 @@ export function wholeFileSha256(file, { partSize = DEFAULT_PART_SIZE, onProgress
     const onAbort = () => finish(reject, signal.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     worker.onmessage = ({ data }) => {
-      try {
-        if (data.type === "progress") onProgress?.(data.loaded, data.total);
-        else if (data.type === "done") finish(resolve, data.hex);
-        else if (data.type === "error") finish(reject, workerError(data.name, data.message));
-      } catch (error) {
-        finish(reject, error);
-      }
+      if (data.type === "done") finish(resolve, data.hex);
+      else finish(reject, workerError(data.name, data.message));
     };
     worker.onerror = (event) => {
       // The worker or hash-wasm failed to load or compile (a CSP without
@@ -139,7 +116,7 @@ export function wholeFileSha256(file, { partSize = DEFAULT_PART_SIZE, onProgress
       finish(reject, new Error(`The SHA-256 worker failed: ${event.message || `could not load ${WORKER_URL}`}`));
     };
     try {
-      worker.postMessage({ blob: file, partSize });
+      worker.postMessage({ blob: file });
     } catch (error) {
       finish(reject, error); // DataCloneError: not something a worker can receive
     }
@@ -148,7 +125,7 @@ export function wholeFileSha256(file, { partSize = DEFAULT_PART_SIZE, onProgress
 
 /** The worker's error, keeping its name (TypeError, NotReadableError, ...) for callers to tell apart. */
 function workerError(name, message) {
-  const Type = { TypeError, RangeError }[name] || Error;
+  const Type = { TypeError }[name] || Error;
   const error = new Type(message);
   error.name = name;
   return error;

@@ -4,9 +4,8 @@
 // checksums.js starts one per file and terminates it to cancel; use
 // wholeFileSha256 there rather than this directly.
 //
-// In:  {blob: Blob, partSize: number}
-// Out: {type: "progress", loaded, total}   after each slice of partSize bytes
-//      {type: "done", hex}   the whole file's SHA-256, lowercase hex
+// In:  {blob: Blob}
+// Out: {type: "done", hex}   the whole file's SHA-256, lowercase hex
 //      {type: "error", name, message}
 
 import { eachChunk } from "./blob-bytes.js";
@@ -18,22 +17,15 @@ const BUFFER_BYTES = 1024 * 1024;
 
 self.onmessage = async ({ data }) => {
   try {
-    postMessage({ type: "done", hex: await hashBlob(data.blob, data.partSize) });
+    postMessage({ type: "done", hex: await hashBlob(data.blob) });
   } catch (error) {
     postMessage({ type: "error", name: error?.name || "Error", message: String(error?.message || error) });
   }
 };
 
-async function hashBlob(blob, partSize) {
+async function hashBlob(blob) {
   if (!(blob instanceof Blob)) throw new TypeError("wholeFileSha256 needs a File or Blob");
-  if (!Number.isSafeInteger(partSize) || partSize < 1) {
-    throw new RangeError(`partSize must be a positive whole number of bytes, not ${partSize}`);
-  }
   const hasher = await globalThis.hashwasm.createSHA256();
-  let buffer = new ArrayBuffer(Math.min(partSize, BUFFER_BYTES));
-  for (let start = 0; start < blob.size; start += partSize) {
-    buffer = await eachChunk(blob.slice(start, start + partSize), buffer, (chunk) => hasher.update(chunk));
-    postMessage({ type: "progress", loaded: Math.min(start + partSize, blob.size), total: blob.size });
-  }
+  await eachChunk(blob, new ArrayBuffer(BUFFER_BYTES), (chunk) => hasher.update(chunk));
   return hasher.digest("hex");
 }

@@ -169,15 +169,7 @@ export class FileUpload extends EventTarget {
    */
   constructor(file, { api, queue, resume, threshold, retries = 6, stallTimeout, corsHelp, checksums = true }) {
     super();
-    this.file = file;
-    this.api = api;
-    this.queue = queue;
-    this.resume = resume;
-    this.threshold = threshold;
-    this.retries = retries;
-    this.stallTimeout = stallTimeout;
-    this.corsHelp = corsHelp;
-    this.checksums = checksums;
+    Object.assign(this, { file, api, queue, resume, threshold, retries, stallTimeout, corsHelp, checksums });
     this.status = "pending";
     this.error = null;
     this.result = null;

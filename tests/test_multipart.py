@@ -1,7 +1,5 @@
 """Pure multipart logic: part planning at S3's edges, sign-request checks, completion checks."""
 
-import re
-from pathlib import Path
 
 import pytest
 
@@ -160,11 +158,3 @@ def test_resume_matches_same_file_only():
 )
 def test_resume_refuses_a_different_file_or_expired_upload(changes, now):
     assert not multipart.resume_matches(ticket(**changes), REQUEST, now=now)
-
-
-def test_browser_default_part_size_is_the_servers():
-    """The server plans every upload's parts (multipart create answers part_size);
-    checksums.js's default slice for hashing a whole file is the same size."""
-    script = (Path(__file__).parent.parent / "static" / "checksums.js").read_text()
-    mib = re.search(r"export const DEFAULT_PART_SIZE = (\d+) \* MIB;", script)
-    assert mib and int(mib[1]) * MIB == multipart.DEFAULT_PART_SIZE
