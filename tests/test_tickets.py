@@ -1,21 +1,17 @@
 """Upload tokens: what a ticket signs, and tokens signed before its checksum had a field."""
 
+from dataclasses import asdict, replace
+
 import pytest
 from datasette.app import Datasette
 
 from datasette_files_s3 import tickets
 from datasette_files_s3.errors import UploadRejected
 
-FIELDS = dict(
-    source="s3files",
-    file_id="df-01jticketticketticket00",
-    path="01jticketticketticket00/a.bin",
-    filename="a.bin",
-    content_type="application/octet-stream",
-    size=3,
-    actor_id="alice",
-    expires_at=1000.0,
-)
+REQUEST = tickets.UploadRequest(filename="a.bin", content_type="application/octet-stream", size=3)
+TICKET = tickets.new_ticket("s3files", REQUEST, "alice", expires_at=1000.0)
+# A version 1 payload has the fields a ticket had then: no `checksummed`.
+FIELDS = {name: value for name, value in asdict(TICKET).items() if name != "checksummed"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +25,7 @@ def version_1_token(signer, **fields) -> str:
 
 @pytest.mark.parametrize("kind", list(tickets.UploadKind))
 def test_ticket_survives_its_token(signer, kind):
-    ticket = tickets.UploadTicket(**FIELDS, kind=kind, checksummed=True, sha256="x" * 44)
+    ticket = replace(TICKET, kind=kind, checksummed=True, sha256="x" * 44)
     assert tickets.read_ticket(signer, tickets.sign_ticket(signer, ticket)) == ticket
 
 
@@ -51,7 +47,8 @@ def test_version_1_token_without_checksum(signer):
 
 def test_unknown_kind_is_not_a_valid_token(signer):
     token = signer.sign(
-        {"v": tickets.TOKEN_VERSION, **FIELDS, "kind": "carrier-pigeon"}, namespace=tickets.TOKEN_NAMESPACE
+        {"v": tickets.TOKEN_VERSION, **asdict(TICKET), "kind": "carrier-pigeon"},
+        namespace=tickets.TOKEN_NAMESPACE,
     )
     with pytest.raises(UploadRejected, match="not valid"):
         tickets.read_ticket(signer, token)
