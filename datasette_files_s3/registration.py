@@ -143,7 +143,7 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
         metadata={
             "s3": {
                 "bucket": connection.bucket,
-                "key": connection.prefix + ticket.path,
+                "key": connection.key(ticket.path),
                 "etag": (head.get("ETag") or "").strip('"'),
                 # Until then the signed POST or PUT could write the key again: downloads check it.
                 **({"writable_until": ticket.expires_at} if ticket.single_request else {}),
