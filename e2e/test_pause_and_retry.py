@@ -61,6 +61,7 @@ def test_paused_multipart_upload_keeps_its_parts_sends_nothing_and_resumes(
     choose(page, medium_file)
     wait_until(page, lambda: len(log.finished) >= 2 and gate.held)
     sent = set(log.finished)
+    held = len(gate.held)
     row = page.locator(".dfs3-file")
     page.get_by_role("button", name="Pause medium.bin").click()
     expect(row).to_have_attribute("data-status", "paused")
@@ -70,7 +71,9 @@ def test_paused_multipart_upload_keeps_its_parts_sends_nothing_and_resumes(
     sent_while_paused = []
     page.on("request", lambda request: sent_while_paused.append(request.url))
     page.on("requestfinished", lambda request: sent_while_paused.append(request.url))
-    # The parts held when the user paused were aborted by the page: letting them go sends nothing.
+    # The parts held when the user paused were aborted by the page (once Chromium
+    # says so, letting them go cannot send them): letting them go sends nothing.
+    wait_until(page, lambda: log.failures >= held)
     open_quietly(gate)
     # Not aborted: S3 still holds the upload and its two parts.
     assert parts_in_bucket(browser_s3, site.bucket) == sent
