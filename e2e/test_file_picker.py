@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from datasette_files_s3 import files_bridge
-from e2e.page_helpers import MIB, make_file
+from e2e.page_helpers import MIB, PartGate, make_file, wait_until
 from tests.fault_injection import FlakyS3Proxy
 from tests.live_servers import DatasetteProcess, live_config
 
@@ -69,8 +69,8 @@ def site(request, browser_s3, tmp_path):
         proxy.stop()
 
 
-def upload_with_the_picker(page, path) -> None:
-    """Open the picker for row 1's attachment, upload `path` with it, and save the row."""
+def start_upload_in_the_picker(page, path):
+    """Open the picker for row 1's attachment and start uploading `path` with it; the picker."""
     page.goto("/data/things")
     if ROW_EDIT_FIELD:
         page.locator('button[data-row-action="edit"]').first.click()
@@ -81,6 +81,12 @@ def upload_with_the_picker(page, path) -> None:
     picker.locator("summary").click()
     picker.locator(".file-input").set_input_files(path)
     picker.locator(".upload-btn").click()
+    return picker
+
+
+def upload_with_the_picker(page, path) -> None:
+    """Upload `path` with the picker for row 1's attachment, and save the row."""
+    picker = start_upload_in_the_picker(page, path)
     if ROW_EDIT_FIELD:
         # The picker closes with the new file in the field; Save writes the row.
         expect(picker).to_have_count(0, timeout=60_000)
@@ -165,3 +171,20 @@ def test_picker_upload_to_a_store_that_refuses_post_goes_as_a_put(page, site, br
     assert browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read() == content
     info = httpx.get(f"{site.url}/-/files/{file_id}.json").json()
     assert info["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def test_closing_the_picker_mid_upload_aborts_the_upload(page, site, browser_s3, tmp_path):
+    """Cancel in the picker stops its upload: the multipart upload is aborted in
+    S3, no parts are left behind, and no file is registered or set in the row."""
+    path = make_file(tmp_path, "dropped.bin", 2 * THRESHOLD + 333)
+    gate = PartGate(page, let_through=1)  # part 1 goes; the others wait until the picker is closed
+    picker = start_upload_in_the_picker(page, path)
+    wait_until(page, lambda: gate.held)
+    picker.locator(".close-btn").click()
+    expect(picker).to_have_count(0)
+    gate.open()
+    abort = "POST /-/files-s3/upload/s3files/-/multipart/abort"
+    wait_until(page, lambda: abort in site.requests_logged())
+    assert browser_s3.client().list_multipart_uploads(Bucket=site.bucket).get("Uploads", []) == []
+    assert "POST /-/files-s3/upload/s3files/-/multipart/complete" not in site.requests_logged()
+    assert row_attachment(site) is None
