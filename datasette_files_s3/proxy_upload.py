@@ -25,10 +25,11 @@ from datasette import Response
 from datasette.utils.asgi import Request
 
 from . import files_bridge
+from .around_upstream_views import receiving_only, whole_reads_refused
 from .errors import BodyTooLarge, UploadForbidden, UploadRejected
 from .http import actor_id, require_upload_permission
 from .responses import ANSWERED_ERRORS, error_answer, error_response, post_only
-from .storage import S3Storage, receiving_only, whole_reads_refused
+from .storage import S3Storage
 
 # Room for the form's boundaries, part headers and the upload_token field
 # around the file's own bytes.

@@ -8,8 +8,6 @@ and presigning through s3_presign.py.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,6 +19,7 @@ from datasette_files.base import (
 )
 
 from . import files_bridge, s3_presign
+from .around_upstream_views import limited_read_cap, receiving_limits, whole_reads_are_refused
 from .bucket_check import BucketCheck
 from .config import S3SourceConfig, parse_source_config
 from .credentials import CredentialsProvider, provider_for
@@ -34,54 +33,6 @@ logger = logging.getLogger("datasette_files_s3")
 STREAM_CHUNK_SIZE = 1024**2
 # ACL grantee groups that reach beyond the bucket owner: anyone, and any AWS account.
 PUBLIC_GROUPS = {"AllUsers", "AuthenticatedUsers"}
-
-# Set while datasette-files' own view runs for a proxy-mode source: its
-# complete reads the whole object to make a thumbnail and decodes it on the
-# event loop. Refused, it skips that; ours is made on first request, bounded.
-_whole_reads_refused = contextvars.ContextVar("whole_reads_refused", default=False)
-# Set there too: after 0.1a3 its complete makes the thumbnail itself, in a
-# background task (which inherits this), through read_file_limited with its own
-# size limit; the source's thumbnail_max_size must hold as well.
-_limited_reads_at_most = contextvars.ContextVar("limited_reads_at_most", default=None)
-# (key, most bytes) a proxied upload may write: its checked token's, or None.
-_receiving_only = contextvars.ContextVar("receiving_only", default=None)
-
-
-@contextlib.contextmanager
-def whole_reads_refused():
-    """Within this block, read_file (the whole object) raises StorageUnavailable."""
-    token = _whole_reads_refused.set(True)
-    try:
-        yield
-    finally:
-        _whole_reads_refused.reset(token)
-
-
-@contextlib.contextmanager
-def limited_reads_at_most(max_bytes: int):
-    """Within this block, and in tasks started in it, read_file_limited reads
-    at most `max_bytes`: a larger object is datasette-files' FileTooLarge, unread."""
-    token = _limited_reads_at_most.set(max_bytes)
-    try:
-        yield
-    finally:
-        _limited_reads_at_most.reset(token)
-
-
-@contextlib.contextmanager
-def receiving_only(path: str, max_bytes: int):
-    """Within this block, receive_upload writes `path` (refusing any other) and
-    at most `max_bytes` (BodyTooLarge beyond, the partial upload aborted).
-
-    The proxy upload route checks the token in upload_url's query before the
-    body is read; datasette-files then uses the form's upload_token, which
-    could name another token (another actor's). This holds the write to the
-    checked one, and to the size it declared."""
-    token = _receiving_only.set((path, max_bytes))
-    try:
-        yield
-    finally:
-        _receiving_only.reset(token)
 
 
 def s3_capabilities(max_file_size: int | None) -> StorageCapabilities:
@@ -241,7 +192,7 @@ class S3Storage(Storage):
         object is refused (ReadTooLarge, a 413) before its body is read, so one
         GET can never make Datasette hold a whole large file.
         """
-        if _whole_reads_refused.get():
+        if whole_reads_are_refused():
             raise StorageUnavailable(
                 f"datasette-files source '{self.source}': whole-object read refused here"
             )
@@ -258,8 +209,8 @@ class S3Storage(Storage):
         """At most `max_bytes` (and never more than max_read_size) by one ranged
         GET; datasette-files' FileTooLarge for a larger object, unread."""
         limit = min(max_bytes, self.config.max_read_size)
-        if _limited_reads_at_most.get() is not None:
-            limit = min(limit, _limited_reads_at_most.get())
+        if limited_read_cap() is not None:
+            limit = min(limit, limited_read_cap())
         body = await self.read_at_most(path, limit)
         if body is None:
             raise files_bridge.file_too_large(limit)
@@ -338,7 +289,7 @@ class S3Storage(Storage):
         self, path: str, stream: AsyncIterator[bytes], content_type: str
     ) -> FileMetadata:
         """Stream a proxied upload to S3 in parts (streamed_upload.py); memory holds one or two parts at most."""
-        allowed_path, max_bytes = _receiving_only.get() or (path, None)
+        allowed_path, max_bytes = receiving_limits() or (path, None)
         if path != allowed_path:
             raise UploadRejected(
                 "The form's upload_token is not the one in the upload_url: send both from the same prepare"

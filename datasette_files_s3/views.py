@@ -16,6 +16,7 @@ from datasette import Forbidden, Response
 from datasette.utils.asgi import Request
 
 from . import files_bridge, single_upload, tickets, uploads
+from .around_upstream_views import limited_reads_at_most, whole_reads_refused
 from .errors import UploadRejected
 from .http import (
     actor_id,
@@ -29,7 +30,7 @@ from .http import (
 )
 from .proxy_upload import token_in_upload_url
 from .responses import ANSWERED_ERRORS, error_answer, error_response, json_api, post_only, unframeable
-from .storage import S3Storage, limited_reads_at_most, whole_reads_refused
+from .storage import S3Storage
 from .thumbnails import thumbnail_eligible, thumbnail_quietly
 
 
