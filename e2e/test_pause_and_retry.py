@@ -148,3 +148,31 @@ def test_pause_all_and_resume_all(page, tmp_path):
     for n in range(2):
         expect(rows.nth(n)).to_have_attribute("data-status", "done", timeout=30_000)
     expect(page.locator(".dfs3-summary")).to_contain_text("2 uploaded")
+
+
+def test_failed_single_request_upload_retries(page, site, browser_s3, tmp_path):
+    """A file sent in one request has nothing in the bucket to continue from: Retry sends it again."""
+    refused = []
+
+    def refuse_the_first_post(route):
+        if route.request.method == "POST" and not refused:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=403,
+                headers={"Access-Control-Allow-Origin": site.url, "Content-Type": "application/xml"},
+                body="<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+            )
+        else:
+            route.continue_()
+
+    page.goto(PAGE)
+    page.route(lambda url: not url.startswith(site.url), refuse_the_first_post)
+    choose(page, make_file(tmp_path, "small.bin", 1000))
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+    assert refused
+    page.get_by_role("button", name="Retry small.bin").click()
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    file_id = row.get_attribute("data-file-id")
+    key = f"uploads/{file_id.removeprefix('df-')}/small.bin"
+    assert browser_s3.client().head_object(Bucket=site.bucket, Key=key)["ContentLength"] == 1000

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from e2e.page_helpers import MIB, PAGE, PartGate, choose, make_file
+from e2e.page_helpers import MIB, PAGE, PartGate, RequestGate, choose, make_file, wait_until
 from tests.live_servers import DatasetteProcess, live_config
 
 CORS_ADVICE = re.compile(r"CORS|files-s3 cors", re.IGNORECASE)
@@ -116,6 +116,23 @@ def test_a_cancelled_file_never_moves_the_total_back_and_its_row_keeps_what_it_s
     sent = rows.nth(1).locator(".dfs3-detail").text_content()
     match = re.fullmatch(r"([\d.]+) MB of 42 MB sent · (\d+)%", sent)
     assert match and float(match.group(1)) > 4 and int(match.group(2)) >= 10, sent
+
+
+def test_focus_after_a_cancel_moves_to_the_next_file_then_the_chooser(page, tmp_path):
+    """A cancelled row has no button left: focus must not fall to <body> (issue 22.10)."""
+    page.goto(PAGE)
+    prepares = RequestGate(page, re.compile(r"/-/prepare$"), "POST")
+    choose(page, make_file(tmp_path, "a.bin", 1000), make_file(tmp_path, "b.bin", 2000))
+    # Both files stay uploading: their prepares are held (never let go).
+    wait_until(page, lambda: len(prepares.held) == 2)
+    page.get_by_role("button", name="Cancel a.bin").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".dfs3-file").nth(0)).to_have_attribute("data-status", "cancelled")
+    expect(page.get_by_role("button", name="Pause b.bin")).to_be_focused()
+    page.get_by_role("button", name="Cancel b.bin").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".dfs3-file").nth(1)).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("datasette-files-s3-upload input[type=file]")).to_be_focused()
 
 
 # --- errors that cannot heal -------------------------------------------------

@@ -264,8 +264,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
 
   /**
    * A row's button: pause, resume (or retry) or cancel its upload. The button
-   * clicked hides, so focus moves to the row's next shown button (Pause to
-   * Resume and back) rather than falling to the page.
+   * clicked hides, so focus moves on rather than falling to the page: to the
+   * row's next shown button (Pause to Resume and back), or after a cancel to
+   * the next file's buttons, or else to the file chooser.
    */
   act(upload, action) {
     if (action !== "cancel") this.querySelector(".dfs3-summary").hidden = true;
@@ -274,7 +275,11 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.scheduler[action](upload);
     this.update(upload);
     this.updateTotal();
-    if (focused?.hidden) row.querySelector(".dfs3-file-head button:not([hidden])")?.focus();
+    if (!focused?.hidden) return;
+    const shown = ".dfs3-file-head button:not([hidden])";
+    let next = row.querySelector(shown);
+    for (let other = row.nextElementSibling; !next && other; other = other.nextElementSibling) next = other.querySelector(shown);
+    (next || this.querySelector(".dfs3-input")).focus();
   }
 
   /** Pause all or resume all, focus going to the other button. */
