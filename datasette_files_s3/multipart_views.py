@@ -15,7 +15,7 @@ import time
 from datasette import Forbidden, NotFound, Response
 
 from . import files_bridge, multipart, tickets
-from .errors import SourceNotFound
+from .errors import SourceNotFound, UploadRejected
 from .http import actor_id, authorized_storage, read_json_body, s3_storage
 from .responses import json_api, unframeable
 from .storage import S3Storage
@@ -33,6 +33,9 @@ async def upload_page(request, datasette):
         raise NotFound(str(ex)) from None
     if not await files_bridge.can_upload(datasette, request.actor, source):
         raise Forbidden(f"Permission denied: you need files-upload on source '{source}'")
+    if not storage.config.direct_uploads:
+        # Its uploads go through Datasette: datasette-files' page keeps its own uploader for that.
+        return Response.redirect(datasette.urls.path(f"/-/files/upload/{source}"))
     page = Response.html(
         await datasette.render_template(
             PAGE_TEMPLATE,
@@ -58,9 +61,26 @@ def uploader_attributes(datasette, storage: S3Storage) -> dict[str, str]:
     }
 
 
+async def direct_storage(request, datasette) -> S3Storage:
+    """The authorized source's storage, if browsers may send its files to the bucket.
+
+    `direct_uploads: false` is what an admin sets so that every upload goes
+    through Datasette (the README's answer to a store that does not enforce
+    POST policies): no part URL may open the bucket to browsers there.
+    """
+    storage = await authorized_storage(request, datasette)
+    if not storage.config.direct_uploads:
+        source = storage.source
+        raise UploadRejected(
+            f"Source '{source}' takes uploads through Datasette (direct_uploads: false), not "
+            f"straight to the bucket: upload at /-/files/upload/{source}"
+        )
+    return storage
+
+
 async def ticket_from(request, datasette, data: dict):
     """The authorized source's storage and the multipart ticket the body's token carries."""
-    storage = await authorized_storage(request, datasette)
+    storage = await direct_storage(request, datasette)
     ticket = tickets.read_ticket(datasette, data.get("upload_token"))
     source = request.url_vars["source_slug"]
     tickets.check_ticket_use(ticket, source, actor_id(request), time.time())
@@ -72,7 +92,7 @@ async def ticket_from(request, datasette, data: dict):
 @json_api
 async def multipart_create(request, datasette):
     """POST .../multipart/create: start (or resume) a multipart upload."""
-    storage = await authorized_storage(request, datasette)
+    storage = await direct_storage(request, datasette)
     data = await read_json_body(request)
     upload = tickets.parse_upload_request(data)
     who = actor_id(request)
@@ -158,7 +178,7 @@ async def bucket_status(request, datasette):
     carries no CORS headers), but Datasette can. Asked then, S3 is asked again:
     a remembered success may be older than the bucket's removal.
     """
-    storage = await authorized_storage(request, datasette)
+    storage = await direct_storage(request, datasette)
     await read_json_body(request)
     await storage.check_bucket(fresh=True)
     return Response.json({"ok": True})
