@@ -6,6 +6,7 @@ Everything here is pure: a dict goes in, an `S3SourceConfig` or a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -139,7 +140,10 @@ def size(value) -> int:
         unit = match.group(2).lower() if match else None
         if not match or unit not in _UNITS:
             raise ValueError("must be a size in bytes, e.g. 104857600 or '100MiB'")
-        number = int(float(match.group(1)) * _UNITS[unit])
+        number = float(match.group(1)) * _UNITS[unit]
+        if not math.isfinite(number):  # a string of 309 digits or more is an infinite float
+            raise ValueError("must be a size in bytes, e.g. 104857600 or '100MiB'")
+        number = int(number)
     if number <= 0:
         raise ValueError("must be greater than zero")
     return number
@@ -217,8 +221,10 @@ def size_at_most(most: int, limit: str):
 def seconds(value) -> int:
     """A lifetime for presigned URLs: whole seconds, up to S3's presign limit."""
     try:
+        if isinstance(value, bool):  # int(True) is 1: a YAML `yes` is no lifetime
+            raise TypeError
         value = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: YAML's .inf
         raise ValueError("must be a whole number of seconds") from None
     if not 1 <= value <= SEVEN_DAYS:
         raise ValueError("must be between 1 second and 7 days (S3's presign limit)")
@@ -303,7 +309,8 @@ def parse_source_config(source: str, raw) -> S3SourceConfig:
         raw = {}
     if not isinstance(raw, dict):
         fail("config", "must be a mapping of options")
-    unknown = sorted(set(raw) - OPTIONS)
+    # By text: YAML keys may be numbers, which do not sort with strings.
+    unknown = sorted(map(str, set(raw) - OPTIONS))
     if unknown:
         fail(unknown[0], f"is not a known option (known: {', '.join(sorted(OPTIONS))})")
 

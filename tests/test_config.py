@@ -72,6 +72,12 @@ def test_sizes_accept_units(value, expected):
         ({"bucket": "b", "addressing_style": "sideways"}, "addressing_style", "one of"),
         ({"bucket": "b", "direct_uploads": "maybe"}, "direct_uploads", "true or false"),
         ({"bucket": "b", "upload_method": "PATCH"}, "upload_method", "auto"),
+        # What once escaped as a traceback instead of this one line:
+        ({"bucket": "b", "thumbnail_max_size": "9" * 400}, "thumbnail_max_size", "size in bytes"),
+        ({"bucket": "b", "max_read_size": "1" * 309 + " GiB"}, "max_read_size", "size in bytes"),
+        ({"bucket": "b", "upload_expires": float("inf")}, "upload_expires", "whole number"),
+        ({"bucket": "b", "download_expires": True}, "download_expires", "whole number"),
+        ({"bucket": "b", 1: "x", "zz": 2}, "1", "is not a known option"),
     ],
 )
 def test_config_errors_name_source_and_option(raw, option, fragment):
