@@ -60,7 +60,7 @@ MULTIPART_STEPS = ("create", "sign", "parts", "complete", "abort")
 def register_routes():
     """Every route we serve. Ours come first: they take over datasette-files'
     upload API (and file views) for s3 sources, handing other sources back."""
-    from . import multipart_views, proxy_upload, views
+    from . import batch_views, multipart_views, proxy_upload, views
 
     return [
         (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
@@ -74,6 +74,8 @@ def register_routes():
         (FILE + r"/download$", views.file_download),
         (UPLOADER + r"$", multipart_views.upload_page),
         (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
+        (UPLOADER + r"/-/prepare-batch$", batch_views.prepare_batch),
+        (UPLOADER + r"/-/complete-batch$", batch_views.complete_batch),
         *[
             (UPLOADER + f"/-/multipart/{step}$", getattr(multipart_views, f"multipart_{step}"))
             for step in MULTIPART_STEPS

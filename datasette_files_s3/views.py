@@ -126,16 +126,24 @@ async def upload_prepare(request, datasette):
     """POST /-/files/upload/{source}/-/prepare: sign a direct upload to the bucket."""
     storage = await authorized_storage(request, datasette)
     data = await read_json_body(request)
+    return Response.json(await prepared_answer(datasette, storage, data, actor_id(request)))
+
+
+async def prepared_answer(datasette, storage, data: dict, actor: str | None) -> dict:
+    """One file's prepare, from its JSON object: the token and how to send the bytes.
+
+    Shared by prepare and the bundled uploader's prepare-batch (batch_views.py).
+    """
     upload = tickets.parse_upload_request(data)
     # The bundled uploader can send a PUT; datasette-files' own only a form POST.
     accepts_put = data.get("accepts_put") is True
     token, instructions, put_fallback = await uploads.plan_direct_upload(
-        datasette, storage, upload, actor_id(request), accepts_put=accepts_put
+        datasette, storage, upload, actor, accepts_put=accepts_put
     )
     answer = {"ok": True, "upload_token": token, **instructions_json(instructions)}
     if put_fallback:
         answer["put_fallback"] = instructions_json(put_fallback)
-    return Response.json(answer)
+    return answer
 
 
 def instructions_json(instructions) -> dict:
@@ -153,10 +161,18 @@ def instructions_json(instructions) -> dict:
 async def upload_complete(request, datasette):
     """POST /-/files/upload/{source}/-/complete: verify the object and register it."""
     storage = await authorized_storage(request, datasette)
-    source = request.url_vars["source_slug"]
     data = await read_json_body(request)
+    return Response.json(await completed_answer(datasette, storage, data, actor_id(request)), status=201)
+
+
+async def completed_answer(datasette, storage, data: dict, actor: str | None) -> dict:
+    """One file's complete, from its JSON object: verify the object, register it, its file JSON.
+
+    Shared by complete and the bundled uploader's complete-batch (batch_views.py).
+    """
+    source = storage.source
     ticket = tickets.read_ticket(datasette, data.get("upload_token"))
-    tickets.check_ticket_use(ticket, source, actor_id(request), time.time())
+    tickets.check_ticket_use(ticket, source, actor, time.time())
     if not ticket.single_request:
         raise UploadRejected(
             f"This token is for a multipart upload: complete it at /-/files-s3/upload/{source}/-/multipart/complete"
@@ -166,7 +182,7 @@ async def upload_complete(request, datasette):
         await single_upload.note_post_refused(storage)
     row = await uploads.confirm_upload(datasette, storage, ticket)
     await thumbnail_quietly(datasette, storage, row)
-    return Response.json({"ok": True, "file": files_bridge.file_json(datasette, row)}, status=201)
+    return {"ok": True, "file": files_bridge.file_json(datasette, row)}
 
 
 async def upload_page(request, datasette):
