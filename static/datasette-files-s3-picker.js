@@ -32,7 +32,9 @@ export async function takeOverPickerUploads({ sources }) {
   if (typeof stockUpload !== "function" || stockUpload.takenOver) return;
   function handleUpload() {
     const file = this._fileInput.files[0];
-    const attributes = sources[this._sourceSelect.value];
+    const slug = this._sourceSelect.value;
+    // Own sources only: a source named "constructor" or "toString" is no s3 source of ours.
+    const attributes = Object.hasOwn(sources, slug) ? sources[slug] : null;
     // No file chosen: the picker says so itself.
     if (!file || !attributes) return stockUpload.call(this);
     return uploadToBucket(this, file, attributes);
