@@ -1,6 +1,7 @@
 """After a reload the uploader lists the uploads it can continue, and a file dropped
 anywhere on the page continues its upload; while files upload the screen is kept on
-(issue 22.3). Real Chromium against `datasette serve` and this run's S3 server."""
+(issue 22.3); files pasted on the page are uploaded (22.7). Real Chromium against
+`datasette serve` and this run's S3 server."""
 
 from __future__ import annotations
 
@@ -136,3 +137,27 @@ def test_screen_is_kept_on_while_files_upload(page, tmp_path):
     prepares.open()
     expect(page.locator(".dfs3-file")).to_have_attribute("data-status", "done", timeout=30_000)
     wait_until(page, lambda: page.evaluate("wakeLockLog") == ["request screen", "release"])
+
+
+PASTE = """([name, selector]) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(["pasted bytes"], name, {type: "text/plain"}));
+    const target = document.querySelector(selector);
+    target.focus?.();
+    return target.dispatchEvent(new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_files_pasted_on_the_page_are_uploaded_but_not_those_pasted_into_a_field(page):
+    """Issue 22.7: paste files from the clipboard (a screenshot, files copied in a file manager)."""
+    page.goto(PAGE)
+    page.evaluate(
+        "() => document.body.append(Object.assign(document.createElement('textarea'), {id: 'notes'}))"
+    )
+    # Pasted into a text field, a file is the field's business.
+    page.evaluate(PASTE, ["into-field.txt", "#notes"])
+    page.evaluate(PASTE, ["pasted.txt", "body"])
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(row.locator(".dfs3-name")).to_have_text("pasted.txt")

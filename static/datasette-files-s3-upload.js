@@ -67,7 +67,7 @@ const ROW_BUTTONS = [
  */
 export class DatasetteFilesS3Upload extends HTMLElement {
   connectedCallback() {
-    this.acceptDropsAnywhere();
+    this.acceptFilesAnywhere();
     if (this.scheduler) {
       if (!this.ticker) this.startTicker();
       return;
@@ -116,7 +116,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
    * Files dropped anywhere on the page are added here, unless something on
    * the page (this element's own box, another drop target) took the drop.
    */
-  acceptDropsAnywhere() {
+  acceptFilesAnywhere() {
     const carriesFiles = (event) => event.dataTransfer?.types?.includes("Files");
     this.onPageDragOver ??= (event) => {
       if (carriesFiles(event) && !event.defaultPrevented) event.preventDefault();
@@ -126,8 +126,17 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       event.preventDefault();
       this.add([...event.dataTransfer.files]);
     };
+    // Files pasted (a screenshot, files copied in a file manager) are added
+    // too, unless they are pasted into something that takes them itself.
+    this.onPagePaste ??= (event) => {
+      const files = [...(event.clipboardData?.files || [])];
+      if (event.defaultPrevented || !files.length || takesPastes(event.target)) return;
+      event.preventDefault();
+      this.add(files);
+    };
     document.addEventListener("dragover", this.onPageDragOver);
     document.addEventListener("drop", this.onPageDrop);
+    document.addEventListener("paste", this.onPagePaste);
   }
 
   /** Uploads an earlier visit left unfinished, which choosing or dropping their files continues. */
@@ -183,6 +192,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.ticker = null;
     document.removeEventListener("dragover", this.onPageDragOver);
     document.removeEventListener("drop", this.onPageDrop);
+    document.removeEventListener("paste", this.onPagePaste);
     this.wakeLock.hold(false);
   }
 
@@ -438,6 +448,11 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       results: this.uploads.map((u) => ({ name: u.file.name, status: u.status, file: u.result, error: u.error })),
     });
   }
+}
+
+/** A text field or editable region: a paste there is its own. */
+function takesPastes(target) {
+  return target instanceof Element && Boolean(target.closest("input, textarea, [contenteditable]:not([contenteditable='false'])"));
 }
 
 if (!customElements.get("datasette-files-s3-upload")) {
