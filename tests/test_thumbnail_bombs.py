@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import struct
-import time
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -237,15 +237,44 @@ def proxy_upload(client: httpx.Client, content: bytes, filename: str) -> dict:
     return expect(complete(client, "s3proxy", plan["upload_token"]), "complete", 201).json()["file"]
 
 
+def decode_attempts_logged(server: DatasetteProcess, file_id: str) -> list[str]:
+    """Lines where our thumbnail path tried to decode the file (and failed)."""
+    return [
+        line
+        for line in server.log().splitlines()
+        if file_id in line and ("not generated" in line or ("generator" in line and "failed" in line))
+    ]
+
+
+def refusals_recorded(server: DatasetteProcess, file_id: str) -> list[str]:
+    """Why the file got no thumbnail without being decoded: our log's pixel-count
+    refusals on 0.1a3, datasette-files' failures table where it makes thumbnails itself."""
+    if files_bridge.makes_thumbnails_safely():
+        with sqlite3.connect(server.internal) as db:
+            rows = db.execute(
+                "select reason from datasette_files_thumbnail_failures where file_id = ?", [file_id]
+            ).fetchall()
+        return [reason for (reason,) in rows]
+    return [
+        "too_many_pixels"
+        for line in server.log().splitlines()
+        if f"thumbnail for {file_id} refused:" in line and "pixel limit" in line
+    ]
+
+
 @pytest.mark.parametrize("route", ["direct", "proxy"])
 def test_bomb_thumbnails_never_hold_up_other_requests(bomb_site, truncated_bomb, route):
-    """Four requests for a bomb's thumbnail at once; meanwhile /-/versions.json answers in under 200 ms.
+    """Four requests for a bomb's thumbnail at once, while /-/versions.json is asked
+    again and again: every one is answered, and the bomb is never decoded.
 
     The bomb is cut short, so decoding it would fail after most of a second
     and leave nothing cached: each request would decode it again, on the event
-    loop. Direct: complete already refused it by its header and remembered
-    that. Proxy mode: nothing was tried yet, so the first request reads the
-    header and refuses it. Either way nothing is decoded: no luck involved.
+    loop (that held other requests for 2.5-2.9 s before the fix). Direct: complete
+    already refused it by its header and remembered that. Proxy mode: nothing was
+    tried yet, so the first request reads the header and refuses it. Either way
+    nothing is decoded, which the server's own record shows; how long other
+    requests wait is a benchmark's question, not this test's (it varies with the
+    machine's load).
     """
     with signed_in(bomb_site.url, bomb_site.cookie_for("alice")) as alice, httpx.Client(timeout=60) as http:
         if route == "direct":
@@ -253,13 +282,13 @@ def test_bomb_thumbnails_never_hold_up_other_requests(bomb_site, truncated_bomb,
         else:
             file = proxy_upload(alice, truncated_bomb, "bomb.png")
         with httpx.Client(base_url=bomb_site.url, timeout=60) as other, ThreadPoolExecutor(4) as pool:
-            other.get("/-/versions.json")  # the connection is open before timing starts
             thumbnails = [pool.submit(alice.get, file["thumbnail_url"]) for _ in range(4)]
-            waits = []
-            while not waits or not all(t.done() for t in thumbnails):
-                started = time.perf_counter()
-                assert other.get("/-/versions.json").status_code == 200
-                waits.append(time.perf_counter() - started)
+            answered = []
+            while not answered or not all(t.done() for t in thumbnails):
+                answered.append(other.get("/-/versions.json").status_code)
             served = [t.result().headers["content-type"] for t in thumbnails]
-    assert max(waits) < 0.2, [round(w, 3) for w in waits]
+    assert set(answered) == {200}
     assert served == ["image/svg+xml"] * 4
+    assert decode_attempts_logged(bomb_site, file["id"]) == []
+    refusals = refusals_recorded(bomb_site, file["id"])
+    assert refusals and set(refusals) == {"too_many_pixels"}, refusals
