@@ -9,7 +9,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
+
+from botocore.exceptions import InvalidRegionError
+from botocore.handlers import VALID_BUCKET, VALID_S3_ARN
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
 
 from .errors import ConfigError
 
@@ -170,10 +174,48 @@ def text(value) -> str:
 
 
 def http_url(value) -> str:
-    """An http:// or https:// URL."""
+    """An http:// or https:// URL with a host and, if any, a port number.
+
+    (httpx refuses another port only when the broker is called, and not as one
+    of its HTTPErrors.) Never echoed: a URL may carry a secret."""
     value = text(value)
-    if not re.match(r"^https?://[^/\s]+", value):
+    if not re.match(r"^https?://[^/\s]+\S*$", value):
         raise ValueError("must be an http:// or https:// URL")
+    try:
+        _ = urlsplit(value).port  # ValueError: not a number from 0 to 65535
+    except ValueError:
+        raise ValueError("must be an http:// or https:// URL with a port from 0 to 65535") from None
+    return value
+
+
+# The options below are checked as botocore checks them when it makes a client,
+# which happens at the first request: a value it refuses would make every
+# request to the source a 500, instead of one line at startup.
+
+
+def endpoint_url(value) -> str:
+    """An S3 endpoint: an http(s) URL whose host is a DNS name, IPv4 or [IPv6] address."""
+    value = http_url(value)
+    if not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value)):
+        raise ValueError("must be an http:// or https:// URL whose host is a valid host name or address")
+    return value
+
+
+def region(value) -> str:
+    """An AWS region name: one DNS label, such as us-east-1."""
+    value = text(value)
+    try:
+        validate_region_name(value)
+    except InvalidRegionError:
+        raise ValueError("must be a region name such as us-east-1 (letters, digits and '-')") from None
+    return value
+
+
+def bucket(value) -> str:
+    """A bucket name (or access point ARN) as botocore accepts it."""
+    value = text(value)
+    if value and not (VALID_BUCKET.search(value) or VALID_S3_ARN.search(value)):
+        raise ValueError("must be a bucket name: letters, digits, '.', '-' and '_' (at most 255)")
     return value
 
 
@@ -263,11 +305,11 @@ def content_types(value) -> tuple[str, ...]:
 
 # Every option and its parser. A text option left empty ("") counts as unset.
 OPTION_PARSERS = {
-    "bucket": text,
-    "region": text,
+    "bucket": bucket,
+    "region": region,
     "prefix": prefix,
-    "endpoint_url": http_url,
-    "public_endpoint_url": http_url,
+    "endpoint_url": endpoint_url,
+    "public_endpoint_url": endpoint_url,
     "addressing_style": addressing_style,
     "access_key_id": text,
     "secret_access_key": text,
@@ -296,7 +338,7 @@ OPTION_PARSERS = {
     "max_open_multipart_uploads": count,
 }
 OPTIONS = set(OPTION_PARSERS)
-TEXT_PARSERS = (text, http_url, prefix, addressing_style)
+TEXT_PARSERS = (text, http_url, endpoint_url, region, bucket, prefix, addressing_style)
 
 
 def parse_source_config(source: str, raw) -> S3SourceConfig:

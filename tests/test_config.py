@@ -42,6 +42,20 @@ def test_prefix_forms_are_equivalent(prefix):
     assert parse_source_config("f", {"bucket": "b", "prefix": prefix}).prefix == "uploads/"
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"endpoint_url": "http://127.0.0.1:9000", "region": "eu-west-1"},
+        {"endpoint_url": "http://[::1]:9000", "public_endpoint_url": "https://s3.example.com/"},
+        {"endpoint_url": "http://localhost:4566", "bucket": "My_Bucket.v2"},
+        {"bucket": "arn:aws:s3:eu-west-1:123456789012:accesspoint/uploads"},
+        {"region": "", "endpoint_url": ""},  # empty: unset
+    ],
+)
+def test_values_botocore_takes_are_accepted(options):
+    parse_source_config("f", {"bucket": "b", **options})
+
+
 def test_endpoint_url_defaults_to_path_style():
     config = parse_source_config("f", {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"})
     assert config.addressing_style == "path"
@@ -78,6 +92,17 @@ def test_sizes_accept_units(value, expected):
         ({"bucket": "b", "upload_expires": float("inf")}, "upload_expires", "whole number"),
         ({"bucket": "b", "download_expires": True}, "download_expires", "whole number"),
         ({"bucket": "b", 1: "x", "zz": 2}, "1", "is not a known option"),
+        # Values botocore refuses when it makes the client: every request was a 500.
+        ({"bucket": "b", "region": "us east 1"}, "region", "region name"),
+        ({"bucket": "b", "endpoint_url": "http://s3 store:9000"}, "endpoint_url", "http://"),
+        ({"bucket": "b", "endpoint_url": "http://s3_store:9000"}, "endpoint_url", "valid host"),
+        ({"bucket": "b", "public_endpoint_url": "http://x:y@s3 store"}, "public_endpoint_url", "http://"),
+        (
+            {"bucket": "b", "credentials_url": "https://broker:api/", "credentials_url_secret": "s"},
+            "credentials_url",
+            "port",
+        ),
+        ({"bucket": "my bucket!"}, "bucket", "bucket name"),
     ],
 )
 def test_config_errors_name_source_and_option(raw, option, fragment):
