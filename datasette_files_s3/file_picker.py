@@ -13,7 +13,7 @@ bundled uploader does.
 from __future__ import annotations
 
 from . import files_bridge
-from .multipart_views import _js_string, uploader_attributes
+from .multipart_views import js_literal, uploader_attributes
 from .storage import S3Storage
 
 # datasette-files' column type for a column that holds a file id.
@@ -64,4 +64,4 @@ async def picker_upload_script(datasette, request, database, table) -> str | Non
         return None
     config = {"sources": sources}
     module = datasette.urls.static_plugins("datasette_files_s3", MODULE)
-    return f"import({_js_string(module)}).then((m) => m.takeOverPickerUploads({_js_string(config)}));"
+    return f"import({js_literal(module)}).then((m) => m.takeOverPickerUploads({js_literal(config)}));"

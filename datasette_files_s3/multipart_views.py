@@ -214,13 +214,13 @@ def uploader_swap_script(datasette, request) -> str | None:
         "document.querySelectorAll('datasette-file-upload').forEach(el => {"
         "const ours = document.createElement('datasette-files-s3-upload');"
         "for (const [name, value] of Object.entries("
-        + _js_string(attributes)
+        + js_literal(attributes)
         + ")) ours.setAttribute(name, value);"
         "el.replaceWith(ours); });"
-        "if (document.querySelector('datasette-files-s3-upload')) import(" + _js_string(module) + ");"
+        "if (document.querySelector('datasette-files-s3-upload')) import(" + js_literal(module) + ");"
     )
 
 
-def _js_string(value) -> str:
+def js_literal(value) -> str:
     """A JSON string literal that is safe inside a <script> element."""
     return json.dumps(value).replace("<", "\\u003c")
