@@ -6,6 +6,7 @@
 // Which file starts when is upload-scheduler.js; sending, retrying and reading
 // errors is upload-queue.js; drawing is the element.
 
+import { BatchedEndpoint } from "./batch-requests.js";
 import { sha256Base64 } from "./checksums.js";
 import { UploadError, cancelledError, postJSON, retryReason, sendToBucket, withRetries } from "./upload-queue.js";
 
@@ -21,6 +22,16 @@ export class DatasetteApi {
     this.direct = `${base}-/files/upload/${slug}/-/`;
     this.bucketUrl = `${base}-/files-s3/upload/${slug}/-/bucket`;
     this.multipart = `${base}-/files-s3/upload/${slug}/-/multipart/`;
+    // Small files' prepares and completes: several waiting go in one request.
+    const uploader = `${base}-/files-s3/upload/${slug}/-/`;
+    this.prepares = new BatchedEndpoint({
+      single: (body, signal) => postJSON(this.direct + "prepare", body, signal),
+      batchUrl: uploader + "prepare-batch",
+    });
+    this.completes = new BatchedEndpoint({
+      single: (body, signal) => postJSON(this.direct + "complete", body, signal),
+      batchUrl: uploader + "complete-batch",
+    });
   }
   /** A multipart step; create and complete may answer with the file already registered. */
   call(step, body, signal) {
@@ -28,10 +39,10 @@ export class DatasetteApi {
     return step === "create" || step === "complete" ? alreadyCompletedIsAnswer(request) : request;
   }
   prepare(body, signal) {
-    return postJSON(this.direct + "prepare", body, signal);
+    return this.prepares.call(body, signal);
   }
   complete(body, signal) {
-    return alreadyCompletedIsAnswer(postJSON(this.direct + "complete", body, signal));
+    return alreadyCompletedIsAnswer(this.completes.call(body, signal));
   }
   /** Resolves when Datasette finds the bucket there and open to it; rejects with its answer if not. */
   checkBucket(signal) {
