@@ -229,7 +229,9 @@ class BrokerCredentialsProvider(CredentialsProvider):
             raise CredentialsUnavailable(f"{failure} answered HTTP {status}")
         try:
             credentials = credentials_from_broker_json(json.loads(body), fetched_at, self._longest_url)
-        except ValueError as ex:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        # json.JSONDecodeError and UnicodeDecodeError are ValueErrors; JSON nested
+        # deeper than the recursion limit (it fits in the 64 KiB) is a RecursionError.
+        except (ValueError, RecursionError) as ex:
             raise CredentialsUnavailable(f"{failure} gave unusable credentials: {ex}") from None
         if credentials.bucket is None:
             if not self._fallback_bucket:

@@ -253,7 +253,11 @@ class _BrokerHandler(BaseHTTPRequestHandler):
                 status, payload = 200, broker.answer or broker.issue()
             except Exception as ex:  # a subclass's issuer failed (its STS is down, say)
                 status, payload = 502, {"error": f"could not issue credentials ({type(ex).__name__})"}
-        body = json.dumps(payload).encode()
+        body = (
+            broker.raw_answer
+            if status == 200 and broker.raw_answer is not None
+            else json.dumps(payload).encode()
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -266,7 +270,8 @@ class Broker:
 
     Switches for tests: `failing` (answer 503), `lifetime` (seconds the keys
     last), `delay` (seconds before answering), `answer` (a JSON body to send
-    instead); `request_log` keeps each request's content type and form.
+    instead), `raw_answer` (bytes to send instead, JSON or not); `request_log`
+    keeps each request's content type and form.
     """
 
     def __init__(
@@ -287,6 +292,7 @@ class Broker:
         self.lifetime = 3600.0
         self.delay = 0.0
         self.answer: dict | None = None
+        self.raw_answer: bytes | None = None
         self.requests = 0
         self.request_log: list[tuple[str | None, dict]] = []
         self.lock = threading.Lock()

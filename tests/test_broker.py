@@ -165,6 +165,16 @@ async def test_unusable_broker_answer_names_the_missing_field(broker, bucket):
     assert "the answer has no SessionToken" in str(info.value)
 
 
+async def test_a_broker_answer_nested_too_deeply_is_credentials_unavailable(broker, bucket, make_datasette):
+    # Under the 64 KiB cap, yet deeper than Python's recursion limit: json.loads
+    # raises RecursionError, which is no ValueError (every prepare was a 500).
+    broker.raw_answer = b"[" * 30_000 + b"]" * 30_000
+    ds = await make_datasette({"brokered": {"storage": "s3", "config": source_config(broker, bucket)}})
+    response = await prepare(ds, actor_cookies(ds), source="brokered", size=3)
+    assert response.status_code == 503, response.text
+    assert "credentials broker" in response.json()["errors"][0]
+
+
 async def test_unreachable_broker_is_credentials_unavailable(bucket):
     from tests.live_servers import free_port
 
