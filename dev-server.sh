@@ -24,11 +24,7 @@ CONFIG="$STATE/datasette.yaml"
 SOURCE=s3-files
 ORIGIN="http://127.0.0.1:$PORT"
 
-if ! command -v uv >/dev/null 2>&1; then
-  echo "Installing uv..."
-  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
-  export PATH="$HOME/.local/bin:$PATH"
-fi
+. scripts/ensure-uv.sh  # installs uv if needed, where your next terminal finds it
 uv sync --quiet
 BIN=.venv/bin
 
@@ -169,7 +165,8 @@ Datasette is running on $ORIGIN (its log: $STATE/datasette.log). Open:
   upload files:     $ORIGIN/-/files-s3/upload/$SOURCE
   list files:       $ORIGIN/-/files
 Check the bucket from another terminal, in this directory${KEYS_NOTE:-}:
-  uv run datasette files-s3 doctor -c $CONFIG --origin $ORIGIN
+${UV_PATH_HINT:+  $UV_PATH_HINT
+}  uv run datasette files-s3 doctor -c $CONFIG --origin $ORIGIN
 Ctrl-C stops Datasette and the S3 server.
 TEXT
 

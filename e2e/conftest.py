@@ -2,19 +2,23 @@
 `datasette serve` process and this run's S3 server (`--s3=moto|localstack`).
 
 A missing browser is a failure under CI (CI=true), never a silent skip;
-elsewhere the tests are skipped with a note on how to install Chromium.
+elsewhere the tests are skipped, and the run ends with how to get Chromium
+(e2e/chromium.py, which also finds Playwright's own download).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 
 import pytest
 
-from tests.live_servers import CHROMIUM, CHROMIUM_ARGS, DatasetteProcess, live_config
+from e2e.chromium import HOW_TO_GET_CHROMIUM, find_chromium
+from tests.live_servers import CHROMIUM_ARGS, DatasetteProcess, live_config
 from tests.s3_servers import MotoServer
+
+# Set when the browser tests are skipped for want of a Chromium (never under CI).
+browser_tests_skipped = False
 
 
 @pytest.fixture(scope="session")
@@ -23,17 +27,26 @@ def launch_chromium():
 
     The caller closes what it launches; `chromium` is the shared browser.
     """
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
+        executable = find_chromium(playwright)
+        if executable is None:
+            if os.environ.get("CI"):
+                pytest.fail(HOW_TO_GET_CHROMIUM)
+            global browser_tests_skipped
+            browser_tests_skipped = True
+            pytest.skip("no Chromium: see the note at the end of the run")
         yield lambda extra_args=(): playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args]
+            executable_path=executable, args=[*CHROMIUM_ARGS, *extra_args]
         )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once, at the end where it is read, how to get the skipped browser tests running."""
+    if browser_tests_skipped:
+        terminalreporter.section("browser tests skipped")
+        terminalreporter.write_line(HOW_TO_GET_CHROMIUM)
 
 
 @pytest.fixture(scope="session")
