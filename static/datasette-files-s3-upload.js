@@ -4,6 +4,7 @@
 // to send is upload-machine.js, which file starts when is upload-scheduler.js,
 // and how requests go out is upload-queue.js.
 
+import { Announcer, announcement, VISUALLY_HIDDEN } from "./announcer.js";
 import { formatBytes, formatDuration, SpeedMeter, waitingText } from "./progress-display.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
 import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
@@ -34,6 +35,7 @@ datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
 .dfs3-unfinished { border: 1px solid #f59e0b; background: #fffbeb; border-radius: 6px; padding: 0.5em 0.75em; margin-top: 1em; }
 .dfs3-unfinished ul { margin: 0.3em 0; padding-left: 1.2em; }
+.dfs3-status { ${VISUALLY_HIDDEN} }
 `;
 
 const LABELS = {
@@ -222,8 +224,15 @@ export class DatasetteFilesS3Upload extends HTMLElement {
         <button type="button" class="dfs3-cancel-all">Cancel all</button>
       </div>
       <ul class="dfs3-files"></ul>
-      <div class="dfs3-summary" hidden></div>`;
+      <div class="dfs3-summary" hidden></div>
+      <div class="dfs3-status"></div>`;
     this.list = this.querySelector(".dfs3-files");
+    // Names for what a screen reader finds: the chooser (its own "Choose Files"
+    // button has none of its own) and the bars; the status region reads out
+    // each file's outcome and waits.
+    this.querySelector(".dfs3-input").setAttribute("aria-label", `Choose files to upload to ${this.source}`);
+    this.querySelector(".dfs3-total progress").setAttribute("aria-label", "Total upload progress");
+    this.announcer = new Announcer(this.querySelector(".dfs3-status"));
     this.querySelector(".dfs3-input").addEventListener("change", (event) => {
       this.add([...event.target.files]);
       event.target.value = "";
@@ -257,7 +266,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const rows = files.map((file) => this.renderRow(file));
     const added = this.scheduler.add(files);
     added.forEach((upload, i) => {
-      this.views.set(upload, { row: rows[i], meter: new SpeedMeter(), dirty: false });
+      this.views.set(upload, { row: rows[i], meter: new SpeedMeter(), dirty: false, said: "" });
       for (const { name, act } of ROW_BUTTONS) {
         rows[i].querySelector(`.dfs3-${name}`).addEventListener("click", () => this.act(upload, act));
       }
@@ -327,6 +336,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <div class="dfs3-detail"></div>
       <div class="dfs3-error" hidden></div>`;
     row.querySelector(".dfs3-name").textContent = file.name;
+    row.querySelector("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
     const head = row.querySelector(".dfs3-file-head");
     for (const { name, label } of ROW_BUTTONS) {
       const button = document.createElement("button");
@@ -361,7 +371,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     row.dataset.status = status;
     meter.add(upload.sentHere);
     const fraction = file.size ? upload.loaded / file.size : status === "done" ? 1 : 0;
-    row.querySelector("progress").value = fraction;
+    setProgress(row.querySelector("progress"), fraction, `${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`);
     row.querySelector(".dfs3-state").textContent = upload.queuedOnly ? LABELS.pending : LABELS[status];
     for (const { name, shown } of ROW_BUTTONS) row.querySelector(`.dfs3-${name}`).hidden = !shown(upload);
     const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(file.size)}`, `${Math.floor(fraction * 100)}%`];
@@ -375,6 +385,11 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     }
     if (status === "cancelled" || status === "error") parts[0] += " sent";
     row.querySelector(".dfs3-detail").textContent = parts.join(" · ");
+    const sentence = announcement(upload);
+    if (sentence !== view.said) {
+      view.said = sentence;
+      if (sentence) this.announcer.say(sentence);
+    }
     if (status === "done" && upload.result) {
       row.dataset.fileId = upload.result.id;
       const name = row.querySelector(".dfs3-name");
@@ -405,7 +420,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     const total = this.scheduler.totals();
     this.meter.add(total.sent);
     const box = this.querySelector(".dfs3-total");
-    box.querySelector("progress").value = total.fraction;
+    setProgress(box.querySelector("progress"), total.fraction, `${formatBytes(total.loaded)} of ${formatBytes(total.size)}`);
     const parts = total.files
       ? [`Total: ${formatBytes(total.loaded)} of ${formatBytes(total.size)}`, `${Math.floor(total.fraction * 100)}%`]
       : ["Total: nothing left to upload"];
@@ -448,6 +463,12 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       results: this.uploads.map((u) => ({ name: u.file.name, status: u.status, file: u.result, error: u.error })),
     });
   }
+}
+
+/** A bar's value, and the words a screen reader reads for it: "24%, 10 MB of 42 MB". */
+function setProgress(bar, fraction, amount) {
+  bar.value = fraction;
+  bar.setAttribute("aria-valuetext", `${Math.floor(fraction * 100)}%, ${amount}`);
 }
 
 /** A text field or editable region: a paste there is its own. */

@@ -93,9 +93,15 @@ def test_installed_wheel_registers_s3_storage(wheel, tmp_path, bucket):
     assert "datasette-files-s3" in plugins.stdout
 
 
-def test_vendored_hash_wasm_is_the_file_its_readme_pins():
-    """An edit to the vendored build, or an upgrade without updating the README, fails here."""
-    vendor = ROOT / "static" / "vendor" / "hash-wasm"
-    pinned = re.search(r"`sha256.umd.min.js` SHA-256: `([0-9a-f]{64})`", (vendor / "README.md").read_text())
-    assert pinned, "static/vendor/hash-wasm/README.md must name the build's SHA-256"
-    assert hashlib.sha256((vendor / "sha256.umd.min.js").read_bytes()).hexdigest() == pinned[1]
+@pytest.mark.parametrize(
+    "vendor, build",
+    [("static/vendor/hash-wasm", "sha256.umd.min.js"), ("e2e/vendor/axe-core", "axe.min.js")],
+)
+def test_vendored_file_is_the_file_its_readme_pins(vendor, build):
+    """An edit to a vendored build, or an upgrade without updating its README, fails here."""
+    folder = ROOT / vendor
+    pinned = re.search(
+        rf"`{re.escape(build)}` SHA-256: `([0-9a-f]{{64}})`", (folder / "README.md").read_text()
+    )
+    assert pinned, f"{vendor}/README.md must name the build's SHA-256"
+    assert hashlib.sha256((folder / build).read_bytes()).hexdigest() == pinned[1]
