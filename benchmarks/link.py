@@ -80,6 +80,24 @@ TIMER = """() => {
 }"""
 
 
+# The uploader set back to an earlier behaviour, for the "before" column: (label, script).
+def before_parallel_files(n: int) -> tuple[str, str]:
+    """parallel-files forced to n: every file, small or not (its setting before small files went 12 at once)."""
+    script = (
+        "() => { const s = document.querySelector('datasette-files-s3-upload').scheduler;"
+        f" s.parallel = s.smallParallel = {n}; }}"
+    )
+    return f"uploader, parallel-files={n} (before)", script
+
+
+# Each prepare and complete sent alone (static/batch-requests.js with batches of 1).
+BEFORE_UNBATCHED = (
+    "uploader, no batches (before)",
+    "() => { const api = document.querySelector('datasette-files-s3-upload').api;"
+    " api.prepares.maxFiles = api.completes.maxFiles = 1; }",
+)
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -236,8 +254,12 @@ class LinkBench:
             if keys:
                 self.direct.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
 
-    def browser_upload(self, files: list[Path], parallel_files: int | None = None) -> float:
-        """Choose every file at once in the uploader's page; seconds until the last one settles."""
+    def browser_upload(self, files: list[Path], before: str | None = None) -> float:
+        """Choose every file at once in the uploader's page; seconds until the last one settles.
+
+        `before`, if given, is a script run on the page first: it sets the uploader back
+        to an earlier behaviour (BEFORE).
+        """
         context = self.browser.new_context(base_url=self.datasette_front)
         context.add_cookies([{"name": "ds_actor", "value": self.cookie, "url": self.datasette_front}])
         try:
@@ -245,15 +267,8 @@ class LinkBench:
             page.goto(f"/-/files-s3/upload/{SOURCE}")
             page.evaluate(TIMER)
             page.evaluate(f"() => {{ window.__bench.expected = {len(files)}; }}")
-            if parallel_files:
-                # What the element's parallel-files attribute sets: every file, small or not.
-                page.evaluate(
-                    """(n) => {
-                      const scheduler = document.querySelector('datasette-files-s3-upload').scheduler;
-                      scheduler.parallel = scheduler.smallParallel = n;
-                    }""",
-                    parallel_files,
-                )
+            if before:
+                page.evaluate(before)
             page.set_input_files("datasette-files-s3-upload input[type=file]", [str(f) for f in files])
             deadline = time.monotonic() + RUN_TIMEOUT
             while (state := page.evaluate("() => window.__bench"))["end"] is None:
@@ -284,14 +299,14 @@ class LinkBench:
             list(pool.map(put, files))
         return time.perf_counter() - start
 
-    def measure(self, name: str, files: list[Path], compare_parallel: int | None) -> dict:
+    def measure(self, name: str, files: list[Path], before: str | None) -> dict:
         """The uploader and boto3 on the same files, one after the other, each into an empty bucket.
 
-        With `compare_parallel`, a set of several files also goes through the
-        uploader with parallel-files forced to it: an earlier default, measured in this same run.
+        With `before` (a script, see BEFORE), a set of several files also goes
+        through the uploader set back to an earlier behaviour, measured in this same run.
         """
         paths = ["uploader", "boto3"]
-        if compare_parallel and len(files) > 1:
+        if before and len(files) > 1:
             paths.insert(1, "uploader_forced")
         results = {}
         for path in paths:
@@ -299,7 +314,7 @@ class LinkBench:
                 if path == "uploader":
                     seconds = self.browser_upload(files)
                 elif path == "uploader_forced":
-                    seconds = self.browser_upload(files, compare_parallel)
+                    seconds = self.browser_upload(files, before)
                 elif len(files) == 1:
                     seconds = self.boto3_upload_file(files[0])
                 else:
@@ -367,6 +382,11 @@ def inside(args) -> int:
         (f"{args.many} x {args.many_kib} KiB", args.many, args.many_kib * KiB),
         (f"{args.tiny} x {args.tiny_kib} KiB", args.tiny, args.tiny_kib * KiB),
     ]
+    before = None
+    if args.compare_unbatched:
+        before = BEFORE_UNBATCHED
+    elif args.compare_parallel_files:
+        before = before_parallel_files(args.compare_parallel_files)
     workdir = Path(tempfile.mkdtemp(prefix="dfs3-link-bench-"))
     started = time.monotonic()
     load_before = os.getloadavg()
@@ -410,7 +430,7 @@ def inside(args) -> int:
                 warm = make_files(workdir / "warm", 2, 4 * KiB)
                 bench.measure("warm-up", warm, None)
                 results[link] = {
-                    name: bench.measure(f"{link.label}, {name}", files[name], args.compare_parallel_files)
+                    name: bench.measure(f"{link.label}, {name}", files[name], before and before[1])
                     for name, _, _ in workloads
                 }
             chromium_version = browser.version
@@ -442,7 +462,7 @@ def inside(args) -> int:
                 "uploader (checksum: sha256)",
                 "boto3 (SHA-256 / put_object x8)",
                 "uploader / boto3",
-                f"uploader, parallel-files={args.compare_parallel_files} (before)",
+                before[0] if before else "uploader (before)",
                 "that / boto3",
             ],
             rows,
@@ -475,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="also run the many-file workloads with the uploader's parallel-files forced to this "
         "(default 3, its setting before small files went 12 at once; 0 to skip)",
+    )
+    parser.add_argument(
+        "--compare-unbatched",
+        action="store_true",
+        help="run the many-file workloads again with each prepare and complete sent alone "
+        "(no batches), instead of the parallel-files comparison",
     )
     parser.add_argument(
         "--trace", help="write every request's time and first line, as the proxy saw it, here"
