@@ -90,6 +90,12 @@ def before_parallel_files(n: int) -> tuple[str, str]:
     return f"uploader, parallel-files={n} (before)", script
 
 
+def with_small_parallel(n: int) -> tuple[str, str]:
+    """Up to n small files at once (batches on): a setting to try, not an earlier one."""
+    script = f"() => {{ document.querySelector('datasette-files-s3-upload').scheduler.smallParallel = {n}; }}"
+    return f"uploader, {n} small files at once (to compare)", script
+
+
 # Each prepare and complete sent alone (static/batch-requests.js with batches of 1).
 BEFORE_UNBATCHED = (
     "uploader, no batches (before)",
@@ -383,7 +389,9 @@ def inside(args) -> int:
         (f"{args.tiny} x {args.tiny_kib} KiB", args.tiny, args.tiny_kib * KiB),
     ]
     before = None
-    if args.compare_unbatched:
+    if args.compare_small_parallel:
+        before = with_small_parallel(args.compare_small_parallel)
+    elif args.compare_unbatched:
         before = BEFORE_UNBATCHED
     elif args.compare_parallel_files:
         before = before_parallel_files(args.compare_parallel_files)
@@ -501,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the many-file workloads again with each prepare and complete sent alone "
         "(no batches), instead of the parallel-files comparison",
+    )
+    parser.add_argument(
+        "--compare-small-parallel",
+        type=int,
+        default=0,
+        help="instead, run the many-file workloads again with up to this many small files at once",
     )
     parser.add_argument(
         "--trace", help="write every request's time and first line, as the proxy saw it, here"
