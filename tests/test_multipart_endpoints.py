@@ -307,6 +307,16 @@ async def test_another_actor_cannot_use_the_token(mds, bucket):
     assert resumed["resumed"] is False
 
 
+@pytest.mark.parametrize("step", ["parts", "complete", "abort"])
+async def test_another_actor_can_neither_list_nor_end_an_upload(mds, bucket, step):
+    # parts is what the uploader's list of unfinished uploads asks after a reload.
+    token = (await create(mds, actor_cookies(mds)))["upload_token"]
+    response = await api(mds, step, actor_cookies(mds, "mallory"), upload_token=token)
+    assert response.status_code == 403 and response.json()["ok"] is False
+    assert "parts" not in response.json()
+    assert len(bucket.multipart_uploads()) == 1  # alice's upload, untouched
+
+
 async def test_tampered_token_is_rejected(mds, bucket):
     token = (await create(mds, actor_cookies(mds)))["upload_token"]
     tampered = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
