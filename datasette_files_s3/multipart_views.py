@@ -53,12 +53,17 @@ async def upload_page(request, datasette):
 def uploader_attributes(datasette, storage: S3Storage) -> dict[str, str]:
     """The attributes of a `<datasette-files-s3-upload>` element for one source:
     on our upload page and wherever it replaces datasette-files' own uploader."""
-    return {
+    attributes = {
         "source": storage.source,
         "base-url": datasette.urls.path(""),
         "multipart-threshold": str(storage.config.multipart_threshold),
         "checksum": storage.config.checksum,
+        # Shown on the page before anything is chosen; prepare still enforces both.
+        "max-file-size": str(storage.config.max_file_size),
     }
+    if storage.config.allowed_content_types:
+        attributes["accept"] = ",".join(storage.config.allowed_content_types)
+    return attributes
 
 
 async def direct_storage(request, datasette) -> S3Storage:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 
-from . import checksums, database
+from . import checksums, database, sizes
 from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
 from .errors import FolderMoved, TooManyUploads, UploadForbidden, UploadRejected
 from .keys import check_content_type, check_filename, new_file_id, path_for
@@ -102,9 +102,7 @@ def parse_upload_request(data: dict) -> UploadRequest:
 def check_request_allowed(config, upload: UploadRequest, single_request: bool) -> None:
     """Enforce max_file_size and allowed_content_types before anything is signed."""
     if upload.size > config.max_file_size:
-        raise UploadRejected(
-            f"File is too large: {upload.size} bytes, this source accepts at most {config.max_file_size}"
-        )
+        raise UploadRejected(sizes.too_large(upload.size, config.max_file_size))
     if single_request and upload.size > S3_MAX_SINGLE_UPLOAD:
         raise UploadRejected(
             "Files over 5 GiB cannot be sent in one request: use the multipart uploader "

@@ -6,6 +6,7 @@
 
 import { Announcer, announcement, VISUALLY_HIDDEN } from "./announcer.js";
 import { formatBytes, formatDuration, SpeedMeter, waitingText } from "./progress-display.js";
+import { acceptedTypes, limitsText } from "./source-limits.js";
 import { DatasetteApi, FileUpload, ResumeStore } from "./upload-machine.js";
 import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
 import { SMALL_FILES_PARALLEL, UploadScheduler, sameFile } from "./upload-scheduler.js";
@@ -18,6 +19,7 @@ const STYLE = `
 datasette-files-s3-upload { display: block; font-size: 0.95em; }
 datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center; }
+.dfs3-limits { color: #555; font-size: 0.9em; margin: 0.3em 0 0; }
 .dfs3-drop.dfs3-over { border-color: #2563eb; background: #eff6ff; }
 .dfs3-files { list-style: none; padding: 0; margin: 1em 0; }
 .dfs3-file { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.75em; margin-bottom: 0.5em; }
@@ -211,6 +213,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <style>${STYLE}</style>
       <div class="dfs3-drop">
         <p>Drag files here, or <label><input type="file" multiple class="dfs3-input"></label></p>
+        <p class="dfs3-limits"></p>
       </div>
       <div class="dfs3-unfinished" hidden>
         <p>Unfinished uploads from an earlier visit. Choose or drop these files again to continue them:</p>
@@ -232,6 +235,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     // each file's outcome and waits.
     this.querySelector(".dfs3-input").setAttribute("aria-label", `Choose files to upload to ${this.source}`);
     this.querySelector(".dfs3-total progress").setAttribute("aria-label", "Total upload progress");
+    this.showLimits();
     this.announcer = new Announcer(this.querySelector(".dfs3-status"));
     this.querySelector(".dfs3-input").addEventListener("change", (event) => {
       this.add([...event.target.files]);
@@ -251,6 +255,21 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       drop.classList.remove("dfs3-over");
       this.add([...(event.dataTransfer?.files || [])]);
     });
+  }
+
+  /**
+   * The source's limits under the drop text, read with the chooser; its accept
+   * narrows the browser's file picker to the allowed types.
+   */
+  showLimits() {
+    const input = this.querySelector(".dfs3-input");
+    const types = acceptedTypes(this.getAttribute("accept"));
+    if (types.length) input.accept = types.join(",");
+    const limits = this.querySelector(".dfs3-limits");
+    limits.textContent = limitsText(Number(this.getAttribute("max-file-size")), types);
+    limits.hidden = !limits.textContent;
+    limits.id = `dfs3-limits-${++limitsShown}`;
+    input.setAttribute("aria-describedby", limits.id);
   }
 
   /** Queue files for upload (also callable by embedding pages). */
@@ -464,6 +483,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     });
   }
 }
+
+// Ids for each element's limits line, unique on the page.
+let limitsShown = 0;
 
 /** A bar's value, and the words a screen reader reads for it: "24%, 10 MB of 42 MB". */
 function setProgress(bar, fraction, amount) {

@@ -332,7 +332,11 @@ async def test_download_of_html_is_an_attachment_never_inline(ds, bucket):
 @pytest.mark.parametrize(
     "config, body, message",
     [
-        ({"max_file_size": 100}, {"size": 101}, "File is too large: 101 bytes"),
+        (
+            {"max_file_size": 100},
+            {"size": 101},
+            "File is too large: 101 B, this source accepts at most 100 B",
+        ),
         ({"allowed_content_types": ["image/*"]}, {"content_type": "text/plain", "size": 5}, "not allowed"),
     ],
 )
