@@ -14,7 +14,7 @@ import time
 
 from datasette import Forbidden, NotFound, Response
 
-from . import files_bridge, multipart, tickets
+from . import files_bridge, multipart, serve_options, tickets
 from .errors import SourceNotFound, UploadRejected
 from .http import actor_id, authorized_storage, read_json_body, s3_storage
 from .responses import json_api, unframeable
@@ -60,6 +60,8 @@ def uploader_attributes(datasette, storage: S3Storage) -> dict[str, str]:
         "checksum": storage.config.checksum,
         # Shown on the page before anything is chosen; prepare still enforces both.
         "max-file-size": str(storage.config.max_file_size),
+        # The CORS fix the uploader shows, with this server's config file.
+        "cors-command": serve_options.cors_command(datasette, storage.source),
     }
     if storage.config.allowed_content_types:
         attributes["accept"] = ",".join(storage.config.allowed_content_types)

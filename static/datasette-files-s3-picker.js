@@ -51,7 +51,7 @@ async function uploadToBucket(picker, file, attributes) {
     resume: new ResumeStore(slug),
     threshold: Number(attributes["multipart-threshold"]),
     stallTimeout: STALL_TIMEOUT_MS,
-    corsHelp: (origin) => `datasette files-s3 cors ${slug} --origin ${origin} --apply`,
+    corsHelp: (origin) => `${attributes["cors-command"]} --origin ${origin} --apply`,
     checksums: attributes.checksum !== "none",
   });
   const status = picker._uploadStatus;

@@ -87,7 +87,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     // The source's defaults (config.py): with checksums a single POST is hashed
     // whole before it is sent, so files go multipart sooner.
     const threshold = Number(this.getAttribute("multipart-threshold")) || (checksums ? 16 : 64) * MIB;
-    const corsHelp = (origin) => `datasette files-s3 cors ${source} --origin ${origin} --apply`;
+    // The server's command names its config file (-c): without it the command finds no source.
+    const corsCommand = this.getAttribute("cors-command") || `datasette files-s3 cors ${source}`;
+    const corsHelp = (origin) => `${corsCommand} --origin ${origin} --apply`;
     // An explicit parallel-files holds for small files too.
     const parallelFiles = Number(this.getAttribute("parallel-files"));
     this.scheduler = new UploadScheduler({

@@ -53,6 +53,7 @@ async def test_table_with_a_file_column_loads_the_take_over_for_s3_sources(make_
                 "multipart-threshold": str(5 * 1024**2),
                 "checksum": "sha256",
                 "max-file-size": str(5 * 1024**4),
+                "cors-command": "datasette files-s3 cors direct",
             }
         }
     }
