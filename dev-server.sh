@@ -151,17 +151,21 @@ PY
 "$BIN/datasette" files-s3 cleanup "$SOURCE" -c "$CONFIG" --lifecycle >"$STATE/lifecycle.log"
 echo "Bucket $BUCKET ready; CORS allows $ORIGIN and http://localhost:$PORT"
 
-"$BIN/datasette" serve --memory -c "$CONFIG" --internal "$STATE/internal.db" \
-  -h 127.0.0.1 -p "$PORT" --root >"$STATE/datasette.log" 2>&1 &
+# A sign-in link that works every time (Datasette's --root link works once):
+# scripts/dev_server_plugins/dev_sign_in.py checks this run's key.
+DEV_SIGN_IN_KEY=$("$BIN/python" -c 'import secrets; print(secrets.token_hex(16))')
+DEV_SIGN_IN_KEY="$DEV_SIGN_IN_KEY" "$BIN/datasette" serve --memory -c "$CONFIG" --internal "$STATE/internal.db" \
+  --plugins-dir scripts/dev_server_plugins -h 127.0.0.1 -p "$PORT" >"$STATE/datasette.log" 2>&1 &
 DATASETTE=$!
 CHILDREN+=($DATASETTE)
 wait_for "$ORIGIN/-/versions.json" "$DATASETTE" 60
-SIGN_IN=$(grep -o "http://[^ ]*/-/auth-token?token=[0-9a-f]*" "$STATE/datasette.log" | tail -n 1)
+SIGN_IN="$ORIGIN/-/dev-sign-in?key=$DEV_SIGN_IN_KEY"
 
 cat <<TEXT
 
 Datasette is running on $ORIGIN (its log: $STATE/datasette.log). Open:
   sign in as root:  $SIGN_IN
+                    (works every time, in any browser, until Ctrl-C)
   upload files:     $ORIGIN/-/files-s3/upload/$SOURCE
   list files:       $ORIGIN/-/files
 Check the bucket from another terminal, in this directory${KEYS_NOTE:-}:

@@ -109,7 +109,7 @@ def test_dev_server_prints_links_that_work(dev_server):
     _, text, ports = dev_server
     origin = f"http://127.0.0.1:{ports['PORT']}"
     sign_in = re.search(r"sign in as root: +(\S+)", text).group(1)
-    assert sign_in.startswith(f"{origin}/-/auth-token?token=")
+    assert sign_in.startswith(f"{origin}/-/dev-sign-in?key=")
     with httpx.Client() as browser:
         signed_in = browser.get(sign_in)
         assert signed_in.status_code == 302 and "ds_actor" in browser.cookies
@@ -117,6 +117,21 @@ def test_dev_server_prints_links_that_work(dev_server):
             page = browser.get(re.search(rf"{label}: +(\S+)", text).group(1))
             assert page.status_code == 200, (label, page.status_code)
         assert "<datasette-files-s3-upload" in browser.get(f"{origin}/-/files-s3/upload/s3-files").text
+
+
+def test_the_sign_in_link_works_again_without_a_restart(dev_server):
+    """A second browser (or the same one, signed out) signs in with the same link;
+    a link with another key signs nobody in."""
+    _, text, ports = dev_server
+    sign_in = re.search(r"sign in as root: +(\S+)", text).group(1)
+    for _ in range(2):
+        with httpx.Client() as browser:
+            assert browser.get(sign_in).status_code == 302 and "ds_actor" in browser.cookies
+            actor = browser.get(f"http://127.0.0.1:{ports['PORT']}/-/actor.json").json()["actor"]
+            assert actor == {"id": "root"}
+    with httpx.Client() as stranger:
+        refused = stranger.get(re.sub(r"key=\w+", "key=0123456789abcdef", sign_in))
+        assert refused.status_code == 403 and "ds_actor" not in stranger.cookies
 
 
 def test_printed_doctor_command_works_from_another_terminal(dev_server):
