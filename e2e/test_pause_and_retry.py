@@ -176,3 +176,35 @@ def test_failed_single_request_upload_retries(page, site, browser_s3, tmp_path):
     file_id = row.get_attribute("data-file-id")
     key = f"uploads/{file_id.removeprefix('df-')}/small.bin"
     assert browser_s3.client().head_object(Bucket=site.bucket, Key=key)["ContentLength"] == 1000
+
+
+def test_retry_after_a_failed_complete_completes_without_sending_again(page, site, browser_s3, tmp_path):
+    """The bytes reached the bucket, complete was refused (403 here; a complete that
+    registered the file and lost every answer ends the same way): Retry completes
+    them, with no second prepare or POST, so the file is registered once."""
+    refused = []
+    sent = []
+
+    def refuse_the_first_complete(route):
+        if not refused:
+            refused.append(route.request.url)
+            route.fulfill(status=403, json={"ok": False, "errors": ["Permission denied (test)"]})
+        else:
+            route.continue_()
+
+    page.goto(PAGE)
+    page.on("request", lambda r: r.method == "POST" and not r.url.startswith(site.url) and sent.append(r.url))
+    page.route(re.compile(r"/-/complete$"), refuse_the_first_complete)
+    prepares = []
+    page.on("request", lambda r: r.url.endswith("/-/prepare") and prepares.append(r.url))
+    choose(page, make_file(tmp_path, "once.bin", 1000))
+    row = page.locator(".dfs3-file")
+    expect(row).to_have_attribute("data-status", "error", timeout=30_000)
+    assert refused and len(sent) == 1 and len(prepares) == 1
+    page.get_by_role("button", name="Retry once.bin").click()
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    assert len(sent) == 1 and len(prepares) == 1, (sent, prepares)
+    listing = browser_s3.client().list_objects_v2(Bucket=site.bucket).get("Contents", [])
+    assert [item["Key"].rsplit("/", 1)[1] for item in listing] == ["once.bin"]
+    file_id = row.get_attribute("data-file-id")
+    assert page.evaluate("id => fetch(`/-/files/${id}.json`).then(r => r.status)", file_id) == 200

@@ -412,6 +412,13 @@ export class FileUpload extends EventTarget {
 
   async uploadDirect() {
     const signal = this.controller.signal;
+    // A retry after the bytes reached the bucket completes them instead of sending
+    // them again: a complete that registered the file but whose answer never came
+    // back would otherwise leave the file registered twice.
+    if (this.unconfirmed) {
+      const file = await this.completeUnconfirmed(signal);
+      if (file) return file;
+    }
     this.sentBytes = 0; // one request: a run sends it all again
     const body = this.describeBody();
     // Signed into the policy or URL: the store refuses any other bytes, and
@@ -432,8 +439,26 @@ export class FileUpload extends EventTarget {
     }
     this.inFlight.delete(1);
     this.sentBytes = this.file.size;
+    this.unconfirmed = completion;
     const completed = await this.withRetries(() => this.api.complete(completion, signal));
+    this.unconfirmed = null;
     return completed.file;
+  }
+
+  /**
+   * Complete what an earlier run sent. Null when Datasette refuses that upload
+   * (its token expired, the object is not what was signed): send it afresh.
+   */
+  async completeUnconfirmed(signal) {
+    try {
+      const completed = await this.withRetries(() => this.api.complete(this.unconfirmed, signal));
+      this.unconfirmed = null;
+      return completed.file;
+    } catch (error) {
+      if (!(error instanceof UploadError) || !(error.status >= 400 && error.status < 500)) throw error;
+      this.unconfirmed = null;
+      return null;
+    }
   }
 
   /** The whole file in one request: a form POST with the signed fields, or a PUT of the bytes. */
