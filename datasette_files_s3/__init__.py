@@ -60,7 +60,7 @@ MULTIPART_STEPS = ("create", "sign", "parts", "complete", "abort")
 def register_routes():
     """Every route we serve. Ours come first: they take over datasette-files'
     upload API (and file views) for s3 sources, handing other sources back."""
-    from . import batch_views, multipart_views, proxy_upload, views
+    from . import batch_views, delete_views, multipart_views, proxy_upload, views
 
     return [
         (UPLOAD_API + r"/-/prepare$", views.upload_prepare),
@@ -72,6 +72,7 @@ def register_routes():
         (FILE + r"/-/delete$", views.file_delete),
         (FILE + r"/-/update$", views.file_update),
         (FILE + r"/download$", views.file_download),
+        (r"^/-/files-s3/delete/(?P<file_id>df-[a-z0-9]+)$", delete_views.confirm_page),
         (UPLOADER + r"$", multipart_views.upload_page),
         (UPLOADER + r"/-/bucket$", multipart_views.bucket_status),
         (UPLOADER + r"/-/prepare-batch$", batch_views.prepare_batch),
@@ -98,6 +99,14 @@ def extra_body_script(datasette, request, view_name, database, table):
         return await file_picker.picker_upload_script(datasette, request, database, table) or ""
 
     return inner
+
+
+@hookimpl
+def file_actions(datasette, actor, file, preview_bytes):
+    """Delete, in the actions menu of an s3 file's page, for actors with files-delete."""
+    from . import delete_views
+
+    return delete_views.delete_action(datasette, actor, file)
 
 
 @hookimpl

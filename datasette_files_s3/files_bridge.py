@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import datasette_files
 import datasette_files.base as datasette_files_base
 from datasette import Response
-from datasette_files import FileSourceResource
+from datasette_files import FileResource, FileSourceResource
 
 from .config import SECRET_OPTIONS, safe_url
 
@@ -105,6 +105,11 @@ def icon_response(request, filename: str, content_type: str) -> Response:
 async def can_upload(datasette, actor, source: str) -> bool:
     """Whether the actor holds files-upload on the source."""
     return await datasette.allowed(action="files-upload", resource=FileSourceResource(source), actor=actor)
+
+
+async def can_delete(datasette, actor, source: str, file_id: str) -> bool:
+    """Whether the actor holds files-delete on the file."""
+    return await datasette.allowed(action="files-delete", resource=FileResource(source, file_id), actor=actor)
 
 
 async def can_browse(datasette, actor, source: str) -> bool:

@@ -15,7 +15,7 @@ import time
 from datasette import Forbidden, Response
 from datasette.utils.asgi import Request
 
-from . import files_bridge, single_upload, tickets, uploads
+from . import delete_views, files_bridge, single_upload, tickets, uploads
 from .around_upstream_views import limited_reads_at_most, whole_reads_refused
 from .errors import UploadRejected
 from .http import (
@@ -237,7 +237,9 @@ def storage_errors_as_json(stock_view):
     return wrapper
 
 
-file_delete = post_only(storage_errors_as_json(files_bridge.stock_file_delete))
+file_delete = post_only(
+    delete_views.answer_forms_with_a_page(storage_errors_as_json(files_bridge.stock_file_delete))
+)
 
 # GET shows datasette-files' CSV import page, POST starts an import: both read
 # the whole file, which S3Storage.read_file bounds by max_read_size (a 413 here).

@@ -83,6 +83,12 @@ def test_file_source_resource_is_importable():
     assert files_bridge.FileSourceResource("x").parent == "x"
 
 
+def test_file_resource_is_importable():
+    """can_delete asks for files-delete on one file (the file page's Delete)."""
+    resource = files_bridge.FileResource("x", "df-1")
+    assert (resource.parent, resource.child) == ("x", "df-1")
+
+
 async def test_registries_are_filled_with_our_storage_and_source_id(ds):
     storage = files_bridge.storage_for("s3files")
     assert isinstance(storage, S3Storage)
