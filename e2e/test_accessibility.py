@@ -75,7 +75,14 @@ def test_status_region_reads_out_uploaded_failed_and_retrying(page, tmp_path):
             route.continue_()
             return
         answered_503.append(route.request.url)
-        route.fulfill(status=503, content_type="application/json", body='{"ok": false, "errors": ["busy"]}')
+        # Retry-After holds the wait open for a few frames: a backoff's full jitter
+        # can be a millisecond, shorter than the frame that would draw it.
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "2"},
+            content_type="application/json",
+            body='{"ok": false, "errors": ["busy"]}',
+        )
 
     page.goto(PAGE)
     record_announcements(page)
