@@ -110,6 +110,14 @@ def file_actions(datasette, actor, file, preview_bytes):
 
 
 @hookimpl
+def extra_css_urls(datasette, request):
+    """The bundled uploader's stylesheet on the datasette-files pages it takes over."""
+    from . import multipart_views
+
+    return multipart_views.uploader_stylesheet(datasette, request)
+
+
+@hookimpl
 def register_commands(cli):
     """Add `datasette files-s3`: sources, cors, doctor and cleanup."""
     from .cli import files_s3

@@ -195,6 +195,21 @@ async def bucket_status(request, datasette):
 STOCK_UPLOAD_PAGES = ("/-/files/source/", "/-/files/upload/")
 
 
+def swapped_stock_page(request) -> tuple[str, S3Storage] | None:
+    """(prefix, storage) when `request` is datasette-files' upload or source page
+    of an s3 source whose uploader we swap for ours, else None. Sources with
+    direct_uploads: false keep the stock element (its proxy flow)."""
+    if request is None:
+        return None
+    prefix = next((p for p in STOCK_UPLOAD_PAGES if request.path.startswith(p)), None)
+    if prefix is None:
+        return None
+    storage = files_bridge.storage_for(request.path.removeprefix(prefix).split("/")[0])
+    if not isinstance(storage, S3Storage) or not storage.config.direct_uploads:
+        return None
+    return prefix, storage
+
+
 def uploader_swap_script(datasette, request) -> str | None:
     """On datasette-files' upload page and source page of an s3 source, our
     uploader in place of the stock `<datasette-file-upload>`.
@@ -204,19 +219,18 @@ def uploader_swap_script(datasette, request) -> str | None:
     Datasette's extra_body_script hook. This classic script runs before the
     page's module scripts, so the stock element is replaced before it is ever
     upgraded; only where it is shown, i.e. when the actor may upload there.
-    Sources with direct_uploads: false keep the stock element (its proxy flow).
+    On the source page, source-page.js adds each uploaded file to its listing.
     """
-    if request is None:
+    swapped = swapped_stock_page(request)
+    if swapped is None:
         return None
-    prefix = next((p for p in STOCK_UPLOAD_PAGES if request.path.startswith(p)), None)
-    if prefix is None:
-        return None
-    source = request.path.removeprefix(prefix).split("/")[0]
-    storage = files_bridge.storage_for(source)
-    if not isinstance(storage, S3Storage) or not storage.config.direct_uploads:
-        return None
+    prefix, storage = swapped
     attributes = uploader_attributes(datasette, storage)
-    module = datasette.urls.static_plugins("datasette_files_s3", "datasette-files-s3-upload.js")
+    modules = ["datasette-files-s3-upload.js"] + (["source-page.js"] if prefix == "/-/files/source/" else [])
+    imports = "".join(
+        "import(" + js_literal(datasette.urls.static_plugins("datasette_files_s3", module)) + ");"
+        for module in modules
+    )
     return (
         "document.querySelectorAll('datasette-file-upload').forEach(el => {"
         "const ours = document.createElement('datasette-files-s3-upload');"
@@ -224,8 +238,17 @@ def uploader_swap_script(datasette, request) -> str | None:
         + js_literal(attributes)
         + ")) ours.setAttribute(name, value);"
         "el.replaceWith(ours); });"
-        "if (document.querySelector('datasette-files-s3-upload')) import(" + js_literal(module) + ");"
+        "if (document.querySelector('datasette-files-s3-upload')) {" + imports + "}"
     )
+
+
+def uploader_stylesheet(datasette, request) -> list[str]:
+    """The uploader's stylesheet in the <head> of the stock pages we swap: it
+    reserves the uploader's space before its module runs (no layout shift) and
+    lets datasette-files' listing wrap at phone widths."""
+    if swapped_stock_page(request) is None:
+        return []
+    return [datasette.urls.static_plugins("datasette_files_s3", "datasette-files-s3-upload.css")]
 
 
 def js_literal(value) -> str:

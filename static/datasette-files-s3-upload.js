@@ -14,14 +14,19 @@ import { discardUnfinished, findUnfinished } from "./unfinished-uploads.js";
 import { ScreenWakeLock } from "./wake-lock.js";
 
 const MIB = 1024 * 1024;
+// A finished batch of up to this many uploaded files keeps their rows; more fold into the summary.
+const FOLD_AFTER = 5;
 
 const STYLE = `
 datasette-files-s3-upload { display: block; font-size: 0.95em; }
 datasette-files-s3-upload [hidden] { display: none !important; }
-.dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center; }
+/* min-height: the space datasette-files-s3-upload.css reserves before this module runs. */
+.dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center;
+  box-sizing: border-box; min-height: 9em; }
 .dfs3-limits { color: #555; font-size: 0.9em; margin: 0.3em 0 0; }
 .dfs3-drop.dfs3-over { border-color: #2563eb; background: #eff6ff; }
 .dfs3-files { list-style: none; padding: 0; margin: 1em 0; }
+.dfs3-files:empty { display: none; }
 .dfs3-file { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.75em; margin-bottom: 0.5em; }
 .dfs3-file-head { display: flex; gap: 0.75em; align-items: baseline; }
 .dfs3-name { font-weight: 600; flex: 1; overflow-wrap: anywhere; }
@@ -34,7 +39,7 @@ datasette-files-s3-upload [hidden] { display: none !important; }
 .dfs3-file[data-status="error"] .dfs3-state { color: #b91c1c; font-weight: 600; }
 .dfs3-file[data-status="error"] progress { accent-color: #b91c1c; }
 .dfs3-file[data-status="cancelled"] progress { accent-color: #9ca3af; }
-.dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; }
+.dfs3-summary { border-top: 1px solid #ddd; padding-top: 0.5em; overflow-wrap: anywhere; }
 .dfs3-unfinished { border: 1px solid #f59e0b; background: #fffbeb; border-radius: 6px; padding: 0.5em 0.75em; margin-top: 1em; }
 .dfs3-unfinished ul { margin: 0.3em 0; padding-left: 1.2em; }
 .dfs3-status { ${VISUALLY_HIDDEN} }
@@ -457,6 +462,12 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.wakeLock.hold(this.uploads.some(running));
   }
 
+  /**
+   * The batch finished: a summary line links to the uploaded files. Past
+   * FOLD_AFTER of them, their rows fold into it and the links go behind a
+   * "Show", so 50 files do not leave 50 rows and 50 links. Failed rows stay,
+   * with their Retry. Clear removes the summary and the rows that need nothing more.
+   */
   summarize() {
     const done = this.uploads.filter((u) => u.status === "done");
     const failed = this.uploads.filter((u) => u.status === "error").length;
@@ -468,7 +479,9 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     summary.append(line);
     if (done.length) {
       const list = document.createElement("ul");
+      const fold = done.length > FOLD_AFTER;
       for (const upload of done) {
+        this.views.get(upload).row.hidden = fold;
         const item = document.createElement("li");
         const link = document.createElement("a");
         link.href = upload.result.url;
@@ -476,13 +489,42 @@ export class DatasetteFilesS3Upload extends HTMLElement {
         item.append(link);
         list.append(item);
       }
-      summary.append(list);
+      if (fold) {
+        const more = document.createElement("details");
+        const label = document.createElement("summary");
+        label.textContent = `Show the ${done.length} uploaded files`;
+        more.append(label, list);
+        summary.append(more);
+      } else {
+        summary.append(list);
+      }
     }
+    const clear = document.createElement("button");
+    clear.type = "button";
+    clear.className = "dfs3-clear";
+    clear.textContent = "Clear";
+    clear.setAttribute("aria-label", "Clear the finished uploads from this list");
+    clear.addEventListener("click", () => this.clearFinished());
+    summary.append(clear);
     summary.hidden = false;
     this.updateTotal();
     this.emit("files-s3-uploads-finished", {
       results: this.uploads.map((u) => ({ name: u.file.name, status: u.status, file: u.result, error: u.error })),
     });
+  }
+
+  /** Remove the summary and the uploaded and cancelled rows; failed ones stay to be retried. */
+  clearFinished() {
+    const cleared = this.uploads.filter((u) => u.status === "done" || u.status === "cancelled");
+    for (const upload of cleared) {
+      this.views.get(upload).row.remove();
+      this.views.delete(upload);
+    }
+    this.scheduler.forget(cleared);
+    this.querySelector(".dfs3-summary").hidden = true;
+    this.querySelector(".dfs3-total").hidden = this.uploads.length === 0;
+    this.updateTotal();
+    this.querySelector(".dfs3-input").focus();
   }
 }
 

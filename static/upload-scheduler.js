@@ -128,6 +128,11 @@ export class UploadScheduler extends EventTarget {
     this.pump();
   }
 
+  /** Drop settled uploads from the list (the page cleared them): they no longer count in totals(). */
+  forget(settledUploads) {
+    this.uploads = this.uploads.filter((u) => !(u.settled && settledUploads.includes(u)));
+  }
+
   /** A run of an upload ended: settled, or paused (which waits for resume). */
   ended(upload) {
     if (upload.settled) this.settled(upload);
