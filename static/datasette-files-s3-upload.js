@@ -12,6 +12,7 @@ import { RequestQueue, STALL_TIMEOUT_MS } from "./upload-queue.js";
 import { SMALL_FILES_PARALLEL, UploadScheduler, sameFile } from "./upload-scheduler.js";
 import { discardUnfinished, findUnfinished } from "./unfinished-uploads.js";
 import { ScreenWakeLock } from "./wake-lock.js";
+import { filesFromDrop, relativePath } from "./dropped-folders.js";
 
 const MIB = 1024 * 1024;
 // A finished batch of up to this many uploaded files keeps their rows; more fold into the summary.
@@ -22,7 +23,7 @@ datasette-files-s3-upload { display: block; font-size: 0.95em; }
 datasette-files-s3-upload [hidden] { display: none !important; }
 /* min-height: the space datasette-files-s3-upload.css reserves before this module runs. */
 .dfs3-drop { border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center;
-  box-sizing: border-box; min-height: 9em; }
+  box-sizing: border-box; min-height: 10em; }
 .dfs3-limits { color: #555; font-size: 0.9em; margin: 0.3em 0 0; }
 .dfs3-drop.dfs3-over { border-color: #2563eb; background: #eff6ff; }
 .dfs3-files { list-style: none; padding: 0; margin: 1em 0; }
@@ -135,7 +136,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.onPageDrop ??= (event) => {
       if (event.defaultPrevented || !carriesFiles(event)) return;
       event.preventDefault();
-      this.add([...event.dataTransfer.files]);
+      filesFromDrop(event.dataTransfer).then((files) => this.add(files));
     };
     // Files pasted (a screenshot, files copied in a file manager) are added
     // too, unless they are pasted into something that takes them itself.
@@ -219,7 +220,8 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     this.innerHTML = `
       <style>${STYLE}</style>
       <div class="dfs3-drop">
-        <p>Drag files here, or <label><input type="file" multiple class="dfs3-input"></label></p>
+        <p>Drag files or folders here, or <label><input type="file" multiple class="dfs3-input"></label>
+          <button type="button" class="dfs3-choose-folder">Choose folder</button></p>
         <p class="dfs3-limits"></p>
       </div>
       <div class="dfs3-unfinished" hidden>
@@ -248,6 +250,14 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       this.add([...event.target.files]);
       event.target.value = "";
     });
+    // A folder's files, each with its path in the folder (webkitRelativePath).
+    // Its chooser is made on demand and never joins the page: the page's one
+    // file input stays the one that scripts and tests find.
+    this.querySelector(".dfs3-choose-folder").addEventListener("click", () => {
+      const folderInput = Object.assign(document.createElement("input"), { type: "file", webkitdirectory: true });
+      folderInput.addEventListener("change", () => this.add([...folderInput.files]));
+      folderInput.click();
+    });
     this.querySelector(".dfs3-cancel-all").addEventListener("click", () => this.cancelAll());
     this.querySelector(".dfs3-pause-all").addEventListener("click", () => this.batch("pauseAll", ".dfs3-resume-all"));
     this.querySelector(".dfs3-resume-all").addEventListener("click", () => this.batch("resumeAll", ".dfs3-pause-all"));
@@ -260,7 +270,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
     drop.addEventListener("drop", (event) => {
       event.preventDefault();
       drop.classList.remove("dfs3-over");
-      this.add([...(event.dataTransfer?.files || [])]);
+      filesFromDrop(event.dataTransfer).then((files) => this.add(files));
     });
   }
 
@@ -361,15 +371,15 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       <progress max="1" value="0"></progress>
       <div class="dfs3-detail"></div>
       <div class="dfs3-error" hidden></div>`;
-    row.querySelector(".dfs3-name").textContent = file.name;
-    row.querySelector("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
+    row.querySelector(".dfs3-name").textContent = shownName(file);
+    row.querySelector("progress").setAttribute("aria-label", `Upload progress of ${shownName(file)}`);
     const head = row.querySelector(".dfs3-file-head");
     for (const { name, label } of ROW_BUTTONS) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = `dfs3-${name}`;
       button.textContent = label;
-      button.setAttribute("aria-label", `${label} ${file.name}`);
+      button.setAttribute("aria-label", `${label} ${shownName(file)}`);
       head.append(button);
     }
     this.list.append(row);
@@ -422,7 +432,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
       if (!name.querySelector("a")) {
         const link = document.createElement("a");
         link.href = upload.result.url;
-        link.textContent = file.name;
+        link.textContent = shownName(file);
         name.replaceChildren(link);
       }
     }
@@ -485,7 +495,7 @@ export class DatasetteFilesS3Upload extends HTMLElement {
         const item = document.createElement("li");
         const link = document.createElement("a");
         link.href = upload.result.url;
-        link.textContent = upload.file.name;
+        link.textContent = shownName(upload.file);
         item.append(link);
         list.append(item);
       }
@@ -535,6 +545,11 @@ let limitsShown = 0;
 function setProgress(bar, fraction, amount) {
   bar.value = fraction;
   bar.setAttribute("aria-valuetext", `${Math.floor(fraction * 100)}%, ${amount}`);
+}
+
+/** A file's name as its row shows it: with its folders when it came in a folder ("photos/a.jpg"). */
+function shownName(file) {
+  return relativePath(file) || file.name;
 }
 
 /** A text field or editable region: a paste there is its own. */
