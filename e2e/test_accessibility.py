@@ -105,7 +105,7 @@ def test_enter_on_the_file_chooser_opens_the_picker(page):
     # that race on a busy machine, and the chooser opened unseen. Added before
     # the page loads, it is in place long before Enter.
     choosers = []
-    page.on("filechooser", choosers.append)
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
     page.goto(PAGE)
     page.locator(".dfs3-input").focus()
     expect(page.locator(".dfs3-input")).to_be_focused()
