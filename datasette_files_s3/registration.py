@@ -147,7 +147,8 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
                 "etag": (head.get("ETag") or "").strip('"'),
                 # Until then the signed POST or PUT could write the key again: downloads check it.
                 **({"writable_until": ticket.expires_at} if ticket.single_request else {}),
-            }
+            },
+            **({"relative_path": ticket.relative_path} if ticket.relative_path else {}),
         },
     )
     try:

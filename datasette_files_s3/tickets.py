@@ -20,6 +20,7 @@ from . import checksums, database, sizes
 from .config import CLOCK_SKEW_SECONDS, S3_MAX_SINGLE_UPLOAD, content_type_allowed
 from .errors import FolderMoved, TooManyUploads, UploadForbidden, UploadRejected
 from .keys import check_content_type, check_filename, new_file_id, path_for
+from .relative_paths import check_relative_path
 
 TOKEN_NAMESPACE = "datasette-files-s3-upload"
 # 2: the checksum has a field of its own (`checksummed`); version 1 tokens,
@@ -49,6 +50,7 @@ class UploadRequest:
     content_type: str
     size: int
     sha256: str | None = None  # base64, when the client sent the file's SHA-256
+    relative_path: str | None = None  # its path in an uploaded folder, kept in its metadata
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class UploadTicket:
     sha256: str | None = None  # base64: the whole object's, POST and PUT only
     # `s3://bucket/prefix/` the key was made under; a broker may move the source later.
     folder: str | None = None
+    relative_path: str | None = None  # relative_paths.py: kept in the file's metadata
 
     def __post_init__(self):
         # A plain "post" (from a token, or a test) becomes the member; anything else is a ValueError.
@@ -96,7 +99,10 @@ def parse_upload_request(data: dict) -> UploadRequest:
     sha256 = data.get("sha256")
     if sha256 is not None:
         sha256 = checksums.parse_sha256(sha256)
-    return UploadRequest(filename=filename, content_type=content_type, size=size, sha256=sha256)
+    relative_path = check_relative_path(data.get("relative_path"), filename)
+    return UploadRequest(
+        filename=filename, content_type=content_type, size=size, sha256=sha256, relative_path=relative_path
+    )
 
 
 def check_request_allowed(config, upload: UploadRequest, single_request: bool) -> None:
@@ -126,6 +132,7 @@ def new_ticket(source: str, upload: UploadRequest, actor_id: str | None, **detai
         content_type=upload.content_type,
         size=upload.size,
         actor_id=actor_id,
+        relative_path=upload.relative_path,
         **{"expires_at": 0.0, **details},
     )
 

@@ -5,7 +5,7 @@ one row, "photos · 0 B", that failed."""
 import httpx
 from playwright.sync_api import expect
 
-from e2e.page_helpers import PAGE
+from e2e.page_helpers import PAGE, wait_until
 
 # Chromium's entries for a dropped folder, built in the page: Playwright cannot
 # drag a folder in from the operating system, so the drop's DataTransfer gets
@@ -34,6 +34,20 @@ DROP_A_FOLDER = """() => {
 }"""
 
 
+def record_relative_paths(page):
+    """The relative_path each prepare (single, batched or multipart create) sent to Datasette."""
+    sent = []
+
+    def on_request(request):
+        if request.method == "POST" and ("/-/prepare" in request.url or "/multipart/create" in request.url):
+            body = request.post_data_json
+            for item in body.get("files", [body]) if isinstance(body, dict) else []:
+                sent.append(item.get("relative_path"))
+
+    page.on("request", on_request)
+    return sent
+
+
 def uploaded_rows(page, site, names):
     rows = page.locator(".dfs3-file")
     expect(rows).to_have_count(len(names), timeout=30_000)
@@ -43,10 +57,13 @@ def uploaded_rows(page, site, names):
 
 
 def test_a_dropped_folder_uploads_its_files_with_their_paths(page, site):
+    sent = record_relative_paths(page)
     page.goto(PAGE)
     expect(page.locator(".dfs3-drop")).to_be_visible()
     page.evaluate(DROP_A_FOLDER)
     rows = uploaded_rows(page, site, ["photos/a.txt", "photos/2024/b.txt"])
+    # Kept in each file's metadata (tests/test_relative_paths.py checks the server's side).
+    assert sorted(sent) == ["photos/2024/b.txt", "photos/a.txt"]
     file_id = rows.filter(has_text="photos/2024/b.txt").get_attribute("data-file-id")
     info = httpx.get(f"{site.url}/-/files/{file_id}.json").json()
     assert info["filename"] == "b.txt" and info["size"] == len("second")
@@ -57,9 +74,14 @@ def test_choose_folder_uploads_a_folders_files(page, site, tmp_path):
     (folder / "2024").mkdir(parents=True)
     (folder / "summary.txt").write_text("summary")
     (folder / "2024" / "q1.txt").write_text("first quarter")
+    sent = record_relative_paths(page)
+    # Listening before the page loads: a listener added just before the click
+    # can lose the race to Chromium's chooser (see e2e/test_accessibility.py).
+    choosers = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
     page.goto(PAGE)
-    button = page.get_by_role("button", name="Choose folder")
-    with page.expect_file_chooser() as chooser:
-        button.click()
-    chooser.value.set_files(str(folder))
+    page.get_by_role("button", name="Choose folder").click()
+    wait_until(page, lambda: choosers)
+    choosers[0].set_files(str(folder))
     uploaded_rows(page, site, ["reports/summary.txt", "reports/2024/q1.txt"])
+    assert sorted(sent) == ["reports/2024/q1.txt", "reports/summary.txt"]

@@ -6,6 +6,7 @@
 // Which file starts when is upload-scheduler.js; sending, retrying and reading
 // errors is upload-queue.js; drawing is the element.
 
+import { relativePath } from "./dropped-folders.js";
 import { BatchedEndpoint } from "./batch-requests.js";
 import { sha256Base64 } from "./checksums.js";
 import { UploadError, cancelledError, postJSON, retryReason, sendToBucket, withRetries } from "./upload-queue.js";
@@ -375,6 +376,8 @@ export class FileUpload extends EventTarget {
       filename: this.file.name,
       content_type: this.file.type || "application/octet-stream",
       size: this.file.size,
+      // Kept in the file's metadata, for a file of a dropped or chosen folder.
+      ...(relativePath(this.file) && { relative_path: relativePath(this.file) }),
     };
   }
 
