@@ -3,6 +3,7 @@ files, each row showing its path in the folder; before, a dropped folder was
 one row, "photos · 0 B", that failed."""
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from e2e.page_helpers import PAGE, wait_until
@@ -11,7 +12,7 @@ from e2e.page_helpers import PAGE, wait_until
 # drag a folder in from the operating system, so the drop's DataTransfer gets
 # these `items` (the FileSystemEntry API a real folder drop gives), and its
 # `files` what Chromium lists for a folder: one empty file named for it.
-DROP_A_FOLDER = """() => {
+DROP_A_FOLDER = """(target) => {
     const fileEntry = (path, text) => ({
         isFile: true, isDirectory: false, fullPath: path,
         file: (resolve) => resolve(new File([text], path.split("/").pop(), {type: "text/plain"})),
@@ -29,7 +30,7 @@ DROP_A_FOLDER = """() => {
     const transfer = new DataTransfer();
     transfer.items.add(new File([], "photos"));
     Object.defineProperty(transfer, "items", {value: [{kind: "file", webkitGetAsEntry: () => photos}]});
-    document.querySelector(".dfs3-drop").dispatchEvent(
+    document.querySelector(target).dispatchEvent(
         new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
 }"""
 
@@ -56,11 +57,13 @@ def uploaded_rows(page, site, names):
     return rows
 
 
-def test_a_dropped_folder_uploads_its_files_with_their_paths(page, site):
+# On the drop zone, and anywhere else on the page.
+@pytest.mark.parametrize("target", [".dfs3-drop", "h1"])
+def test_a_dropped_folder_uploads_its_files_with_their_paths(page, site, target):
     sent = record_relative_paths(page)
     page.goto(PAGE)
     expect(page.locator(".dfs3-drop")).to_be_visible()
-    page.evaluate(DROP_A_FOLDER)
+    page.evaluate(DROP_A_FOLDER, target)
     rows = uploaded_rows(page, site, ["photos/a.txt", "photos/2024/b.txt"])
     # Kept in each file's metadata (tests/test_relative_paths.py checks the server's side).
     assert sorted(sent) == ["photos/2024/b.txt", "photos/a.txt"]
