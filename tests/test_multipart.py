@@ -1,6 +1,5 @@
 """Pure multipart logic: part planning at S3's edges, sign-request checks, completion checks."""
 
-
 import pytest
 
 from datasette_files_s3 import multipart, tickets

@@ -6,7 +6,9 @@ import pytest
 from tests.helpers import actor_cookies
 
 SWAP = "document.createElement('datasette-files-s3-upload')"
-STYLESHEET = '<link rel="stylesheet" href="/-/static-plugins/datasette_files_s3/datasette-files-s3-upload.css">'
+STYLESHEET = (
+    '<link rel="stylesheet" href="/-/static-plugins/datasette_files_s3/datasette-files-s3-upload.css">'
+)
 LISTING_MODULE = "source-page.js"
 
 
