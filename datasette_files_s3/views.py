@@ -146,14 +146,13 @@ async def prepared_answer(datasette, storage, data: dict, actor: str | None) -> 
     return answer
 
 
+# How to send the bytes: URL, method, headers and (for a POST) form fields.
+INSTRUCTION_FIELDS = ("upload_url", "upload_method", "upload_headers", "upload_fields")
+
+
 def instructions_json(instructions) -> dict:
-    """How to send the bytes: URL, method, headers and (for a POST) form fields."""
-    return {
-        "upload_url": instructions.upload_url,
-        "upload_method": instructions.upload_method,
-        "upload_headers": instructions.upload_headers,
-        "upload_fields": instructions.upload_fields,
-    }
+    """The UploadInstructions' INSTRUCTION_FIELDS, as the JSON answer carries them."""
+    return {field: getattr(instructions, field) for field in INSTRUCTION_FIELDS}
 
 
 @s3_sources_only(files_bridge.stock_upload_complete)
