@@ -44,13 +44,12 @@ def test_an_uploaded_file_joins_the_listing_without_a_reload(page, tmp_path):
 
 def test_the_drop_zone_appears_without_shifting_the_page(page, tmp_path):
     """The uploader's module is held until the page has painted, as on a slow
-    link: before, the drop zone then pushed everything below it down."""
+    link: before, the drop zone then pushed everything below it down.
+
+    What is checked is where the text below it sits before and after. (Chromium's
+    layout-shift entries were asserted empty too, but on a busy CI machine one
+    small shift from elsewhere on the page, 0.03, came and went between runs.)"""
     page.set_viewport_size(PHONE)
-    page.add_init_script(
-        """window.shifts = [];
-        new PerformanceObserver((list) => shifts.push(...list.getEntries().map((e) => e.value)))
-            .observe({type: "layout-shift", buffered: true});"""
-    )
     held = []
     page.route("**/datasette-files-s3-upload.js*", lambda route: held.append(route))
     page.goto(SOURCE_PAGE)
@@ -63,7 +62,6 @@ def test_the_drop_zone_appears_without_shifting_the_page(page, tmp_path):
     expect(page.locator(".dfs3-drop")).to_be_visible()
     page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     assert page.get_by_text("No files in this source.").bounding_box()["y"] == below
-    assert page.evaluate("shifts") == []
 
 
 def test_nothing_overflows_a_phone(page, tmp_path):
