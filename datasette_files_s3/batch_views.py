@@ -25,7 +25,7 @@ import json
 from datasette import Response
 
 from .errors import UploadRejected
-from .http import actor_id, authorized_storage, read_json_body
+from .http import actor_id, direct_storage, read_json_body
 from .responses import ANSWERED_ERRORS, error_answer, json_api
 from .views import completed_answer, prepared_answer
 
@@ -62,12 +62,7 @@ async def complete_batch(request, datasette):
 
 async def batch_from(request, datasette) -> tuple[object, list]:
     """The authorized source's storage and the body's list of files, or why the batch is refused."""
-    storage = await authorized_storage(request, datasette)
-    if not storage.config.direct_uploads:
-        raise UploadRejected(
-            f"Source '{storage.source}' takes uploads through Datasette (direct_uploads: false): "
-            f"prepare each file at /-/files/upload/{storage.source}/-/prepare"
-        )
+    storage = await direct_storage(request, datasette)
     data = await read_json_body(request, MAX_BATCH_BODY)
     files = data.get("files")
     if not isinstance(files, list) or not files:

@@ -48,6 +48,24 @@ async def authorized_storage(request, datasette) -> S3Storage:
     return storage
 
 
+async def direct_storage(request, datasette) -> S3Storage:
+    """The authorized source's storage, if browsers may send its files to the bucket.
+
+    `direct_uploads: false` is what an admin sets so that every upload goes
+    through Datasette (the README's answer to a store that does not enforce
+    POST policies): no part URL may open the bucket to browsers there.
+    """
+    storage = await authorized_storage(request, datasette)
+    if not storage.config.direct_uploads:
+        source = storage.source
+        raise UploadRejected(
+            f"Source '{source}' takes uploads through Datasette (direct_uploads: false), not "
+            f"straight to the bucket: upload at /-/files/upload/{source} "
+            f"(or prepare each file at /-/files/upload/{source}/-/prepare)"
+        )
+    return storage
+
+
 # --- request bodies -----------------------------------------------------------
 
 

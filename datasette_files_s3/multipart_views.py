@@ -15,8 +15,8 @@ import time
 from datasette import Forbidden, NotFound, Response
 
 from . import files_bridge, multipart, serve_options, tickets
-from .errors import SourceNotFound, UploadRejected
-from .http import actor_id, authorized_storage, read_json_body, s3_storage
+from .errors import SourceNotFound
+from .http import actor_id, direct_storage, read_json_body, s3_storage
 from .responses import json_api, unframeable
 from .storage import S3Storage
 from .thumbnails import thumbnail_quietly
@@ -66,23 +66,6 @@ def uploader_attributes(datasette, storage: S3Storage) -> dict[str, str]:
     if storage.config.allowed_content_types:
         attributes["accept"] = ",".join(storage.config.allowed_content_types)
     return attributes
-
-
-async def direct_storage(request, datasette) -> S3Storage:
-    """The authorized source's storage, if browsers may send its files to the bucket.
-
-    `direct_uploads: false` is what an admin sets so that every upload goes
-    through Datasette (the README's answer to a store that does not enforce
-    POST policies): no part URL may open the bucket to browsers there.
-    """
-    storage = await authorized_storage(request, datasette)
-    if not storage.config.direct_uploads:
-        source = storage.source
-        raise UploadRejected(
-            f"Source '{source}' takes uploads through Datasette (direct_uploads: false), not "
-            f"straight to the bucket: upload at /-/files/upload/{source}"
-        )
-    return storage
 
 
 async def ticket_from(request, datasette, data: dict):
