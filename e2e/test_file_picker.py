@@ -11,8 +11,8 @@ Which one a run drives is decided by what the installed datasette-files offers.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
+import os
 import re
 import sqlite3
 import uuid
@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from datasette_files_s3 import files_bridge
 from e2e.page_helpers import MIB, PartGate, make_file, wait_until
+from e2e.test_multipart_upload import composite_hash, file_parts, sha256_file
 from tests.fault_injection import FlakyS3Proxy
 from tests.live_servers import DatasetteProcess, live_config
 
@@ -104,6 +105,14 @@ def row_attachment(site) -> str:
     return rows[0]["attachment"]
 
 
+def recorded_after_storing(site, browser_s3, file_id: str, path) -> str | None:
+    """Assert the bucket holds the file's bytes under its id; the content_hash Datasette recorded."""
+    key = f"uploads/{file_id.removeprefix('df-')}/{os.path.basename(path)}"
+    stored = browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read()
+    assert stored == open(path, "rb").read()
+    return httpx.get(f"{site.url}/-/files/{file_id}.json").json()["content_hash"]
+
+
 def sent(page) -> list[tuple[str, str]]:
     """(method, url) of every request the page makes, as they are made."""
     requests = []
@@ -126,11 +135,7 @@ def test_picker_upload_goes_to_the_bucket_with_its_sha256(page, site, browser_s3
     assert "POST /-/files/upload/s3files/-/complete" in datasette_posts
     assert not any(line.endswith("/-/upload") or "/-/upload?" in line for line in datasette_posts)
 
-    content = open(path, "rb").read()
-    key = f"uploads/{file_id.removeprefix('df-')}/picked.bin"
-    assert browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read() == content
-    info = httpx.get(f"{site.url}/-/files/{file_id}.json").json()
-    assert info["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
+    assert recorded_after_storing(site, browser_s3, file_id, path) == "sha256:" + sha256_file(path)
 
 
 def test_picker_upload_over_the_threshold_goes_in_parts(page, site, browser_s3, tmp_path):
@@ -146,14 +151,8 @@ def test_picker_upload_over_the_threshold_goes_in_parts(page, site, browser_s3, 
     datasette_posts = [line for line in site.requests_logged() if line.startswith("POST ")]
     assert "POST /-/files-s3/upload/s3files/-/multipart/complete" in datasette_posts
 
-    content = open(path, "rb").read()
-    key = f"uploads/{file_id.removeprefix('df-')}/picked-big.bin"
-    assert browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read() == content
-    parts = [content[i : i + THRESHOLD] for i in range(0, len(content), THRESHOLD)]
-    digests = b"".join(hashlib.sha256(part).digest() for part in parts)
-    composite = f"sha256-composite:{hashlib.sha256(digests).hexdigest()}-{len(parts)}"
-    expected = composite if browser_s3.reports_checksums else None
-    assert httpx.get(f"{site.url}/-/files/{file_id}.json").json()["content_hash"] == expected
+    expected = composite_hash(file_parts(path, THRESHOLD)) if browser_s3.reports_checksums else None
+    assert recorded_after_storing(site, browser_s3, file_id, path) == expected
 
 
 @pytest.mark.parametrize("site", [{"refuse_posts": True}], indirect=True)
@@ -166,11 +165,7 @@ def test_picker_upload_to_a_store_that_refuses_post_goes_as_a_put(page, site, br
     assert file_id.startswith("df-")
     # The refused POST, then the same key's presigned PUT.
     assert [method for method, url in requests if url.startswith(site.s3_url)] == ["POST", "PUT"]
-    content = open(path, "rb").read()
-    key = f"uploads/{file_id.removeprefix('df-')}/picked.txt"
-    assert browser_s3.client().get_object(Bucket=site.bucket, Key=key)["Body"].read() == content
-    info = httpx.get(f"{site.url}/-/files/{file_id}.json").json()
-    assert info["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
+    assert recorded_after_storing(site, browser_s3, file_id, path) == "sha256:" + sha256_file(path)
 
 
 def test_closing_the_picker_mid_upload_aborts_the_upload(page, site, browser_s3, tmp_path):
