@@ -65,34 +65,42 @@ def memory_table(results: dict, sizes: list[int], paths: list[tuple[str, str]]) 
 def metadata_table(metadata: dict) -> str:
     """prepare/complete rps and latency per concurrency, ours against 0.1a2."""
     lines = [
-        "| server | clients | prepare req/s | prepare p50 | prepare p99 "
-        "| complete req/s | complete p50 | complete p99 | failed requests |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | clients | prepare req/s | prepare p50 | prepare p99 | prepare CPU/req "
+        "| complete req/s | complete p50 | complete p99 | complete CPU/req | failed requests |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for server, levels in metadata.items():
         for clients, level in levels.items():
             if "error" in level:
-                lines.append(f"| {server} | {clients} | **failed**: {level['error']} |||||||")
+                lines.append(f"| {server} | {clients} | **failed**: {level['error']} |||||||||")
                 continue
             p, c = level["prepare"], level["complete"]
             lines.append(
                 f"| {server} | {clients} | {p['rps']:.0f} | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms "
-                f"| {c['rps']:.0f} | {c['p50_ms']:.1f} ms | {c['p99_ms']:.1f} ms "
-                f"| {p['failures'] + c['failures']} |"
+                f"| {cpu_per_request(p)} | {c['rps']:.0f} | {c['p50_ms']:.1f} ms | {c['p99_ms']:.1f} ms "
+                f"| {cpu_per_request(c)} | {p['failures'] + c['failures']} |"
             )
     return "\n".join(lines)
 
 
+def cpu_per_request(level: dict) -> str:
+    """The Datasette process's CPU per request (all its threads), or a dash when not measured."""
+    return "-" if level.get("cpu_ms") is None else f"{level['cpu_ms']:.2f} ms"
+
+
 def download_table(downloads: dict) -> str:
-    lines = ["| server | clients | requests/s | p50 | p99 | failures |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| server | clients | requests/s | p50 | p99 | Datasette CPU/req | failures |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for server, levels in downloads.items():
         for clients, level in levels.items():
             if "error" in level:
-                lines.append(f"| {server} | {clients} | **failed**: {level['error']} ||||")
+                lines.append(f"| {server} | {clients} | **failed**: {level['error']} |||||")
                 continue
             lines.append(
                 f"| {server} | {clients} | {level['rps']:.0f} | {level['p50_ms']:.1f} ms "
-                f"| {level['p99_ms']:.1f} ms | {level['failures']} |"
+                f"| {level['p99_ms']:.1f} ms | {cpu_per_request(level)} | {level['failures']} |"
             )
     return "\n".join(lines)
 

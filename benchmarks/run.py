@@ -58,6 +58,7 @@ DOWNLOAD_LEVELS = {1: 500, 16: 2000}
 FLOOR_LEVELS = {1: 500, 16: 2000, 64: 2000}
 PREPARE_FLOOR_TARGET = 0.5
 FLOOR = "floor: `GET /-/actor.json`, no plugin code"
+PERMISSION_FLOOR = "floor: `GET /-/settings.json` signed in: one `datasette.allowed` check, no plugin code"
 S3_HEAD = "floor: boto3 `head_object` to moto, no Datasette (complete pays one)"
 
 
@@ -312,13 +313,14 @@ class Bench:
         for name, (server, source, direct) in servers.items():
             meta[name], downloads[name] = {}, {}
             cookie = server.cookie_for()
+            pid = server.process.pid
             # Warm up: imports, connection pools, the credentials cache.
             asyncio.run(metadata.metadata_level(server.url, cookie, source, 4, 20, direct))
             file_ids: list[str] = []
             for clients_count, count in METADATA_LEVELS.items():
                 try:
                     prepare, complete, ids = asyncio.run(
-                        metadata.metadata_level(server.url, cookie, source, clients_count, count, direct)
+                        metadata.metadata_level(server.url, cookie, source, clients_count, count, direct, pid)
                     )
                     meta[name][clients_count] = {"prepare": asdict(prepare), "complete": asdict(complete)}
                     file_ids.extend(ids)
@@ -331,20 +333,28 @@ class Bench:
                 if not file_ids:
                     downloads[name][clients_count] = {"error": "no files registered"}
                     continue
-                level = asyncio.run(metadata.download_level(server.url, file_ids, clients_count, count))
+                level = asyncio.run(metadata.download_level(server.url, file_ids, clients_count, count, pid))
                 downloads[name][clients_count] = asdict(level)
                 log(f"download {name} x{clients_count}: p50 {level.p50_ms:.1f} ms")
-        # The same load on an endpoint no plugin touches: what any request costs here.
-        downloads[FLOOR], downloads[S3_HEAD] = {}, {}
+        # The same load on an endpoint no plugin touches: what any request costs
+        # here; and on one that makes exactly the one permission check prepare
+        # and complete make before any work of ours.
+        downloads[FLOOR], downloads[PERMISSION_FLOOR], downloads[S3_HEAD] = {}, {}, {}
         self.s3.put_object(Bucket=BUCKET, Key="head-probe", Body=metadata.SMALL_BODY)
         # As many pooled connections as the plugin's own client has (32), not boto3's 10.
         head_client = self.moto.client(max_pool_connections=32, request_checksum_calculation="when_required")
+        url, pid, cookie = self.ours.url, self.ours.process.pid, self.ours.cookie_for()
         for clients_count, count in FLOOR_LEVELS.items():
-            level = asyncio.run(metadata.floor_level(self.ours.url, clients_count, count))
+            level = asyncio.run(metadata.floor_level(url, clients_count, count, pid))
             downloads[FLOOR][clients_count] = asdict(level)
+            checked = asyncio.run(metadata.permission_floor_level(url, cookie, clients_count, count, pid))
+            downloads[PERMISSION_FLOOR][clients_count] = asdict(checked)
             head = metadata.s3_head_level(head_client, BUCKET, "head-probe", clients_count, count)
             downloads[S3_HEAD][clients_count] = asdict(head)
-            log(f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms; S3 HEAD p50 {head.p50_ms:.1f} ms")
+            log(
+                f"floor x{clients_count}: p50 {level.p50_ms:.1f} ms; one permission check p50 "
+                f"{checked.p50_ms:.1f} ms; S3 HEAD p50 {head.p50_ms:.1f} ms"
+            )
         return meta, downloads
 
 
@@ -398,12 +408,31 @@ def targets(results: dict, sizes: list[int], meta: dict, downloads: dict) -> lis
                 f"- prepare req/s / the floor's at {clients_count} clients: {share:.2f} "
                 f"(target >= {PREPARE_FLOOR_TARGET}): {'met' if share >= PREPARE_FLOOR_TARGET else 'NOT met'}"
             )
+        checked = downloads.get(PERMISSION_FLOOR, {}).get(clients_count)
+        if prepare and checked and checked["rps"]:
+            lines.append(
+                f"- prepare req/s / one permission check's (`/-/settings.json`) at {clients_count} clients: "
+                f"{prepare['rps'] / checked['rps']:.2f}" + cpu_shares(prepare, floor, checked)
+            )
     d = downloads.get("ours (direct)", {}).get(16, {})
     if "p50_ms" in d:
         lines.append(
             f"- download redirect p50 at 16 clients: {d['p50_ms']:.1f} ms (target < 5 ms): {'met' if d['p50_ms'] < 5 else 'NOT met'}"
         )
     return lines
+
+
+def cpu_shares(prepare: dict, floor: dict | None, checked: dict) -> str:
+    """Where prepare's CPU goes, from Datasette's CPU per request: what any request
+    costs (the floor), what a signed-in actor and the one permission check add,
+    and what is left for ours."""
+    if any(level is None or level.get("cpu_ms") is None for level in (prepare, floor, checked)):
+        return ""
+    return (
+        f"; Datasette CPU per request: prepare {prepare['cpu_ms']:.2f} ms = any request "
+        f"{floor['cpu_ms']:.2f} + signed-in actor and permission check {checked['cpu_ms'] - floor['cpu_ms']:.2f} "
+        f"+ the rest {prepare['cpu_ms'] - checked['cpu_ms']:.2f}"
+    )
 
 
 def main(argv=None) -> int:
@@ -476,7 +505,7 @@ def main(argv=None) -> int:
             "",
             report.metadata_table(meta),
             "",
-            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed), and two floors",
+            "### Download redirect (`GET /-/files/{id}/download`, redirect not followed), and three floors",
             "",
             report.download_table(downloads),
         ]
