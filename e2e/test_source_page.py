@@ -29,6 +29,8 @@ def test_an_uploaded_file_joins_the_listing_without_a_reload(page, tmp_path):
     listing = page.locator("table.files-listing tbody tr")
     expect(listing).to_have_count(1, timeout=30_000)
     expect(page.locator("p", has_text=re.compile(r"^1 file$"))).to_be_visible()
+    # The listing hears of the file at once; the row is drawn with the next progress step.
+    expect(page.locator(".dfs3-file")).to_have_attribute("data-status", "done")
     file_id = page.locator(".dfs3-file").get_attribute("data-file-id")
     expect(listing.locator("a")).to_have_attribute("href", f"/-/files/{file_id}")
     expect(listing).to_contain_text("first.txt")
