@@ -32,8 +32,8 @@ STARTED = """async ({ sizes, parallel, smallParallel }) => {
 @pytest.mark.parametrize(
     "sizes, options, started",
     [
-        ([4 * KIB] * 20, {}, 12),
-        ([256 * KIB] * 20, {}, 12),
+        ([4 * KIB] * 40, {}, 32),
+        ([256 * KIB] * 40, {}, 32),
         ([2 * MIB] * 20, {}, 3),
         # In order: a big file in flight keeps the default for the files after it.
         ([2 * MIB] + [4 * KIB] * 20, {}, 3),
