@@ -237,7 +237,7 @@ def make_files(directory: Path, count: int, size: int) -> list[Path]:
 class LinkBench:
     """The servers, proxy and browser of one run inside the namespace."""
 
-    def __init__(self, moto, datasette, datasette_front: str, store_front: str, browser):
+    def __init__(self, moto, datasette, datasette_front: str, store_front: str, browser, proxy_pid: int):
         self.moto = moto
         self.datasette = datasette
         self.datasette_front = datasette_front
@@ -253,6 +253,20 @@ class LinkBench:
             config=Config(s3={"addressing_style": "path"}, max_pool_connections=BOTO3_THREADS + 2),
         )
         self.direct = moto.client()
+        # Where each upload's CPU went. (Imported here: outside the namespace,
+        # `python benchmarks/link.py` has no `benchmarks` package to import from.)
+        from benchmarks.cpu_share import CpuMeter, chromium_processes
+
+        self.cpu = CpuMeter(
+            {
+                "Chromium": chromium_processes,
+                "Datasette": lambda: [datasette.process.pid],
+                "store (moto)": lambda: [moto.process.pid],
+                "delay proxy": lambda: [proxy_pid],
+                "this script (boto3)": lambda: [os.getpid()],
+            }
+        )
+        self.cpu_spent: dict[str, float] = {}
 
     def empty_bucket(self) -> None:
         for listing in self.direct.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -275,12 +289,15 @@ class LinkBench:
             page.evaluate(f"() => {{ window.__bench.expected = {len(files)}; }}")
             if before:
                 page.evaluate(before)
+            cpu_before = self.cpu.snapshot()
             page.set_input_files("datasette-files-s3-upload input[type=file]", [str(f) for f in files])
             deadline = time.monotonic() + RUN_TIMEOUT
             while (state := page.evaluate("() => window.__bench"))["end"] is None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the uploader did not finish {len(files)} files in {RUN_TIMEOUT} s")
                 page.wait_for_timeout(200)
+            # Before the context closes: its renderer's CPU goes with it.
+            self.cpu_spent = self.cpu.spent(cpu_before, self.cpu.snapshot())
         finally:
             context.close()
         if state["failed"]:
@@ -314,20 +331,24 @@ class LinkBench:
         paths = ["uploader", "boto3"]
         if before and len(files) > 1:
             paths.insert(1, "uploader_forced")
-        results = {}
+        results = {"cpu": {}}
         for path in paths:
             try:
                 if path == "uploader":
                     seconds = self.browser_upload(files)
                 elif path == "uploader_forced":
                     seconds = self.browser_upload(files, before)
-                elif len(files) == 1:
-                    seconds = self.boto3_upload_file(files[0])
                 else:
-                    seconds = self.boto3_put_objects(files)
+                    cpu_before = self.cpu.snapshot()
+                    if len(files) == 1:
+                        seconds = self.boto3_upload_file(files[0])
+                    else:
+                        seconds = self.boto3_put_objects(files)
+                    self.cpu_spent = self.cpu.spent(cpu_before, self.cpu.snapshot())
             finally:
                 self.empty_bucket()
             results[path] = seconds
+            results["cpu"][path] = self.cpu_spent
             log(f"{name} {path}: {seconds:.2f} s (load {os.getloadavg()[0]:.1f})")
         return results
 
@@ -359,6 +380,36 @@ def rows_for(link: Link, results: dict, workloads: list[tuple[str, int, int]]) -
             ]
         )
     return rows
+
+
+PATH_LABELS = {"uploader": "uploader", "uploader_forced": "uploader (compared)", "boto3": "boto3"}
+
+
+def cpu_rows(link: Link, results: dict, workloads) -> list[list[str]]:
+    """Per many-file workload and path: each part's CPU milliseconds per file, and
+    the files per second the machine's cores would allow at that cost."""
+    rows = []
+    for name, count, _ in workloads:
+        if count == 1:
+            continue
+        for path, spent in results[name]["cpu"].items():
+            total = sum(spent.values())
+            allowed = os.cpu_count() * count / total if total else float("inf")
+            rows.append(
+                [
+                    link.label,
+                    name,
+                    PATH_LABELS[path],
+                    *(f"{1000 * spent[part] / count:.1f}" for part in CPU_PARTS),
+                    f"{1000 * total / count:.1f}",
+                    f"{allowed:.0f} files/s",
+                    f"{count / results[name][path]:.1f} files/s",
+                ]
+            )
+    return rows
+
+
+CPU_PARTS = ["Chromium", "Datasette", "store (moto)", "delay proxy", "this script (boto3)"]
 
 
 def goal_lines(link: Link, results: dict, workloads) -> list[str]:
@@ -430,7 +481,7 @@ def inside(args) -> int:
         }
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            bench = LinkBench(moto, datasette, datasette_front, store_front, browser)
+            bench = LinkBench(moto, datasette, datasette_front, store_front, browser, proxy.pid)
             for link in links:
                 shape(link, [store_port, datasette_port])
                 log(f"link {link.label}")
@@ -477,6 +528,15 @@ def inside(args) -> int:
         ),
         "",
         "The link's payload rate is rate x 1448/1514; the ratio is boto3's time over the uploader's.",
+        "",
+        f"CPU milliseconds per file, by part, over each many-file upload ({os.cpu_count()} cores: "
+        "'CPU allows' is the files per second at which they would all be busy):",
+        "",
+        report.table(
+            ["link", "workload", "path", *CPU_PARTS, "total", "CPU allows", "measured"],
+            [row for link in links for row in cpu_rows(link, results[link], workloads)],
+        ),
+        "",
         *[line for link in links for line in goal_lines(link, results[link], workloads)],
     ]
     print("\n".join(lines))

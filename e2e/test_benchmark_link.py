@@ -56,9 +56,18 @@ def test_link_benchmark_runs_on_a_shaped_link(as_root):
     run = start_benchmark(as_root, *SMOKE)
     stdout, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr[-3000:]
-    rows = [line for line in stdout.splitlines() if line.startswith("| 100 Mbit/s, 40 ms RTT |")]
-    assert [row.split(" | ")[1] for row in rows] == ["1 x 2 MiB", "4 x 64 KiB", "6 x 4 KiB"]
-    assert "of link" in rows[0] and "files/s" in rows[1]
+    rows = [line.split(" | ") for line in stdout.splitlines() if line.startswith("| 100 Mbit/s, 40 ms RTT |")]
+    paths = ("uploader", "uploader (compared)", "boto3")
+    throughput = [row for row in rows if row[2] not in paths]
+    assert [row[1] for row in throughput] == ["1 x 2 MiB", "4 x 64 KiB", "6 x 4 KiB"]
+    assert "of link" in throughput[0][2] and "files/s" in throughput[1][2]
+    # Where the CPU went: a row per many-file workload and path.
+    cpu = [row for row in rows if row[2] in paths]
+    assert [row[1:3] for row in cpu] == [
+        [workload, path] for workload in ("4 x 64 KiB", "6 x 4 KiB") for path in paths
+    ]
+    uploader_total_ms = [float(row[-3]) for row in cpu if row[2] == "uploader"]
+    assert all(total > 0 for total in uploader_total_ms), cpu
     assert "- goal: big file >= 0.90 of the link" in stdout
     assert link_namespaces() <= before
 
