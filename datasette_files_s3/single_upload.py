@@ -6,6 +6,8 @@ preflight, and switches to PUT once the store has answered POST Object with
 is given both for the same key and falls back on its own; it then tells
 complete, and Datasette checks the 501 itself (a POST of its own, once per
 process) before the source switches: a client cannot flip a source by saying so.
+Once a POST has been confirmed on the source, the store is known to take POST
+Object and the PUT is no longer signed beside it (`note_post_accepted`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 
 from .doctor_probe import post_probe
 from .errors import FilesS3Error, UploadRejected
+from .s3_presign import SIGNED_PUT_CACHE_CONTROL
 
 NOT_IMPLEMENTED = 501
 PROBE_TIMEOUT = 10
@@ -25,6 +28,12 @@ def method_for(storage) -> str:
     if chosen == "auto":
         return "put" if storage.post_refused else "post"
     return chosen
+
+
+def signs_put_fallback(storage, accepts_put: bool) -> bool:
+    """Whether a POST is signed with a PUT for the same key beside it: for a client
+    that `accepts_put`, with `auto`, until a POST is known to have reached this store."""
+    return accepts_put and storage.config.upload_method == "auto" and not storage.post_accepted
 
 
 def refuse_form_uploader(storage) -> None:
@@ -48,3 +57,15 @@ async def note_post_refused(storage) -> None:
     except (FilesS3Error, httpx.HTTPError):
         return
     storage.post_refused = status == NOT_IMPLEMENTED
+
+
+def note_post_accepted(storage, head: dict) -> None:
+    """A POST ticket's object was confirmed: if the form POST wrote it, the store takes
+    POST Object, and that settles for good (R2 and B2 refuse every POST).
+
+    The object itself says which request wrote it, not the client: every PUT we
+    sign carries Cache-Control (SIGNED_PUT_CACHE_CONTROL), which the store keeps
+    and a POST's policy never names. An object without it came by the POST.
+    """
+    if head.get("CacheControl") != SIGNED_PUT_CACHE_CONTROL:
+        storage.post_accepted = True

@@ -87,8 +87,10 @@ class S3Storage(Storage):
         self.gateway: S3Gateway | None = None
         self._capabilities = s3_capabilities(None)
         self.bucket_check = BucketCheck()
-        # upload_method auto: the store answered POST Object with 501 (single_upload.py).
+        # upload_method auto: the store answered POST Object with 501, or a POST
+        # was confirmed here (single_upload.py).
         self.post_refused = False
+        self.post_accepted = False
 
     @property
     def credentials(self) -> CredentialsProvider | None:

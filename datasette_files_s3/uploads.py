@@ -45,7 +45,8 @@ async def plan_direct_upload(
 
     Returns (token, UploadInstructions, put_fallback): with `upload_method: auto`
     a client that `accepts_put` is also given a PUT for the same key, to send
-    should the store answer the POST with 501; otherwise put_fallback is None.
+    should the store answer the POST with 501, until a POST has been confirmed
+    on this source; otherwise put_fallback is None.
     """
     check_request_allowed(storage.config, upload, single_request=True)
     method = single_upload.method_for(storage)
@@ -67,7 +68,7 @@ async def plan_direct_upload(
     sign = storage.presigned_put if method == "put" else storage.presigned_post
     instructions, expires_at = await sign(*signing, sha256=sha256)
     put_fallback = None
-    if method == "post" and accepts_put and storage.config.upload_method == "auto":
+    if method == "post" and single_upload.signs_put_fallback(storage, accepts_put):
         put_fallback, put_expires_at = await storage.presigned_put(*signing, sha256=sha256)
         expires_at = max(expires_at, put_expires_at)
     ticket = replace(ticket, expires_at=expires_at)
@@ -93,9 +94,12 @@ async def confirm_upload(datasette, storage, ticket: UploadTicket):
     # policy's size range, an oversized one is refused below without reading it.
     if ticket.sha256 and checksums.store_value(head) is None and head.get("ContentLength") == ticket.size:
         head = {**head, "ChecksumSHA256": await sha256_read_back(storage, ticket.path)}
-    return await register_if_matching(
+    row = await register_if_matching(
         datasette, storage, ticket, head, "prepare the upload again", await acl_problems(storage, ticket.path)
     )
+    if ticket.kind == UploadKind.POST:
+        single_upload.note_post_accepted(storage, head)
+    return row
 
 
 async def sha256_read_back(storage, path: str) -> str:

@@ -111,6 +111,32 @@ async def test_auto_gives_a_post_and_the_same_keys_put(ds, bucket):
     assert "put_fallback" not in form_only
 
 
+async def test_auto_signs_no_put_fallback_once_a_post_is_confirmed(ds, bucket):
+    """A confirmed POST settles that the store takes POST Object: the PUT beside
+    every later POST would only cost a signature."""
+    cookies = actor_cookies(ds)
+    prepared = (await prepare(ds, cookies, size=len(CONTENT), accepts_put=True)).json()
+    assert "put_fallback" in prepared
+    post_to_bucket(prepared, CONTENT)
+    completed = await complete(ds, cookies, prepared["upload_token"])
+    assert completed.status_code == 201, completed.text
+    later = (await prepare(ds, cookies, size=3, accepts_put=True)).json()
+    assert later["upload_method"] == "POST"
+    assert "put_fallback" not in later
+
+
+async def test_a_post_tickets_key_written_by_its_put_fallback_keeps_the_fallback(ds, bucket, http):
+    """The object, not the client, tells which request wrote it: one sent by the
+    PUT fallback (as after a 501) proves nothing about POST, said or not."""
+    cookies = actor_cookies(ds)
+    prepared = (await prepare(ds, cookies, size=len(CONTENT), accepts_put=True)).json()
+    assert put_to_bucket(http, prepared["put_fallback"], CONTENT).status_code == 200
+    completed = await complete(ds, cookies, prepared["upload_token"])
+    assert completed.status_code == 201, completed.text
+    later = (await prepare(ds, cookies, size=3, accepts_put=True)).json()
+    assert later["put_fallback"]["upload_method"] == "PUT"
+
+
 async def test_a_put_key_written_again_before_its_url_expires_is_not_served(put_ds, bucket, http):
     """On a store that ignores If-None-Match (Ceph 16) the PUT URL can write the key
     again until it expires; downloads then compare size and ETag, as doctor's
