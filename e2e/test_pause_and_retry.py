@@ -11,6 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from e2e.accessibility import axe_violations
 from e2e.page_helpers import MIB, PAGE, PartGate, RequestGate, choose, make_file, wait_until
 from e2e.test_multipart_upload import PartLog, assert_object_is
 
@@ -143,6 +144,8 @@ def test_pause_all_and_resume_all(page, tmp_path):
     for n in range(2):
         expect(rows.nth(n)).to_have_attribute("data-status", "paused")
     expect(page.get_by_role("button", name="Resume all")).to_be_focused()
+    # Paused rows as a screen-reader user meets them (e2e/accessibility.py).
+    assert axe_violations(page) == []
     open_quietly(prepares)
     page.get_by_role("button", name="Resume all").click()
     for n in range(2):

@@ -10,6 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from e2e.accessibility import axe_violations
 from e2e.page_helpers import MIB, PAGE, PartGate, RequestGate, choose, make_file, wait_until
 from e2e.test_multipart_upload import PartLog, assert_object_is
 
@@ -68,6 +69,8 @@ def test_reload_lists_unfinished_uploads_and_a_drop_anywhere_continues_them(
     expect(unfinished.locator("li")).to_have_count(1)
     expect(unfinished.locator("li")).to_contain_text("medium.bin · 42 MB · 10 MB already in the bucket")
     expect(page.get_by_role("button", name="Discard the unfinished upload of medium.bin")).to_be_visible()
+    # The list as a screen-reader user meets it (e2e/accessibility.py).
+    assert axe_violations(page) == []
     assert page.evaluate("key => localStorage.getItem(key)", expired_key) is None
     log.finished.clear()
     with page.expect_response(lambda r: r.url.endswith("/multipart/create")) as created:
