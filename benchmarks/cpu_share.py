@@ -45,15 +45,18 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def chromium_processes() -> list[int]:
-    """The Chromium processes this process started (through Playwright's driver)."""
+def chromium_processes(renderers: bool) -> list[int]:
+    """The Chromium processes this process started (through Playwright's driver):
+    the renderers, where the page runs, or the others (the browser process, its
+    network service and GPU process)."""
     pids = []
     for pid in descendants(os.getpid()):
         try:
-            if b"chromium" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
+        if b"chromium" in command and (b"--type=renderer" in command) == renderers:
+            pids.append(pid)
     return pids
 
 
