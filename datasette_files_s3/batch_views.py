@@ -80,8 +80,8 @@ async def batch_from(request, datasette) -> tuple[object, list]:
 async def each_file(datasette, files: list, answer_one) -> list[dict]:
     """Each file's answer, in order; a file's error becomes its own answer, not the batch's.
 
-    The files run concurrently: their pending rows share one write
-    (database.PendingRecorder) and their HEADs the gateway's thread pool.
+    The files run concurrently: their pending rows, and their registrations,
+    share writes (database.GroupedWrites) and their HEADs the gateway's thread pool.
     """
 
     async def one(index: int, data) -> dict:

@@ -1,5 +1,6 @@
-"""Pending-upload rows: written before a token is handed out, in shared writes
-under load, and a failed write refuses the upload instead of signing it."""
+"""Pending-upload rows and registrations: pending rows written before a token
+is handed out, both in shared writes under load, and a failed write refuses
+the upload instead of signing it."""
 
 import asyncio
 import json
@@ -9,7 +10,9 @@ import httpx
 from datasette.database import QueryInterrupted
 from datasette.utils.asgi import Request
 
-from datasette_files_s3 import database, responses, tickets
+from datasette_files_s3 import database, files_bridge, responses, tickets
+from datasette_files_s3.errors import AlreadyCompleted
+from datasette_files_s3.registration import register
 from tests.helpers import actor_cookies, complete, post_to_bucket, prepare
 
 PENDING = database.PENDING_TABLE
@@ -27,15 +30,7 @@ def ticket(n: int) -> tickets.UploadTicket:
 
 async def test_concurrent_records_share_one_write_and_every_row_lands(ds):
     internal = ds.get_internal_database()
-    trips = []
-    real_write = internal.execute_write_fn
-
-    async def counting_write(fn, *args, **kwargs):
-        # A spy, not a mock: the write still goes to the real write thread.
-        trips.append(fn)
-        return await real_write(fn, *args, **kwargs)
-
-    internal.execute_write_fn = counting_write
+    trips = counted_write_trips(ds)
     tickets = [ticket(n) for n in range(20)]
     await asyncio.gather(*(database.record_pending(ds, t) for t in tickets))
     assert await pending_ids(ds) == {t.file_id for t in tickets}
@@ -45,6 +40,53 @@ async def test_concurrent_records_share_one_write_and_every_row_lands(ds):
         (await internal.execute(f"SELECT * FROM {PENDING} WHERE file_id = ?", [tickets[7].file_id])).first()
     )
     assert (row["path"], row["size"], row["actor_id"]) == (tickets[7].path, 8, "alice")
+
+
+def counted_write_trips(ds) -> list:
+    """The trips to the internal database's write thread from now on. A spy, not
+    a mock: every write still goes to the real write thread."""
+    internal = ds.get_internal_database()
+    trips = []
+    real_write = internal.execute_write_fn
+
+    async def counting_write(fn, *args, **kwargs):
+        trips.append(fn)
+        return await real_write(fn, *args, **kwargs)
+
+    internal.execute_write_fn = counting_write
+    return trips
+
+
+def registration(ds, t: tickets.UploadTicket):
+    """Register a ticket's file, as confirm does once its object has been checked."""
+    return register(ds, files_bridge.storage_for(t.source), t, {"ETag": '"etag"'}, None)
+
+
+async def test_concurrent_registrations_share_one_write_and_every_file_lands(ds):
+    await files_bridge.storage_for("s3files").connection()  # built once, in a thread
+    trips = counted_write_trips(ds)
+    tickets = [ticket(n) for n in range(20)]
+    await asyncio.gather(*(registration(ds, t) for t in tickets))
+    assert sorted(await registered_ids(ds)) == sorted(t.file_id for t in tickets)
+    assert len(trips) == 1
+
+
+async def test_a_registration_refused_in_a_shared_write_is_undone_alone(ds):
+    """Each write in a shared transaction has its own savepoint. An id completed
+    before and deleted since fails at its second statement (AlreadyCompleted,
+    a 409): its file row, already inserted, is undone with it, and
+    the others land."""
+    first, deleted, third = (ticket(n) for n in range(3))
+    await registration(ds, deleted)
+    await ds.get_internal_database().execute_write(
+        "DELETE FROM datasette_files WHERE id = ?", [deleted.file_id]
+    )
+    outcomes = await asyncio.gather(
+        *(registration(ds, t) for t in (first, deleted, third)), return_exceptions=True
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], AlreadyCompleted)
+    assert sorted(await registered_ids(ds)) == sorted([first.file_id, third.file_id])
 
 
 async def test_records_made_one_after_another_each_land(ds):
