@@ -78,3 +78,17 @@ class CpuMeter:
             name: sum(seconds - before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
             for name, pids in after.items()
         }
+
+
+def playwright_driver() -> list[int]:
+    """Playwright's driver (node), which hears of every request Chromium makes:
+    the test harness's own cost, which a user's browser does not pay."""
+    found = []
+    for pid in descendants(os.getpid()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"playwright" in command and b"chromium" not in command:
+            found.append(pid)
+    return found

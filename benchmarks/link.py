@@ -255,7 +255,7 @@ class LinkBench:
         self.direct = moto.client()
         # Where each upload's CPU went. (Imported here: outside the namespace,
         # `python benchmarks/link.py` has no `benchmarks` package to import from.)
-        from benchmarks.cpu_share import CpuMeter, chromium_processes
+        from benchmarks.cpu_share import CpuMeter, chromium_processes, playwright_driver
 
         self.cpu = CpuMeter(
             {
@@ -265,6 +265,7 @@ class LinkBench:
                 "store (moto)": lambda: [moto.process.pid],
                 "delay proxy": lambda: [proxy_pid],
                 "this script (boto3)": lambda: [os.getpid()],
+                "Playwright driver": playwright_driver,
             }
         )
         self.cpu_spent: dict[str, float] = {}
@@ -417,6 +418,7 @@ CPU_PARTS = [
     "store (moto)",
     "delay proxy",
     "this script (boto3)",
+    "Playwright driver",
 ]
 
 
