@@ -252,10 +252,11 @@ async def forget_pending(datasette, file_id: str) -> None:
     )
 
 
-async def register_and_forget(datasette, file_insert: tuple[str, dict], ticket, forget_after: float) -> None:
+async def register_and_forget(datasette, file_insert: tuple[str, dict], ticket, forget_after: float):
     """In one write transaction (shared with concurrent ones, GroupedWrites):
     insert the file's datasette-files row, remember its id as completed until
-    `forget_after`, and drop its pending row.
+    `forget_after`, and drop its pending row. Returns the file's record
+    (files_bridge.file_record), read in the same write.
 
     Raises sqlite3.IntegrityError if the id is already registered or was ever
     completed. Completed rows whose token has expired are forgotten on the way,
@@ -275,8 +276,9 @@ async def register_and_forget(datasette, file_insert: tuple[str, dict], ticket, 
             AND file_id IN ({files_bridge.REGISTERED_IDS_SQL})""",
             [time.time()],
         )
+        return files_bridge.file_record_in(conn, ticket.file_id)
 
-    await grouped_writes(datasette).write(write)
+    return await grouped_writes(datasette).write(write)
 
 
 async def completion_state(datasette, file_id: str) -> str | None:

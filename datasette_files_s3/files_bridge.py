@@ -14,6 +14,7 @@ import functools
 import importlib.resources
 import importlib.util
 import json
+import sqlite3
 from datetime import datetime, timezone
 
 import datasette_files
@@ -89,6 +90,23 @@ def source_id(source: str) -> int:
 async def file_record(datasette, file_id: str):
     """A datasette_files row joined with its source slug, or None."""
     return await datasette_files._get_file_record(datasette, file_id)
+
+
+# datasette-files' _get_file_record query, for reading a file's record inside a
+# write of ours (the one that registers it) instead of in a trip of its own.
+FILE_RECORD_SQL = f"""
+SELECT f.*, s.slug as source_slug
+FROM {FILES_TABLE} f
+JOIN {SOURCES_TABLE} s ON f.source_id = s.id
+WHERE f.id = ?
+"""
+
+
+def file_record_in(conn, file_id: str):
+    """`file_record` read on a connection we hold (sqlite3.Row, as Datasette's reads answer), or None."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor.execute(FILE_RECORD_SQL, [file_id]).fetchone()
 
 
 def thumbnail_generators() -> list:

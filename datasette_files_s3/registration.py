@@ -62,8 +62,7 @@ async def register_if_matching(
         raise UploadRejected(problems + [f"The uploaded object was deleted; {start_again}"])
     if content_hash is None and ticket.sha256:
         content_hash = checksums.content_hash(ticket.sha256)
-    await register(datasette, storage, ticket, head, content_hash)
-    return await files_bridge.file_record(datasette, ticket.file_id)
+    return await register(datasette, storage, ticket, head, content_hash)
 
 
 def object_problems(ticket: UploadTicket, head: dict) -> list[str]:
@@ -125,8 +124,8 @@ def unsigned_header_problems(head: dict) -> list[str]:
     return problems
 
 
-async def register(datasette, storage, ticket: UploadTicket, head: dict, content_hash: str | None) -> None:
-    """Record a verified object in datasette-files and forget it as pending.
+async def register(datasette, storage, ticket: UploadTicket, head: dict, content_hash: str | None):
+    """Record a verified object in datasette-files and forget it as pending; returns the file row.
 
     `content_hash` is a digest the store checked (and we compared), or None.
     """
@@ -152,6 +151,6 @@ async def register(datasette, storage, ticket: UploadTicket, head: dict, content
         },
     )
     try:
-        await database.register_and_forget(datasette, file_insert, ticket, forget_after(ticket))
+        return await database.register_and_forget(datasette, file_insert, ticket, forget_after(ticket))
     except sqlite3.IntegrityError:
         raise AlreadyCompleted(ticket.file_id) from None

@@ -17,7 +17,7 @@ from datasette_files.base import Storage, StorageCapabilities
 
 from datasette_files_s3 import files_bridge
 from datasette_files_s3.storage import S3Storage
-from tests.helpers import send_through_datasette
+from tests.helpers import actor_cookies, send_through_datasette, upload
 
 
 def test_module_level_source_registries_exist():
@@ -71,6 +71,18 @@ def test_private_helpers_keep_their_signatures():
         "body",
         "content_type",
     ]
+
+
+async def test_our_file_record_query_reads_what_datasette_files_own_does(ds, bucket):
+    """files_bridge.FILE_RECORD_SQL, read inside our registering write, is
+    datasette-files' _get_file_record: the same columns, in order, and values."""
+    file_id = (await upload(ds, actor_cookies(ds), b"record"))["file"]["id"]
+    theirs = await datasette_files._get_file_record(ds, file_id)
+    ours = await ds.get_internal_database().execute_fn(
+        lambda conn: files_bridge.file_record_in(conn, file_id)
+    )
+    assert list(ours.keys()) == list(theirs.keys())
+    assert tuple(ours) == tuple(theirs)
 
 
 def configured_sources() -> dict:
