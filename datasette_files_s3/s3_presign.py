@@ -9,7 +9,12 @@ is said at each function; the keys come from `Connection.key`.
 from __future__ import annotations
 
 import time
+import weakref
+from datetime import datetime, timedelta, timezone
 
+from botocore.auth import ISO8601, S3SigV4PostAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
 from datasette_files.base import UploadInstructions
 
 from .keys import attachment_disposition, download_type
@@ -50,13 +55,8 @@ def post(
     fields = {"Content-Type": content_type}
     if sha256:
         fields |= {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha256}
-    signed = connection.presign_client.generate_presigned_post(
-        Bucket=connection.bucket,
-        Key=connection.key(path),
-        Fields=fields,
-        Conditions=[*({name: value} for name, value in fields.items()), ["content-length-range", size, size]],
-        ExpiresIn=seconds,
-    )
+    conditions = [*({name: value} for name, value in fields.items()), ["content-length-range", size, size]]
+    signed = presigned_post(connection, connection.key(path), fields, conditions, seconds)
     instructions = UploadInstructions(
         upload_url=signed["url"], upload_method="POST", upload_headers={}, upload_fields=signed["fields"]
     )
@@ -124,3 +124,47 @@ def part(
         ContentLength=length,
         **checksum,
     )
+
+
+def presigned_post(connection: Connection, key: str, fields: dict, conditions: list, seconds: int) -> dict:
+    """boto3's generate_presigned_post for one key: {"url", "fields"}, the same policy
+    and signature, without the request machinery boto3 runs again for every key.
+
+    That machinery (endpoint rules, parameter checks, events) was three quarters
+    of the call and gives the same URL and signing region for every key of a
+    bucket, so `post_target` asks boto3 for them once per client and bucket; the
+    policy is then signed here with botocore's own POST signer, as boto3 signs it.
+    Keys that only boto3's default chain knows are left to boto3 itself.
+    """
+    keys = connection.credentials
+    if keys.access_key_id is None or keys.secret_access_key is None:
+        return connection.presign_client.generate_presigned_post(
+            Bucket=connection.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=seconds
+        )
+    url, region = post_target(connection)
+    expiration = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    request = AWSRequest(method="POST", url=url)
+    # What boto3 adds to the caller's fields and conditions, in its order.
+    request.context["s3-presign-post-fields"] = {**fields, "key": key}
+    request.context["s3-presign-post-policy"] = {
+        "expiration": expiration.strftime(ISO8601),
+        "conditions": [*conditions, {"bucket": connection.bucket}, {"key": key}],
+    }
+    signing_keys = ReadOnlyCredentials(keys.access_key_id, keys.secret_access_key, keys.session_token)
+    S3SigV4PostAuth(signing_keys, "s3", region).add_auth(request)
+    return {"url": url, "fields": request.context["s3-presign-post-fields"]}
+
+
+# {presign client: {bucket: (url, signing region)}}, learned from boto3 once each.
+_post_targets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def post_target(connection: Connection) -> tuple[str, str]:
+    """The URL a POST to the bucket goes to and the region boto3 signs it for,
+    as boto3's own presigned POST for this client and bucket says."""
+    targets = _post_targets.setdefault(connection.presign_client, {})
+    if connection.bucket not in targets:
+        sample = connection.presign_client.generate_presigned_post(Bucket=connection.bucket, Key="sample")
+        region = sample["fields"]["x-amz-credential"].split("/")[2]
+        targets[connection.bucket] = (sample["url"], region)
+    return targets[connection.bucket]

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from datasette_files_s3 import files_bridge, s3_presign
 from tests.helpers import actor_cookies, prepare
 
 
@@ -93,3 +94,53 @@ async def test_each_prepare_gets_its_own_key(ds, bucket):
         response = await prepare(ds, actor_cookies(ds), filename="same.txt", size=3)
         keys.add(response.json()["upload_fields"]["key"])
     assert len(keys) == 3
+
+
+def without_the_time(signed: dict) -> dict:
+    """A presigned POST's URL, fields and policy, with what depends on the second it was signed removed."""
+    fields = dict(signed["fields"])
+    policy = decode_policy(fields)
+    for name in ("policy", "x-amz-signature", "x-amz-date"):
+        fields.pop(name)
+    fields["x-amz-credential"] = fields["x-amz-credential"].split("/", 2)[2]  # keys id and date out
+    policy.pop("expiration")
+    policy["conditions"] = [
+        c for c in policy["conditions"] if not ("x-amz-date" in c or "x-amz-credential" in c)
+    ]
+    return {"url": signed["url"], "fields": fields, "field order": list(signed["fields"]), "policy": policy}
+
+
+async def test_our_presigned_post_is_boto3s(ds, bucket):
+    """s3_presign.presigned_post signs what boto3's generate_presigned_post does, field for
+    field and condition for condition (the stores in --s3=localstack and ceph check the signature)."""
+    connection = await files_bridge.storage_for("s3files").connection()
+    key = connection.key("0123/a.txt")
+    fields = {"Content-Type": "text/plain", "x-amz-checksum-algorithm": "SHA256"}
+    conditions = [{"Content-Type": "text/plain"}, ["content-length-range", 3, 3]]
+    ours = s3_presign.presigned_post(connection, key, dict(fields), list(conditions), 600)
+    theirs = connection.presign_client.generate_presigned_post(
+        Bucket=connection.bucket, Key=key, Fields=dict(fields), Conditions=list(conditions), ExpiresIn=600
+    )
+    assert without_the_time(ours) == without_the_time(theirs)
+    expires = datetime.fromisoformat(decode_policy(ours["fields"])["expiration"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (time.time() + 600)) < 60
+
+
+async def test_prepare_asks_boto3_for_a_post_once_per_bucket(ds, bucket, monkeypatch):
+    """boto3's generate_presigned_post runs its request machinery on every call;
+    prepare learns the URL and signing region from it once, then signs alone."""
+    cookies = actor_cookies(ds)
+    assert (await prepare(ds, cookies, size=3)).status_code == 200
+    client = (await files_bridge.storage_for("s3files").connection()).presign_client
+    calls = []
+    real = client.generate_presigned_post
+
+    def counting(*args, **kwargs):
+        # A spy, not a mock: boto3 still signs.
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "generate_presigned_post", counting)
+    for _ in range(3):
+        assert (await prepare(ds, cookies, size=3)).status_code == 200
+    assert calls == []
