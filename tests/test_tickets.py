@@ -29,6 +29,13 @@ def test_ticket_survives_its_token(signer, kind):
     assert tickets.read_ticket(signer, tickets.sign_ticket(signer, ticket)) == ticket
 
 
+def test_a_version_2_token_signs_every_field_as_asdict_gives_it(signer):
+    """Tokens keep their exact form however the payload is built: the
+    dataclass's fields in order, the kind as its value."""
+    expected = {"v": tickets.TOKEN_VERSION, **asdict(TICKET), "kind": TICKET.kind.value}
+    assert tickets.sign_ticket(signer, TICKET) == signer.sign(expected, namespace=tickets.TOKEN_NAMESPACE)
+
+
 def test_version_1_post_token_keeps_its_digest(signer):
     ticket = tickets.read_ticket(signer, version_1_token(signer, kind="post", sha256="x" * 44))
     assert (ticket.kind, ticket.checksummed, ticket.sha256) == (tickets.UploadKind.POST, True, "x" * 44)
