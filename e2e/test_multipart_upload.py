@@ -230,6 +230,10 @@ def test_stalled_part_is_abandoned_and_sent_again(page, site, browser_s3, medium
         }"""
     )
     record_details(page)
+    # The retry waits a full-jitter backoff (upload-queue.js), which can be a
+    # millisecond: too short for the row, drawn at most every 100 ms, to show that
+    # it waits. Near the top of its range it is half a second.
+    page.evaluate("() => { Math.random = () => 0.99; }")
     part_3_requests = []
 
     def hold_the_first_try_of_part_3(route):
