@@ -45,19 +45,26 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def chromium_processes(renderers: bool) -> list[int]:
-    """The Chromium processes this process started (through Playwright's driver):
-    the renderers, where the page runs, or the others (the browser process, its
-    network service and GPU process)."""
-    pids = []
+def started_here(matches) -> list[int]:
+    """The processes below this one whose command line `matches` (bytes -> bool)."""
+    found = []
     for pid in descendants(os.getpid()):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"chromium" in command and (b"--type=renderer" in command) == renderers:
-            pids.append(pid)
-    return pids
+        if matches(command):
+            found.append(pid)
+    return found
+
+
+def chromium_processes(renderers: bool) -> list[int]:
+    """The Chromium processes this process started (through Playwright's driver):
+    the renderers, where the page runs, or the others (the browser process, its
+    network service and GPU process)."""
+    return started_here(
+        lambda command: b"chromium" in command and (b"--type=renderer" in command) == renderers
+    )
 
 
 class CpuMeter:
@@ -83,12 +90,4 @@ class CpuMeter:
 def playwright_driver() -> list[int]:
     """Playwright's driver (node), which hears of every request Chromium makes:
     the test harness's own cost, which a user's browser does not pay."""
-    found = []
-    for pid in descendants(os.getpid()):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"playwright" in command and b"chromium" not in command:
-            found.append(pid)
-    return found
+    return started_here(lambda command: b"playwright" in command and b"chromium" not in command)
